@@ -1,0 +1,3 @@
+module github.com/elastiq/elastiq/infra
+
+go 1.26

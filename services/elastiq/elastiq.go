@@ -1,0 +1,276 @@
+// Package elastiq holds the domain of the elastiq image-recognition service:
+// the request and result that travel through the pipeline, and the small
+// interfaces the tiers use to reach a queue, an object store, a result cache,
+// a fleet of workers and a classifier.
+//
+// It imports nothing of AWS or of any backend. Each backend lives in its own
+// package (memqueue, diskstore, memcache, localfleet, and the AWS ones) and
+// the programs under services/ wire them together.
+package elastiq
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Errors shared by every backend. Backends wrap them so callers can test
+// with errors.Is.
+var (
+	// ErrNotFound: the key, object, request or instance does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrInvalidReceipt: a receipt handle is unknown or no longer current
+	// (its message was deleted, or its visibility expired and it was
+	// delivered again).
+	ErrInvalidReceipt = errors.New("invalid receipt handle")
+)
+
+// RequestID identifies one recognition request. The web tier mints it; it is
+// never derived from the uploaded file's name, since two clients may both send
+// test_00.jpg. It is 26 characters of lower-case Crockford-style base32: a
+// 48-bit millisecond timestamp followed by 80 random bits, so IDs sort by
+// time of arrival.
+type RequestID string
+
+const requestIDLen = 26
+
+var idEncoding = base32.NewEncoding("0123456789abcdefghjkmnpqrstvwxyz").WithPadding(base32.NoPadding)
+
+// NewRequestID mints a new, unique request ID for time now.
+func NewRequestID(now time.Time) RequestID {
+	var b [16]byte
+	ms := uint64(now.UnixMilli())
+	binary.BigEndian.PutUint64(b[:8], ms<<16)
+	if _, err := rand.Read(b[6:]); err != nil {
+		// crypto/rand.Read never returns an error on supported platforms.
+		panic(fmt.Sprintf("elastiq: read random bytes: %v", err))
+	}
+	return RequestID(idEncoding.EncodeToString(b[:]))
+}
+
+// ParseRequestID checks that s is a well-formed request ID. It is safe to use
+// the result in object keys and file paths.
+func ParseRequestID(s string) (RequestID, error) {
+	if len(s) != requestIDLen {
+		return "", fmt.Errorf("request id %q: want %d characters", s, requestIDLen)
+	}
+	if _, err := idEncoding.DecodeString(s); err != nil {
+		return "", fmt.Errorf("request id %q: not base32", s)
+	}
+	return RequestID(s), nil
+}
+
+// Object-store prefixes. Inputs are written by the web tier, outputs by the
+// workers; output/<id> is the durable copy of a result.
+const (
+	InputPrefix  = "input/"
+	OutputPrefix = "output/"
+)
+
+// InputKey is the object key of a request's uploaded image.
+func InputKey(id RequestID) string { return InputPrefix + string(id) }
+
+// OutputKey is the object key of a request's result.
+func OutputKey(id RequestID) string { return OutputPrefix + string(id) }
+
+// IDFromKey returns the request ID at the end of an input/ or output/ key.
+func IDFromKey(key string) (RequestID, error) {
+	for _, p := range []string{InputPrefix, OutputPrefix} {
+		if rest, ok := strings.CutPrefix(key, p); ok {
+			return ParseRequestID(rest)
+		}
+	}
+	return "", fmt.Errorf("key %q: not under %s or %s", key, InputPrefix, OutputPrefix)
+}
+
+// Request is the message the web tier puts on the request queue. It carries
+// the input's key, never the image bytes.
+type Request struct {
+	ID          RequestID `json:"id"`
+	InputKey    string    `json:"input_key"`
+	FileName    string    `json:"file_name"`
+	ContentType string    `json:"content_type,omitempty"`
+	SubmittedAt time.Time `json:"submitted_at"`
+}
+
+// Status of a request.
+type Status string
+
+const (
+	StatusPending Status = "pending"
+	StatusDone    Status = "done"
+	StatusFailed  Status = "failed"
+)
+
+// Result is what a worker writes to output/<id> and sends on the response
+// queue. A failed classification is a Result with StatusFailed and Error set,
+// never a dropped message.
+type Result struct {
+	ID       RequestID `json:"id"`
+	FileName string    `json:"file_name"`
+	Status   Status    `json:"status"`
+	Label    string    `json:"label,omitempty"`
+	Error    string    `json:"error,omitempty"`
+	// Worker names the instance that produced the result.
+	Worker      string    `json:"worker,omitempty"`
+	SubmittedAt time.Time `json:"submitted_at"`
+	StartedAt   time.Time `json:"started_at"`
+	FinishedAt  time.Time `json:"finished_at"`
+	// Classify is the time the classifier alone took.
+	Classify time.Duration `json:"classify_ns"`
+}
+
+// Encode and decode the messages that travel on the queues and in the stores.
+// JSON keeps them readable in the S3 console and in a memcached dump.
+
+// EncodeRequest encodes r for the request queue.
+func EncodeRequest(r Request) ([]byte, error) { return json.Marshal(r) }
+
+// DecodeRequest decodes a request-queue message body.
+func DecodeRequest(b []byte) (Request, error) {
+	var r Request
+	if err := json.Unmarshal(b, &r); err != nil {
+		return Request{}, fmt.Errorf("decode request: %w", err)
+	}
+	if _, err := ParseRequestID(string(r.ID)); err != nil {
+		return Request{}, fmt.Errorf("decode request: %w", err)
+	}
+	return r, nil
+}
+
+// EncodeResult encodes r for the response queue, the cache and output/.
+func EncodeResult(r Result) ([]byte, error) { return json.Marshal(r) }
+
+// DecodeResult decodes a result.
+func DecodeResult(b []byte) (Result, error) {
+	var r Result
+	if err := json.Unmarshal(b, &r); err != nil {
+		return Result{}, fmt.Errorf("decode result: %w", err)
+	}
+	if _, err := ParseRequestID(string(r.ID)); err != nil {
+		return Result{}, fmt.Errorf("decode result: %w", err)
+	}
+	return r, nil
+}
+
+// Message is one delivery of a queue message. The same message may be
+// delivered more than once (at-least-once); each delivery has its own
+// receipt handle, and only the newest one can delete the message or change
+// its visibility.
+type Message struct {
+	ID            string
+	Body          []byte
+	ReceiptHandle string
+	// ReceiveCount is how many times the message has been delivered,
+	// this delivery included.
+	ReceiveCount int
+}
+
+// QueueStats are a queue's approximate counts, as SQS reports them.
+type QueueStats struct {
+	// Visible messages are waiting to be received.
+	Visible int
+	// InFlight messages were received and are neither deleted nor visible
+	// again yet.
+	InFlight int
+}
+
+// Queue has the semantics of an SQS standard queue: at-least-once delivery,
+// a visibility timeout after which an undeleted message is delivered again,
+// receipt handles, and long polling.
+type Queue interface {
+	// Send enqueues one message body.
+	Send(ctx context.Context, body []byte) error
+	// Receive returns up to max messages, waiting up to wait for the first
+	// one to arrive (long polling). It returns no messages and no error when
+	// the wait ends empty. Received messages are invisible to other
+	// receivers for the queue's visibility timeout.
+	Receive(ctx context.Context, max int, wait time.Duration) ([]Message, error)
+	// Delete removes a received message for good.
+	Delete(ctx context.Context, receiptHandle string) error
+	// ChangeVisibility makes a received message invisible for timeout from
+	// now (a heartbeat for long work); zero makes it visible at once.
+	ChangeVisibility(ctx context.Context, receiptHandle string, timeout time.Duration) error
+	// Stats reports approximate visible and in-flight counts.
+	Stats(ctx context.Context) (QueueStats, error)
+}
+
+// Object is a stored blob with its content type and user metadata.
+type Object struct {
+	Body        []byte
+	ContentType string
+	Metadata    map[string]string
+}
+
+// MetaFileName is the metadata key that holds an input's original file name.
+const MetaFileName = "file-name"
+
+// ObjectStore holds the inputs and outputs under one bucket-like namespace
+// with the input/ and output/ prefixes. Put overwrites: writing the same
+// output twice leaves one object (idempotent).
+type ObjectStore interface {
+	Put(ctx context.Context, key string, obj Object) error
+	// Get returns ErrNotFound (wrapped) when the key does not exist.
+	Get(ctx context.Context, key string) (Object, error)
+	// List returns the keys under prefix, in lexical order.
+	List(ctx context.Context, prefix string) ([]string, error)
+}
+
+// Cache is the shared result store, with memcached semantics: values expire
+// after their TTL and may be evicted at any time, so a miss is normal and
+// the durable copy is in output/.
+type Cache interface {
+	// Get returns ErrNotFound (wrapped) on a miss.
+	Get(ctx context.Context, key string) ([]byte, error)
+	Set(ctx context.Context, key string, value []byte, ttl time.Duration) error
+}
+
+// InstanceState is a worker instance's lifecycle state, as EC2 names them.
+type InstanceState string
+
+const (
+	InstancePending      InstanceState = "pending"
+	InstanceRunning      InstanceState = "running"
+	InstanceStopping     InstanceState = "stopping"
+	InstanceStopped      InstanceState = "stopped"
+	InstanceShuttingDown InstanceState = "shutting-down"
+	InstanceTerminated   InstanceState = "terminated"
+)
+
+// Instance is one worker machine.
+type Instance struct {
+	ID    string
+	State InstanceState
+	// LaunchedAt is when the instance was first launched.
+	LaunchedAt time.Time
+	// StateSince is when the instance entered State, where known.
+	StateSince time.Time
+}
+
+// Fleet is the set of worker instances the scaler manages. Terminated
+// instances may still be listed for a while, as EC2 does.
+type Fleet interface {
+	List(ctx context.Context) ([]Instance, error)
+	// Start starts stopped instances.
+	Start(ctx context.Context, ids []string) error
+	// Launch creates n new instances. A retried call with the same token
+	// launches nothing new and returns the instances of the first call.
+	Launch(ctx context.Context, n int, token string) ([]Instance, error)
+	// Stop stops running instances; they keep their disk and can be started
+	// again faster than a new launch.
+	Stop(ctx context.Context, ids []string) error
+	// Terminate removes instances for good.
+	Terminate(ctx context.Context, ids []string) error
+}
+
+// Classifier labels an image: for a face, the person's name.
+// Implementations are safe for concurrent use.
+type Classifier interface {
+	Classify(ctx context.Context, image []byte) (string, error)
+}

@@ -1,0 +1,85 @@
+package elastiq_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/elastiq/elastiq/services/elastiq"
+)
+
+func TestRequestIDRoundTrip(t *testing.T) {
+	now := time.Date(2026, 11, 27, 3, 0, 0, 0, time.UTC)
+	seen := make(map[elastiq.RequestID]bool)
+	for range 1000 {
+		id := elastiq.NewRequestID(now)
+		if seen[id] {
+			t.Fatalf("NewRequestID returned %s twice", id)
+		}
+		seen[id] = true
+		got, err := elastiq.ParseRequestID(string(id))
+		if err != nil || got != id {
+			t.Fatalf("ParseRequestID(%q) = %q, %v; want %q, nil", id, got, err, id)
+		}
+	}
+}
+
+func TestRequestIDSortsByTime(t *testing.T) {
+	a := elastiq.NewRequestID(time.UnixMilli(1_700_000_000_000))
+	b := elastiq.NewRequestID(time.UnixMilli(1_700_000_000_001))
+	if !(a < b) {
+		t.Errorf("id at t=0 %s does not sort before id at t=1ms %s", a, b)
+	}
+}
+
+func TestParseRequestIDRejects(t *testing.T) {
+	for _, tt := range []struct{ name, in string }{
+		{name: "empty", in: ""},
+		{name: "file name", in: "test_00.jpg"},
+		{name: "path traversal", in: "../../../../etc/passwd/xxxxx"},
+		{name: "upper case", in: "01JDZ3Q9XK5M0000000000000A"},
+		{name: "letter u", in: "0000000000000000000000000u"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if id, err := elastiq.ParseRequestID(tt.in); err == nil {
+				t.Errorf("ParseRequestID(%q) = %q, nil; want error", tt.in, id)
+			}
+		})
+	}
+}
+
+func TestKeys(t *testing.T) {
+	id := elastiq.NewRequestID(time.Now())
+	for _, key := range []string{elastiq.InputKey(id), elastiq.OutputKey(id)} {
+		got, err := elastiq.IDFromKey(key)
+		if err != nil || got != id {
+			t.Errorf("IDFromKey(%q) = %q, %v; want %q", key, got, err, id)
+		}
+	}
+	if _, err := elastiq.IDFromKey("other/" + string(id)); err == nil {
+		t.Errorf("IDFromKey(other/...) = nil error, want error")
+	}
+}
+
+func TestResultRoundTrip(t *testing.T) {
+	in := elastiq.Result{
+		ID:       elastiq.NewRequestID(time.Now()),
+		FileName: "test_00.jpg",
+		Status:   elastiq.StatusDone,
+		Label:    "Paul",
+		Classify: 7 * time.Millisecond,
+	}
+	b, err := elastiq.EncodeResult(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := elastiq.DecodeResult(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.ID != in.ID || out.Label != in.Label || out.Classify != in.Classify || out.Status != in.Status {
+		t.Errorf("DecodeResult(EncodeResult(%+v)) = %+v", in, out)
+	}
+	if _, err := elastiq.DecodeResult([]byte(`{"id":"x"}`)); err == nil {
+		t.Errorf("DecodeResult with a bad id: nil error, want error")
+	}
+}

@@ -1,0 +1,3 @@
+module github.com/elastiq/elastiq/services/elastiq
+
+go 1.26

@@ -1,0 +1,3 @@
+module github.com/elastiq/elastiq/services/loadgen
+
+go 1.26
