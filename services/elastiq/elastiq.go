@@ -208,8 +208,37 @@ type Object struct {
 	Metadata    map[string]string
 }
 
-// MetaFileName is the metadata key that holds an input's original file name.
-const MetaFileName = "file-name"
+// Metadata keys of an input object: the upload's original file name and
+// when it was accepted (RFC 3339 with nanoseconds), so an accepted input can be
+// turned back into its Request (see RequestFromInput).
+const (
+	MetaFileName    = "file-name"
+	MetaSubmittedAt = "submitted-at"
+)
+
+// InputMetadata is the metadata the web tier stores with an input.
+func InputMetadata(r Request) map[string]string {
+	return map[string]string{
+		MetaFileName:    r.FileName,
+		MetaSubmittedAt: r.SubmittedAt.UTC().Format(time.RFC3339Nano),
+	}
+}
+
+// RequestFromInput rebuilds the Request of a stored input from its key and
+// metadata, as written by InputMetadata.
+func RequestFromInput(key string, obj Object) (Request, error) {
+	id, err := IDFromKey(key)
+	if err != nil {
+		return Request{}, err
+	}
+	r := Request{ID: id, InputKey: key, FileName: obj.Metadata[MetaFileName], ContentType: obj.ContentType}
+	if s := obj.Metadata[MetaSubmittedAt]; s != "" {
+		if r.SubmittedAt, err = time.Parse(time.RFC3339Nano, s); err != nil {
+			return Request{}, fmt.Errorf("input %s: %s: %w", key, MetaSubmittedAt, err)
+		}
+	}
+	return r, nil
+}
 
 // ObjectStore holds the inputs and outputs under one bucket-like namespace
 // with the input/ and output/ prefixes. Put overwrites: writing the same
@@ -218,6 +247,8 @@ type ObjectStore interface {
 	Put(ctx context.Context, key string, obj Object) error
 	// Get returns ErrNotFound (wrapped) when the key does not exist.
 	Get(ctx context.Context, key string) (Object, error)
+	// Head is Get without the body (Body is nil): content type and metadata.
+	Head(ctx context.Context, key string) (Object, error)
 	// List returns the keys under prefix, in lexical order.
 	List(ctx context.Context, prefix string) ([]string, error)
 }

@@ -83,3 +83,25 @@ func TestResultRoundTrip(t *testing.T) {
 		t.Errorf("DecodeResult with a bad id: nil error, want error")
 	}
 }
+
+func TestRequestFromInput(t *testing.T) {
+	want := elastiq.Request{
+		ID:          elastiq.NewRequestID(time.Now()),
+		FileName:    "test_07.jpg",
+		ContentType: "image/jpeg",
+		SubmittedAt: time.Date(2026, 11, 27, 3, 4, 5, 6, time.UTC),
+	}
+	want.InputKey = elastiq.InputKey(want.ID)
+	obj := elastiq.Object{ContentType: want.ContentType, Metadata: elastiq.InputMetadata(want)}
+	got, err := elastiq.RequestFromInput(want.InputKey, obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		t.Errorf("RequestFromInput() = %+v, want %+v", got, want)
+	}
+	obj.Metadata[elastiq.MetaSubmittedAt] = "yesterday"
+	if _, err := elastiq.RequestFromInput(want.InputKey, obj); err == nil {
+		t.Errorf("RequestFromInput with a bad time: nil error, want error")
+	}
+}
