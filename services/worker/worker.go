@@ -1,0 +1,513 @@
+// Package worker is the worker tier: it long-polls the request queue, reads
+// each request's input, classifies it, writes the result to output/<id>,
+// sends it on the response queue and only then deletes the request message.
+//
+// Delivery is at least once. A message is deleted only after its result is
+// stored and sent, so a worker that dies or hits a transient error leaves the
+// message to be delivered again when its visibility expires; a duplicate
+// delivery finds output/<id> already written and reuses it instead of
+// classifying again. While a message is in hand a heartbeat extends its
+// visibility, so long work is not redelivered to another worker.
+//
+// A worker stops itself (Run returns nil) once the queue has stayed empty for
+// the idle timeout, as the original system's workers did.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/elastiq/elastiq/services/elastiq"
+)
+
+// Config configures a Worker. Start from DefaultConfig.
+type Config struct {
+	// Name identifies this worker instance; it is written into every Result.
+	Name string
+	// VisibilityTimeout is the request queue's visibility timeout. While a
+	// message is in hand the worker extends its visibility by this much
+	// every VisibilityTimeout/2.
+	VisibilityTimeout time.Duration
+	// IdleTimeout: Run returns nil once the queue has stayed empty this long
+	// with no message in hand. Zero means never stop.
+	IdleTimeout time.Duration
+	// Concurrency is how many messages are processed at once.
+	Concurrency int
+	// ReceiveWait is the long-poll wait of one Receive (at most 20s, as in
+	// SQS). It is shortened so it never outlasts the remaining idle time.
+	ReceiveWait time.Duration
+	// BatchSize is the most messages one Receive asks for (1 to 10). The
+	// worker never asks for more than it has free slots.
+	BatchSize int
+	// OpTimeout bounds each store and queue call other than the long poll
+	// (which gets ReceiveWait plus OpTimeout).
+	OpTimeout time.Duration
+	// ErrorBackoff is the pause after a transient error; it doubles with
+	// each consecutive error up to MaxErrorBackoff and resets on success.
+	ErrorBackoff    time.Duration
+	MaxErrorBackoff time.Duration
+}
+
+// MaxReceiveWait is SQS's longest long-poll wait.
+const MaxReceiveWait = 20 * time.Second
+
+// DefaultConfig returns the defaults for a worker called name.
+func DefaultConfig(name string) Config {
+	return Config{
+		Name:              name,
+		VisibilityTimeout: 15 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		Concurrency:       1,
+		ReceiveWait:       MaxReceiveWait,
+		BatchSize:         1,
+		OpTimeout:         30 * time.Second,
+		ErrorBackoff:      250 * time.Millisecond,
+		MaxErrorBackoff:   8 * time.Second,
+	}
+}
+
+// Validate reports the first invalid setting.
+func (c Config) Validate() error {
+	switch {
+	case c.Name == "":
+		return errors.New("worker config: empty Name")
+	case c.VisibilityTimeout < 2*time.Millisecond:
+		return fmt.Errorf("worker config: VisibilityTimeout %v: want at least 2ms", c.VisibilityTimeout)
+	case c.IdleTimeout < 0:
+		return fmt.Errorf("worker config: IdleTimeout %v: want >= 0 (0 = never stop)", c.IdleTimeout)
+	case c.Concurrency < 1:
+		return fmt.Errorf("worker config: Concurrency %d: want >= 1", c.Concurrency)
+	case c.ReceiveWait <= 0 || c.ReceiveWait > MaxReceiveWait:
+		return fmt.Errorf("worker config: ReceiveWait %v: want in (0, %v]", c.ReceiveWait, MaxReceiveWait)
+	case c.BatchSize < 1 || c.BatchSize > 10:
+		return fmt.Errorf("worker config: BatchSize %d: want 1 to 10", c.BatchSize)
+	case c.OpTimeout <= 0:
+		return fmt.Errorf("worker config: OpTimeout %v: want > 0", c.OpTimeout)
+	case c.ErrorBackoff <= 0 || c.MaxErrorBackoff < c.ErrorBackoff:
+		return fmt.Errorf("worker config: ErrorBackoff %v, MaxErrorBackoff %v: want 0 < ErrorBackoff <= MaxErrorBackoff",
+			c.ErrorBackoff, c.MaxErrorBackoff)
+	}
+	return nil
+}
+
+// Deps are what a Worker talks to.
+type Deps struct {
+	// Requests is the request queue; Responses the response queue.
+	Requests, Responses elastiq.Queue
+	// Store holds input/<id> (read) and output/<id> (written).
+	Store      elastiq.ObjectStore
+	Classifier elastiq.Classifier
+	// Logger defaults to discarding; Now to time.Now.
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// Stats are a worker's counters since New.
+type Stats struct {
+	// Received counts deliveries taken off the request queue.
+	Received int64
+	// Done and Failed count results sent and acknowledged, by status.
+	Done, Failed int64
+	// Duplicates counts deliveries answered from an existing output/<id>.
+	Duplicates int64
+	// Undecodable counts messages dropped because they were not a Request.
+	Undecodable int64
+	// Errors counts transient errors (the message was left for redelivery).
+	Errors int64
+}
+
+// Worker processes request messages. Create it with New and call Run.
+type Worker struct {
+	cfg  Config
+	deps Deps
+	log  *slog.Logger
+
+	running atomic.Bool
+	// msgBackoff grows with consecutive transient errors handling
+	// messages; the receive loop waits it out before polling again.
+	msgBackoff backoff
+
+	received, done, failed, duplicates, undecodable, errs atomic.Int64
+}
+
+// New checks cfg and deps and returns a Worker.
+func New(cfg Config, deps Deps) (*Worker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	switch {
+	case deps.Requests == nil:
+		return nil, errors.New("new worker: nil Requests queue")
+	case deps.Responses == nil:
+		return nil, errors.New("new worker: nil Responses queue")
+	case deps.Store == nil:
+		return nil, errors.New("new worker: nil Store")
+	case deps.Classifier == nil:
+		return nil, errors.New("new worker: nil Classifier")
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	return &Worker{
+		cfg:        cfg,
+		deps:       deps,
+		log:        deps.Logger.With("component", "worker", "worker", cfg.Name),
+		msgBackoff: backoff{min: cfg.ErrorBackoff, max: cfg.MaxErrorBackoff},
+	}, nil
+}
+
+// Stats returns the worker's counters.
+func (w *Worker) Stats() Stats {
+	return Stats{
+		Received:    w.received.Load(),
+		Done:        w.done.Load(),
+		Failed:      w.failed.Load(),
+		Duplicates:  w.duplicates.Load(),
+		Undecodable: w.undecodable.Load(),
+		Errors:      w.errs.Load(),
+	}
+}
+
+// Run processes messages until ctx is cancelled (it returns ctx.Err()) or the
+// queue has stayed empty for IdleTimeout with no message in hand (it returns
+// nil: the worker stopped itself). On cancel, messages in hand are not
+// deleted: they are made visible again for another worker, and Run waits for
+// their goroutines before it returns. Run must not be called concurrently.
+func (w *Worker) Run(ctx context.Context) error {
+	if !w.running.CompareAndSwap(false, true) {
+		return errors.New("worker run: already running")
+	}
+	defer w.running.Store(false)
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	finished := make(chan struct{}, w.cfg.Concurrency)
+	inHand := 0
+	idleSince := w.deps.Now()
+	recvBackoff := backoff{min: w.cfg.ErrorBackoff, max: w.cfg.MaxErrorBackoff}
+	w.log.Info("worker started", "concurrency", w.cfg.Concurrency, "idle_timeout", w.cfg.IdleTimeout)
+
+	for {
+		// Collect finished messages without blocking; the idle clock
+		// restarts when the last one in hand is done.
+		for drained := false; !drained; {
+			select {
+			case <-finished:
+				inHand--
+				idleSince = w.deps.Now()
+			default:
+				drained = true
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if inHand == w.cfg.Concurrency {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-finished:
+				inHand--
+				idleSince = w.deps.Now()
+			}
+			continue
+		}
+
+		wait := w.cfg.ReceiveWait
+		if w.cfg.IdleTimeout > 0 {
+			remaining := w.cfg.IdleTimeout
+			if inHand == 0 {
+				remaining -= w.deps.Now().Sub(idleSince)
+				if remaining <= 0 {
+					w.log.Info("worker stopping: queue empty", "idle", w.deps.Now().Sub(idleSince))
+					return nil
+				}
+			}
+			wait = min(wait, remaining)
+		}
+		if d := max(recvBackoff.delay(), w.msgBackoff.delay()); d > 0 {
+			if err := sleep(ctx, min(d, wait)); err != nil {
+				return err
+			}
+		}
+
+		msgs, err := w.receive(ctx, min(w.cfg.BatchSize, w.cfg.Concurrency-inHand), wait)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			w.errs.Add(1)
+			w.log.Warn("receive requests: transient error; backing off", "err", err, "backoff", recvBackoff.fail())
+			continue
+		}
+		recvBackoff.reset()
+		if len(msgs) > 0 {
+			idleSince = w.deps.Now()
+		}
+		for _, m := range msgs {
+			inHand++
+			wg.Go(func() {
+				defer func() { finished <- struct{}{} }()
+				w.handle(ctx, m)
+			})
+		}
+	}
+}
+
+func (w *Worker) receive(ctx context.Context, max int, wait time.Duration) ([]elastiq.Message, error) {
+	ctx, cancel := context.WithTimeout(ctx, wait+w.cfg.OpTimeout)
+	defer cancel()
+	msgs, err := w.deps.Requests.Receive(ctx, max, wait)
+	if err != nil {
+		return nil, fmt.Errorf("receive: %w", err)
+	}
+	w.received.Add(int64(len(msgs)))
+	return msgs, nil
+}
+
+// handle takes one delivery from receipt to delete. Every error path leaves
+// the message undeleted (so it is delivered again) except an undecodable
+// body, which no delivery could ever process.
+func (w *Worker) handle(ctx context.Context, m elastiq.Message) {
+	log := w.log.With("message", m.ID, "receive_count", m.ReceiveCount)
+	req, err := elastiq.DecodeRequest(m.Body)
+	if err != nil {
+		w.undecodable.Add(1)
+		log.Warn("dropping undecodable message", "err", err)
+		if err := w.op(ctx, func(ctx context.Context) error {
+			return w.deps.Requests.Delete(ctx, m.ReceiptHandle)
+		}); err != nil && ctx.Err() == nil {
+			w.transient("delete undecodable message", err)
+		}
+		return
+	}
+	log = log.With("id", req.ID)
+
+	stopHeartbeat := w.heartbeat(ctx, log, m.ReceiptHandle)
+	res, reused, err := w.result(ctx, req)
+	if err == nil {
+		err = w.respond(ctx, res)
+	}
+	stopHeartbeat()
+	if err == nil {
+		err = w.op(ctx, func(ctx context.Context) error { return w.deps.Requests.Delete(ctx, m.ReceiptHandle) })
+		if errors.Is(err, elastiq.ErrInvalidReceipt) {
+			// Another delivery of this message is now current; it will
+			// find output/<id> and finish the job.
+			log.Info("request redelivered before delete; leaving it to the newer delivery", "err", err)
+			err = nil
+		}
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			w.release(ctx, log, m.ReceiptHandle)
+			return
+		}
+		w.transient(fmt.Sprintf("request %s", req.ID), err)
+		return
+	}
+	w.msgBackoff.reset()
+	if reused {
+		w.duplicates.Add(1)
+	}
+	if res.Status == elastiq.StatusFailed {
+		w.failed.Add(1)
+	} else {
+		w.done.Add(1)
+	}
+	log.Debug("request handled", "status", res.Status, "label", res.Label, "reused", reused, "classify", res.Classify)
+}
+
+// result returns the stored result of req when output/<id> exists (a
+// duplicate delivery) and otherwise classifies the input and stores the
+// result. reused reports the former.
+func (w *Worker) result(ctx context.Context, req elastiq.Request) (res elastiq.Result, reused bool, err error) {
+	outKey := elastiq.OutputKey(req.ID)
+	var stored elastiq.Object
+	err = w.op(ctx, func(ctx context.Context) (err error) {
+		stored, err = w.deps.Store.Get(ctx, outKey)
+		return err
+	})
+	switch {
+	case err == nil:
+		if res, err := elastiq.DecodeResult(stored.Body); err == nil && res.ID == req.ID {
+			return res, true, nil
+		}
+		w.log.Warn("overwriting unreadable output", "key", outKey, "id", req.ID)
+	case !errors.Is(err, elastiq.ErrNotFound):
+		return elastiq.Result{}, false, fmt.Errorf("get %s: %w", outKey, err)
+	}
+
+	res, err = w.classify(ctx, req)
+	if err != nil {
+		return elastiq.Result{}, false, err
+	}
+	body, err := elastiq.EncodeResult(res)
+	if err != nil {
+		return elastiq.Result{}, false, fmt.Errorf("encode result %s: %w", req.ID, err)
+	}
+	obj := elastiq.Object{Body: body, ContentType: "application/json"}
+	if err := w.op(ctx, func(ctx context.Context) error { return w.deps.Store.Put(ctx, outKey, obj) }); err != nil {
+		return elastiq.Result{}, false, fmt.Errorf("put %s: %w", outKey, err)
+	}
+	return res, false, nil
+}
+
+// classify reads req's input and classifies it. A missing input or a
+// classifier error is a failed Result, not an error; errors are transient
+// (store unreachable, ctx cancelled).
+func (w *Worker) classify(ctx context.Context, req elastiq.Request) (elastiq.Result, error) {
+	res := elastiq.Result{
+		ID:          req.ID,
+		FileName:    req.FileName,
+		Worker:      w.cfg.Name,
+		SubmittedAt: req.SubmittedAt,
+		StartedAt:   w.deps.Now(),
+	}
+	inKey := req.InputKey
+	if inKey == "" {
+		inKey = elastiq.InputKey(req.ID)
+	}
+	var input elastiq.Object
+	err := w.op(ctx, func(ctx context.Context) (err error) {
+		input, err = w.deps.Store.Get(ctx, inKey)
+		return err
+	})
+	switch {
+	case errors.Is(err, elastiq.ErrNotFound):
+		res.Status, res.Error = elastiq.StatusFailed, "input not found"
+		res.FinishedAt = w.deps.Now()
+		return res, nil
+	case err != nil:
+		return elastiq.Result{}, fmt.Errorf("get %s: %w", inKey, err)
+	}
+
+	start := w.deps.Now()
+	label, err := w.deps.Classifier.Classify(ctx, input.Body)
+	res.FinishedAt = w.deps.Now()
+	res.Classify = res.FinishedAt.Sub(start)
+	if err != nil {
+		if ctx.Err() != nil {
+			// Interrupted, not failed: the message goes back to the queue.
+			return elastiq.Result{}, fmt.Errorf("classify %s: %w", req.ID, ctx.Err())
+		}
+		res.Status, res.Error = elastiq.StatusFailed, "classify: "+err.Error()
+		return res, nil
+	}
+	res.Status, res.Label = elastiq.StatusDone, label
+	return res, nil
+}
+
+func (w *Worker) respond(ctx context.Context, res elastiq.Result) error {
+	body, err := elastiq.EncodeResult(res)
+	if err != nil {
+		return fmt.Errorf("encode result %s: %w", res.ID, err)
+	}
+	if err := w.op(ctx, func(ctx context.Context) error { return w.deps.Responses.Send(ctx, body) }); err != nil {
+		return fmt.Errorf("send response %s: %w", res.ID, err)
+	}
+	return nil
+}
+
+// heartbeat extends the message's visibility every VisibilityTimeout/2 until
+// the returned stop function is called; stop waits for the goroutine.
+func (w *Worker) heartbeat(ctx context.Context, log *slog.Logger, receipt string) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(w.cfg.VisibilityTimeout / 2)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			err := w.op(ctx, func(ctx context.Context) error {
+				return w.deps.Requests.ChangeVisibility(ctx, receipt, w.cfg.VisibilityTimeout)
+			})
+			switch {
+			case err == nil || ctx.Err() != nil:
+			case errors.Is(err, elastiq.ErrInvalidReceipt):
+				log.Warn("heartbeat: message was redelivered; stop extending", "err", err)
+				return
+			default:
+				log.Warn("heartbeat: extend visibility", "err", err)
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+// release makes an interrupted message visible again at once, so another
+// worker need not wait out the visibility timeout. It runs after ctx is
+// cancelled, so it gets its own short deadline.
+func (w *Worker) release(ctx context.Context, log *slog.Logger, receipt string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(w.cfg.OpTimeout, 2*time.Second))
+	defer cancel()
+	if err := w.deps.Requests.ChangeVisibility(ctx, receipt, 0); err != nil {
+		log.Info("interrupted; message left to its visibility timeout", "err", err)
+		return
+	}
+	log.Info("interrupted; message released for redelivery")
+}
+
+// transient records and logs an error that leaves a message for redelivery.
+func (w *Worker) transient(op string, err error) {
+	w.errs.Add(1)
+	w.log.Warn(op+": transient error; left for redelivery", "err", err, "backoff", w.msgBackoff.fail())
+}
+
+// op runs f with OpTimeout.
+func (w *Worker) op(ctx context.Context, f func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, w.cfg.OpTimeout)
+	defer cancel()
+	return f(ctx)
+}
+
+// backoff is a doubling delay: each consecutive failure lengthens it, a
+// success resets it. It is safe for concurrent use.
+type backoff struct {
+	min, max time.Duration
+	mu       sync.Mutex
+	cur      time.Duration
+}
+
+func (b *backoff) fail() time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.cur = min(max(2*b.cur, b.min), b.max)
+	return b.cur
+}
+
+func (b *backoff) reset() {
+	b.mu.Lock()
+	b.cur = 0
+	b.mu.Unlock()
+}
+
+func (b *backoff) delay() time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.cur
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
