@@ -6,7 +6,6 @@ package policy
 
 import (
 	"cmp"
-	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -105,17 +104,8 @@ func (d Decision) Acts() bool {
 // String summarises the decision: "start [i-1 i-2], launch 3: <reason>".
 func (d Decision) String() string {
 	var parts []string
-	if len(d.Start) > 0 {
-		parts = append(parts, fmt.Sprintf("start %v", d.Start))
-	}
-	if d.Launch > 0 {
-		parts = append(parts, fmt.Sprintf("launch %d", d.Launch))
-	}
-	if len(d.Stop) > 0 {
-		parts = append(parts, fmt.Sprintf("stop %v", d.Stop))
-	}
-	if len(d.Terminate) > 0 {
-		parts = append(parts, fmt.Sprintf("terminate %v", d.Terminate))
+	for _, a := range d.actions() {
+		parts = append(parts, a.Key+" "+a.Value.String())
 	}
 	if len(parts) == 0 {
 		parts = append(parts, "hold")
@@ -123,9 +113,15 @@ func (d Decision) String() string {
 	return strings.Join(parts, ", ") + ": " + d.Reason
 }
 
-// LogValue gives the decision's fields for a log line.
+// LogValue gives the decision's actions and reason for a log line.
 func (d Decision) LogValue() slog.Value {
-	attrs := []slog.Attr{}
+	return slog.GroupValue(append(d.actions(), slog.String("reason", d.Reason))...)
+}
+
+// actions lists the decision's non-empty actions in the order they are
+// carried out.
+func (d Decision) actions() []slog.Attr {
+	var attrs []slog.Attr
 	if len(d.Start) > 0 {
 		attrs = append(attrs, slog.Any("start", d.Start))
 	}
@@ -138,8 +134,7 @@ func (d Decision) LogValue() slog.Value {
 	if len(d.Terminate) > 0 {
 		attrs = append(attrs, slog.Any("terminate", d.Terminate))
 	}
-	attrs = append(attrs, slog.String("reason", d.Reason))
-	return slog.GroupValue(attrs...)
+	return attrs
 }
 
 // IDs returns the IDs of instances, in order (nil for none).
