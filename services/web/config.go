@@ -1,0 +1,101 @@
+package web
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"time"
+)
+
+// Config is the web tier's configuration. Start from DefaultConfig; the
+// program that wires the web tier reads flags and environment into it.
+type Config struct {
+	// MaxUploadBytes is the largest accepted image file (413 above it).
+	MaxUploadBytes int64
+	// MaxImageSide is the largest width or height an image header may
+	// declare, and MaxImagePixels the largest width×height (400 above
+	// either). They are checked from the header before any pixel is
+	// decoded, so a tiny file that declares a huge image costs nothing.
+	MaxImageSide   int
+	MaxImagePixels int64
+	// DecodeConcurrency bounds how many uploads are fully decoded at once.
+	// Decoding is CPU-bound, and a decode holds up to 8 bytes per pixel
+	// (16-bit RGBA PNG), so the peak decode memory is at most
+	// DecodeConcurrency × MaxImagePixels × 8 bytes.
+	DecodeConcurrency int
+
+	// SyncTimeout is how long POST / waits for a result before answering
+	// 504 with the request's ID and status URL.
+	SyncTimeout time.Duration
+	// MaxWait caps ?wait= on GET /v1/recognitions/{id}.
+	MaxWait time.Duration
+	// IOTimeout bounds each call to the object store, the queues and the
+	// cache made while serving a request or handling a response.
+	IOTimeout time.Duration
+	// MetricsTimeout bounds the queue and fleet reads of a /metrics scrape.
+	MetricsTimeout time.Duration
+
+	// CacheTTL is how long a result stays in the shared cache.
+	CacheTTL time.Duration
+	// ResultRetention and MaxRetainedResults bound the in-memory copy of
+	// finished results that serves waiters, GETs and duplicate detection:
+	// a result is forgotten after ResultRetention or when more than
+	// MaxRetainedResults are held, oldest first.
+	ResultRetention    time.Duration
+	MaxRetainedResults int
+
+	// Consumers is how many goroutines long-poll the response queue, each
+	// receiving up to ReceiveBatch messages and waiting up to ReceiveWait.
+	Consumers    int
+	ReceiveBatch int
+	ReceiveWait  time.Duration
+}
+
+// DefaultConfig returns the defaults. They are all here.
+func DefaultConfig() Config {
+	return Config{
+		MaxUploadBytes:     10 << 20,
+		MaxImageSide:       20_000,
+		MaxImagePixels:     50_000_000,
+		DecodeConcurrency:  min(runtime.GOMAXPROCS(0), 4),
+		SyncTimeout:        60 * time.Second,
+		MaxWait:            60 * time.Second,
+		IOTimeout:          30 * time.Second,
+		MetricsTimeout:     2 * time.Second,
+		CacheTTL:           time.Hour,
+		ResultRetention:    10 * time.Minute,
+		MaxRetainedResults: 10_000,
+		Consumers:          2,
+		ReceiveBatch:       10,
+		ReceiveWait:        20 * time.Second,
+	}
+}
+
+// Validate reports every invalid field at once.
+func (c Config) Validate() error {
+	var errs []error
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	check(c.MaxUploadBytes > 0, "MaxUploadBytes %d: want > 0", c.MaxUploadBytes)
+	check(c.MaxImageSide > 0, "MaxImageSide %d: want > 0", c.MaxImageSide)
+	check(c.MaxImagePixels > 0, "MaxImagePixels %d: want > 0", c.MaxImagePixels)
+	check(c.DecodeConcurrency > 0, "DecodeConcurrency %d: want > 0", c.DecodeConcurrency)
+	check(c.SyncTimeout > 0, "SyncTimeout %v: want > 0", c.SyncTimeout)
+	check(c.MaxWait > 0, "MaxWait %v: want > 0", c.MaxWait)
+	check(c.IOTimeout > 0, "IOTimeout %v: want > 0", c.IOTimeout)
+	check(c.MetricsTimeout > 0, "MetricsTimeout %v: want > 0", c.MetricsTimeout)
+	check(c.CacheTTL > 0, "CacheTTL %v: want > 0", c.CacheTTL)
+	check(c.ResultRetention > 0, "ResultRetention %v: want > 0", c.ResultRetention)
+	check(c.MaxRetainedResults > 0, "MaxRetainedResults %d: want > 0", c.MaxRetainedResults)
+	check(c.Consumers > 0, "Consumers %d: want > 0", c.Consumers)
+	// SQS limits: at most 10 messages per receive, long polls up to 20 s.
+	check(c.ReceiveBatch >= 1 && c.ReceiveBatch <= 10, "ReceiveBatch %d: want 1 to 10", c.ReceiveBatch)
+	check(c.ReceiveWait >= 0 && c.ReceiveWait <= 20*time.Second, "ReceiveWait %v: want 0 to 20s", c.ReceiveWait)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("web config: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,358 @@
+package web
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/elastiq/elastiq/services/elastiq"
+)
+
+// Test doubles of the backends, in memory. The real embedded backends live
+// in services/elastiq/...; these are small enough to read at a glance and
+// let tests inject failures.
+
+var (
+	_ elastiq.Queue       = (*fakeQueue)(nil)
+	_ elastiq.ObjectStore = (*fakeStore)(nil)
+	_ elastiq.Cache       = (*fakeCache)(nil)
+	_ elastiq.Fleet       = (*fakeFleet)(nil)
+)
+
+// fakeQueue is a test double of elastiq.Queue: a FIFO with receipt handles
+// and long polling. It never redelivers on a visibility timeout (the web
+// tier does not rely on it); ChangeVisibility to zero requeues.
+type fakeQueue struct {
+	mu         sync.Mutex
+	visible    []elastiq.Message
+	inFlight   map[string]elastiq.Message
+	wake       chan struct{} // closed and replaced on each Send
+	seq        int
+	sent       int
+	deleted    int
+	sendErr    error
+	statsErr   error
+	receiveErr int // the next receiveErr Receive calls fail
+}
+
+func newFakeQueue() *fakeQueue {
+	return &fakeQueue{inFlight: make(map[string]elastiq.Message), wake: make(chan struct{})}
+}
+
+func (q *fakeQueue) Send(ctx context.Context, body []byte) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.sendErr != nil {
+		return q.sendErr
+	}
+	q.seq++
+	q.visible = append(q.visible, elastiq.Message{ID: fmt.Sprintf("m%d", q.seq), Body: slices.Clone(body)})
+	q.sent++
+	close(q.wake)
+	q.wake = make(chan struct{})
+	return nil
+}
+
+func (q *fakeQueue) Receive(ctx context.Context, max int, wait time.Duration) ([]elastiq.Message, error) {
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		q.mu.Lock()
+		if q.receiveErr > 0 {
+			q.receiveErr--
+			q.mu.Unlock()
+			return nil, fmt.Errorf("fake receive failure")
+		}
+		if len(q.visible) > 0 {
+			n := min(max, len(q.visible))
+			out := make([]elastiq.Message, n)
+			for i, m := range q.visible[:n] {
+				q.seq++
+				m.ReceiptHandle = fmt.Sprintf("r%d", q.seq)
+				m.ReceiveCount++
+				q.inFlight[m.ReceiptHandle] = m
+				out[i] = m
+			}
+			q.visible = q.visible[n:]
+			q.mu.Unlock()
+			return out, nil
+		}
+		wake := q.wake
+		q.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-timer.C:
+			return nil, nil
+		case <-wake:
+		}
+	}
+}
+
+func (q *fakeQueue) Delete(ctx context.Context, receiptHandle string) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if _, ok := q.inFlight[receiptHandle]; !ok {
+		return fmt.Errorf("delete %s: %w", receiptHandle, elastiq.ErrInvalidReceipt)
+	}
+	delete(q.inFlight, receiptHandle)
+	q.deleted++
+	return nil
+}
+
+func (q *fakeQueue) ChangeVisibility(ctx context.Context, receiptHandle string, timeout time.Duration) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	m, ok := q.inFlight[receiptHandle]
+	if !ok {
+		return fmt.Errorf("change visibility %s: %w", receiptHandle, elastiq.ErrInvalidReceipt)
+	}
+	if timeout == 0 {
+		delete(q.inFlight, receiptHandle)
+		q.visible = append(q.visible, m)
+		close(q.wake)
+		q.wake = make(chan struct{})
+	}
+	return nil
+}
+
+func (q *fakeQueue) Stats(ctx context.Context) (elastiq.QueueStats, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.statsErr != nil {
+		return elastiq.QueueStats{}, q.statsErr
+	}
+	return elastiq.QueueStats{Visible: len(q.visible), InFlight: len(q.inFlight)}, nil
+}
+
+// counts returns how many messages were sent and deleted.
+func (q *fakeQueue) counts() (sent, deleted int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.sent, q.deleted
+}
+
+func (q *fakeQueue) set(f func(q *fakeQueue)) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	f(q)
+}
+
+// fakeStore is a test double of elastiq.ObjectStore: a map.
+type fakeStore struct {
+	mu      sync.Mutex
+	objects map[string]elastiq.Object
+	puts    int
+	putErr  error
+	getErr  error
+}
+
+func newFakeStore() *fakeStore { return &fakeStore{objects: make(map[string]elastiq.Object)} }
+
+func (s *fakeStore) Put(ctx context.Context, key string, obj elastiq.Object) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.putErr != nil {
+		return s.putErr
+	}
+	obj.Body = slices.Clone(obj.Body)
+	s.objects[key] = obj
+	s.puts++
+	return nil
+}
+
+func (s *fakeStore) Get(ctx context.Context, key string) (elastiq.Object, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.getErr != nil {
+		return elastiq.Object{}, s.getErr
+	}
+	obj, ok := s.objects[key]
+	if !ok {
+		return elastiq.Object{}, fmt.Errorf("get %s: %w", key, elastiq.ErrNotFound)
+	}
+	obj.Body = slices.Clone(obj.Body)
+	return obj, nil
+}
+
+func (s *fakeStore) Head(ctx context.Context, key string) (elastiq.Object, error) {
+	obj, err := s.Get(ctx, key)
+	obj.Body = nil
+	return obj, err
+}
+
+func (s *fakeStore) List(ctx context.Context, prefix string) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var keys []string
+	for k := range s.objects {
+		if len(k) >= len(prefix) && k[:len(prefix)] == prefix {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	return keys, nil
+}
+
+func (s *fakeStore) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.puts
+}
+
+func (s *fakeStore) set(f func(s *fakeStore)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f(s)
+}
+
+// fakeCache is a test double of elastiq.Cache: a map that ignores TTLs.
+type fakeCache struct {
+	mu     sync.Mutex
+	values map[string][]byte
+	ttls   map[string]time.Duration
+	setErr error
+	getErr error
+}
+
+func newFakeCache() *fakeCache {
+	return &fakeCache{values: make(map[string][]byte), ttls: make(map[string]time.Duration)}
+}
+
+func (c *fakeCache) Get(ctx context.Context, key string) ([]byte, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.getErr != nil {
+		return nil, c.getErr
+	}
+	v, ok := c.values[key]
+	if !ok {
+		return nil, fmt.Errorf("cache get %s: %w", key, elastiq.ErrNotFound)
+	}
+	return slices.Clone(v), nil
+}
+
+func (c *fakeCache) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.setErr != nil {
+		return c.setErr
+	}
+	c.values[key] = slices.Clone(value)
+	c.ttls[key] = ttl
+	return nil
+}
+
+func (c *fakeCache) set(f func(c *fakeCache)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f(c)
+}
+
+// fakeFleet is a test double of elastiq.Fleet that only lists.
+type fakeFleet struct {
+	instances []elastiq.Instance
+	listErr   error
+}
+
+func (f *fakeFleet) List(ctx context.Context) ([]elastiq.Instance, error) {
+	return slices.Clone(f.instances), f.listErr
+}
+func (f *fakeFleet) Start(ctx context.Context, ids []string) error {
+	return fmt.Errorf("fake fleet: start")
+}
+func (f *fakeFleet) Launch(ctx context.Context, n int, token string) ([]elastiq.Instance, error) {
+	return nil, fmt.Errorf("fake fleet: launch")
+}
+func (f *fakeFleet) Stop(ctx context.Context, ids []string) error {
+	return fmt.Errorf("fake fleet: stop")
+}
+func (f *fakeFleet) Terminate(ctx context.Context, ids []string) error {
+	return fmt.Errorf("fake fleet: terminate")
+}
+
+// fakeWorker stands in for the worker tier: it receives requests, reads each
+// input, labels it by the SHA-256 of its content (an unknown image gives a
+// failed result, "no face found"), writes output/<id>, sends the result and
+// deletes the request, as the real worker does, without a classifier.
+type fakeWorker struct {
+	requests, responses *fakeQueue
+	store               *fakeStore
+	labels              map[[32]byte]string
+}
+
+func (w *fakeWorker) run(ctx context.Context, name string) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		default:
+		}
+		msgs, err := w.requests.Receive(ctx, 10, time.Second)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		for _, m := range msgs {
+			if err := w.handle(ctx, name, m); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (w *fakeWorker) handle(ctx context.Context, name string, m elastiq.Message) error {
+	req, err := elastiq.DecodeRequest(m.Body)
+	if err != nil {
+		return err
+	}
+	in, err := w.store.Get(ctx, req.InputKey)
+	if err != nil {
+		return err
+	}
+	started := time.Now()
+	res := elastiq.Result{
+		ID: req.ID, FileName: req.FileName, Worker: name,
+		SubmittedAt: req.SubmittedAt, StartedAt: started, FinishedAt: time.Now(), Classify: time.Millisecond,
+	}
+	if label, ok := w.labels[sha256.Sum256(in.Body)]; ok {
+		res.Status, res.Label = elastiq.StatusDone, label
+	} else {
+		res.Status, res.Error = elastiq.StatusFailed, "no face found"
+	}
+	b, err := elastiq.EncodeResult(res)
+	if err != nil {
+		return err
+	}
+	if err := w.store.Put(ctx, elastiq.OutputKey(req.ID), elastiq.Object{Body: b, ContentType: "application/json"}); err != nil {
+		return err
+	}
+	if err := w.responses.Send(ctx, b); err != nil {
+		return err
+	}
+	return w.requests.Delete(ctx, m.ReceiptHandle)
+}
+
+// start runs n worker goroutines until the test ends.
+func (w *fakeWorker) start(tb testing.TB, n int) {
+	tb.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			if err := w.run(ctx, fmt.Sprintf("fake-worker-%d", i)); err != nil {
+				tb.Errorf("fake worker: %v", err)
+			}
+		})
+	}
+	tb.Cleanup(func() {
+		cancel()
+		wg.Wait()
+	})
+}

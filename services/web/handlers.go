@@ -1,0 +1,281 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/elastiq/elastiq/services/elastiq"
+)
+
+// Form fields that carry the image. The course's two client generations use
+// myfile and inputFile; /v1 also takes the conventional file.
+const (
+	fieldMyFile    = "myfile"
+	fieldInputFile = "inputFile"
+	fieldFile      = "file"
+)
+
+// handlerFunc is a handler that returns its error for route to answer.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// route adapts h: an error it returns is answered in format by writeError.
+func (s *Server) route(format errorFormat, h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			writeError(w, r, s.log, format, err)
+		}
+	})
+}
+
+func methodNotAllowed(allowed ...string) handlerFunc {
+	allow := strings.Join(allowed, ", ")
+	return func(w http.ResponseWriter, r *http.Request) error {
+		w.Header().Set("Allow", allow)
+		return fail(errMethod, fmt.Sprintf("method %s not allowed; use %s", r.Method, allow))
+	}
+}
+
+// StatusPath is the path of a request's status: GET it for the result.
+func StatusPath(id elastiq.RequestID) string { return "/v1/recognitions/" + string(id) }
+
+// handleRecognize is POST /: upload, wait for the result, answer it as
+// plain text.
+func (s *Server) handleRecognize(w http.ResponseWriter, r *http.Request) error {
+	u, err := s.readImage(w, r, []string{fieldMyFile, fieldInputFile}, `missing form file field "myfile" (or inputFile)`)
+	if err != nil {
+		return err
+	}
+	req, sub, err := s.accept(r.Context(), u, true)
+	if err != nil {
+		return err
+	}
+	defer sub.cancel()
+	w.Header().Set("X-Request-Id", string(req.ID))
+
+	timer := time.NewTimer(s.cfg.SyncTimeout)
+	defer timer.Stop()
+	select {
+	case <-sub.Done():
+	case <-timer.C:
+		return fail(errPending, fmt.Sprintf("request %s for %s is still pending after %v; fetch its result at %s",
+			req.ID, u.fileName, s.cfg.SyncTimeout, StatusPath(req.ID)))
+	case <-r.Context().Done():
+		// The request goes on; its result will be cached and stored.
+		return failCause(errClientGone, "client went away", fmt.Errorf("wait for %s: %w", req.ID, r.Context().Err()))
+	}
+	res := sub.Result()
+	if res.Status != elastiq.StatusDone {
+		reason := res.Error
+		if reason == "" {
+			reason = fmt.Sprintf("worker reported status %q", res.Status)
+		}
+		return fail(errFailed, fmt.Sprintf("could not recognise %s (request %s): %s", u.fileName, req.ID, reason))
+	}
+	body := res.Label
+	if u.field == fieldInputFile {
+		body = strings.TrimSuffix(u.fileName, path.Ext(u.fileName)) + ":" + res.Label
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = io.WriteString(w, body) // a write error means the client is gone
+	return nil
+}
+
+// Accepted is the answer to POST /v1/recognitions.
+type Accepted struct {
+	ID        elastiq.RequestID `json:"id"`
+	StatusURL string            `json:"status_url"`
+}
+
+// handleSubmit is POST /v1/recognitions: upload and answer 202 at once.
+func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request) error {
+	u, err := s.readImage(w, r, []string{fieldFile, fieldMyFile, fieldInputFile}, `missing form file field "file" (or myfile, inputFile)`)
+	if err != nil {
+		return err
+	}
+	req, _, err := s.accept(r.Context(), u, false)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", StatusPath(req.ID))
+	writeJSON(w, http.StatusAccepted, Accepted{ID: req.ID, StatusURL: StatusPath(req.ID)})
+	return nil
+}
+
+// handleGet is GET /v1/recognitions/{id}[?wait=30s].
+func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) error {
+	id, err := elastiq.ParseRequestID(r.PathValue("id"))
+	if err != nil {
+		return fail(errInvalid, fmt.Sprintf("malformed request id %q", r.PathValue("id")))
+	}
+	wait, err := parseWait(r.URL.Query().Get("wait"), s.cfg.MaxWait)
+	if err != nil {
+		return err
+	}
+	var sub *subscription
+	if wait > 0 {
+		// Subscribe before looking up, so a result that arrives in
+		// between is not missed.
+		sub = s.hub.subscribe(id)
+		defer sub.cancel()
+	}
+	res, err := s.lookup(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	if res.Status == elastiq.StatusPending && sub != nil {
+		timer := time.NewTimer(wait)
+		defer timer.Stop()
+		select {
+		case <-sub.Done():
+			res = sub.Result()
+		case <-timer.C: // answer pending
+		case <-r.Context().Done():
+			return failCause(errClientGone, "client went away", fmt.Errorf("wait for %s: %w", id, r.Context().Err()))
+		}
+	}
+	writeJSON(w, http.StatusOK, recognitionOf(res))
+	return nil
+}
+
+// parseWait reads ?wait= as a Go duration ("30s") or whole seconds ("30"),
+// capped at max.
+func parseWait(v string, max time.Duration) (time.Duration, error) {
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		n, nerr := strconv.Atoi(v)
+		if nerr != nil {
+			return 0, fail(errInvalid, fmt.Sprintf("wait %q: want a duration like 30s", v))
+		}
+		d = time.Duration(n) * time.Second
+	}
+	if d < 0 {
+		return 0, fail(errInvalid, fmt.Sprintf("wait %q: want a duration >= 0", v))
+	}
+	return min(d, max), nil
+}
+
+func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = io.WriteString(w, "ok\n")
+	return nil
+}
+
+// readImage reads the upload from one of fields and validates it as an
+// image, before anything is stored or sent.
+func (s *Server) readImage(w http.ResponseWriter, r *http.Request, fields []string, missing string) (upload, error) {
+	u, err := readUpload(w, r, s.cfg.MaxUploadBytes, fields, missing)
+	if err != nil {
+		return upload{}, err
+	}
+	if err := s.images.check(r.Context(), &u); err != nil {
+		return upload{}, err
+	}
+	return u, nil
+}
+
+// accept stores a validated upload under input/<id> and sends its request.
+// With subscribe, the returned subscription (registered before the send, so
+// no result is missed) must be canceled by the caller. The client going away
+// does not cut accept short: once started, a request is either wholly
+// accepted or reported as failed.
+func (s *Server) accept(ctx context.Context, u upload, subscribe bool) (elastiq.Request, *subscription, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.IOTimeout)
+	defer cancel()
+	now := s.now()
+	id := elastiq.NewRequestID(now)
+	req := elastiq.Request{
+		ID:          id,
+		InputKey:    elastiq.InputKey(id),
+		FileName:    u.fileName,
+		ContentType: u.contentType,
+		SubmittedAt: now,
+	}
+	body, err := elastiq.EncodeRequest(req)
+	if err != nil {
+		return req, nil, fmt.Errorf("encode request %s: %w", id, err)
+	}
+	obj := elastiq.Object{Body: u.body, ContentType: u.contentType, Metadata: elastiq.InputMetadata(req)}
+	if err := s.store.Put(ctx, req.InputKey, obj); err != nil {
+		return req, nil, failCause(errUnavailable, "could not store the upload, so it was not accepted; try again",
+			fmt.Errorf("put input %s: %w", req.InputKey, err))
+	}
+	var sub *subscription
+	if subscribe {
+		sub = s.hub.subscribe(id)
+	}
+	if err := s.requests.Send(ctx, body); err != nil {
+		if sub != nil {
+			sub.cancel()
+		}
+		return req, nil, failCause(errUnavailable, "could not queue the request, so it was not accepted; try again",
+			fmt.Errorf("send request %s: %w", id, err))
+	}
+	return req, sub, nil
+}
+
+// Recognition is the JSON state of a request: GET /v1/recognitions/{id}.
+type Recognition struct {
+	ID       elastiq.RequestID `json:"id"`
+	FileName string            `json:"file_name"`
+	Status   elastiq.Status    `json:"status"`
+	Label    string            `json:"label"`
+	Error    string            `json:"error"`
+	Timings  Timings           `json:"timings"`
+	Worker   string            `json:"worker"`
+}
+
+// Timings of a request. Times not reached yet are omitted, and so are the
+// durations that need them.
+type Timings struct {
+	SubmittedAt time.Time `json:"submitted_at,omitzero"`
+	StartedAt   time.Time `json:"started_at,omitzero"`
+	FinishedAt  time.Time `json:"finished_at,omitzero"`
+	// QueueMS is from submission to a worker starting on it.
+	QueueMS *float64 `json:"queue_ms,omitempty"`
+	// ClassifyMS is the classifier alone.
+	ClassifyMS *float64 `json:"classify_ms,omitempty"`
+	// TotalMS is from submission to the worker finishing.
+	TotalMS *float64 `json:"total_ms,omitempty"`
+}
+
+func recognitionOf(r elastiq.Result) Recognition {
+	t := Timings{SubmittedAt: r.SubmittedAt, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt}
+	ms := func(d time.Duration) *float64 {
+		v := float64(d) / float64(time.Millisecond)
+		return &v
+	}
+	if !r.SubmittedAt.IsZero() && !r.StartedAt.IsZero() {
+		t.QueueMS = ms(r.StartedAt.Sub(r.SubmittedAt))
+	}
+	if r.Status != elastiq.StatusPending {
+		t.ClassifyMS = ms(r.Classify)
+	}
+	if !r.SubmittedAt.IsZero() && !r.FinishedAt.IsZero() {
+		t.TotalMS = ms(r.FinishedAt.Sub(r.SubmittedAt))
+	}
+	return Recognition{
+		ID:       r.ID,
+		FileName: r.FileName,
+		Status:   r.Status,
+		Label:    r.Label,
+		Error:    r.Error,
+		Timings:  t,
+		Worker:   r.Worker,
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v) // a write error means the client is gone
+}

@@ -1,0 +1,22 @@
+package web
+
+import "net/http"
+
+// routes lists every route of the web tier.
+func (s *Server) routes() *http.ServeMux {
+	mux := http.NewServeMux()
+	// The course's workload contract: field myfile answers the bare label,
+	// field inputFile answers "test_00:Paul". Other methods on / get the
+	// ServeMux's own 405.
+	mux.Handle("POST /{$}", s.route(plainErrors, s.handleRecognize))
+
+	mux.Handle("POST /v1/recognitions", s.route(jsonErrors, s.handleSubmit))
+	mux.Handle("GET /v1/recognitions/{id}", s.route(jsonErrors, s.handleGet))
+	// Wrong methods on /v1 answer 405 in JSON like every other /v1 error.
+	mux.Handle("/v1/recognitions", s.route(jsonErrors, methodNotAllowed(http.MethodPost)))
+	mux.Handle("/v1/recognitions/{id}", s.route(jsonErrors, methodNotAllowed(http.MethodGet, http.MethodHead)))
+
+	mux.Handle("GET /healthz", s.route(plainErrors, s.handleHealthz))
+	mux.Handle("GET /metrics", s.route(plainErrors, s.handleMetrics))
+	return mux
+}

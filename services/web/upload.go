@@ -1,0 +1,147 @@
+package web
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"image/jpeg"
+	"image/png"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"path"
+	"slices"
+	"strings"
+)
+
+// upload is a validated image from a multipart form.
+type upload struct {
+	field       string // the form field it came in
+	fileName    string // base name as the client sent it
+	contentType string // from the image's format, not the client's header
+	body        []byte
+}
+
+// multipartSlack is what the body may hold beyond the file itself:
+// boundaries, part headers and small fields.
+const multipartSlack = 64 << 10
+
+// readUpload streams the multipart body of r and returns the first file in
+// one of fields, read to at most cfg.MaxUploadBytes. Nothing is buffered
+// beyond that: the body is capped with http.MaxBytesReader, other parts are
+// skipped as they stream by, and the file part is read through a limit.
+// missing is the message for a form without any of the fields.
+func readUpload(w http.ResponseWriter, r *http.Request, maxBytes int64, fields []string, missing string) (upload, error) {
+	tooLarge := fail(errTooLarge, fmt.Sprintf("upload larger than the limit of %s", formatBytes(maxBytes)))
+	if r.ContentLength > maxBytes+multipartSlack {
+		return upload{}, tooLarge
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxBytes+multipartSlack)
+	mr, err := r.MultipartReader()
+	if err != nil {
+		return upload{}, fail(errInvalid, "want a multipart/form-data upload")
+	}
+	for {
+		part, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			return upload{}, fail(errInvalid, missing)
+		}
+		if err != nil {
+			return upload{}, bodyError(err, tooLarge)
+		}
+		field := part.FormName()
+		if !slices.Contains(fields, field) {
+			// Skipped parts stream by; NextPart discards the rest of this one.
+			continue
+		}
+		u, err := readPart(part, field, maxBytes)
+		if err != nil {
+			return upload{}, bodyError(err, tooLarge)
+		}
+		if len(u.body) > int(maxBytes) {
+			return upload{}, tooLarge
+		}
+		if len(u.body) == 0 {
+			return upload{}, fail(errInvalid, fmt.Sprintf("empty file %q in form field %q", u.fileName, field))
+		}
+		return u, nil
+	}
+}
+
+func readPart(part *multipart.Part, field string, maxBytes int64) (upload, error) {
+	defer part.Close()
+	body, err := io.ReadAll(io.LimitReader(part, maxBytes+1))
+	if err != nil {
+		return upload{}, err
+	}
+	name := path.Base(strings.ReplaceAll(part.FileName(), `\`, "/"))
+	if name == "." || name == "/" {
+		name = "upload"
+	}
+	return upload{field: field, fileName: name, body: body}, nil
+}
+
+// bodyError classifies an error reading the request body.
+func bodyError(err, tooLarge error) error {
+	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+		return tooLarge
+	}
+	return failCause(errInvalid, "malformed multipart body", err)
+}
+
+// imageLimits are the checks an upload's image must pass.
+type imageLimits struct {
+	maxSide   int
+	maxPixels int64
+	// decodeSlots bounds concurrent full decodes (see Config.DecodeConcurrency).
+	decodeSlots chan struct{}
+}
+
+// check makes sure u is a whole, decodable JPEG or PNG of sane dimensions and
+// sets its content type. The dimensions come from the header, before any
+// pixel is decoded; then the image is decoded in full, so a truncated or
+// corrupt file is refused here rather than failing in a worker later.
+func (l imageLimits) check(ctx context.Context, u *upload) error {
+	notImage := fmt.Sprintf("%s is not a decodable JPEG or PNG image", u.fileName)
+	cfg, format, err := image.DecodeConfig(bytes.NewReader(u.body))
+	if err != nil {
+		return failCause(errInvalid, notImage, err)
+	}
+	switch format {
+	case "jpeg":
+		u.contentType = "image/jpeg"
+	case "png":
+		u.contentType = "image/png"
+	default: // another package registered more formats
+		return fail(errInvalid, notImage)
+	}
+	if cfg.Width <= 0 || cfg.Height <= 0 || cfg.Width > l.maxSide || cfg.Height > l.maxSide ||
+		int64(cfg.Width)*int64(cfg.Height) > l.maxPixels {
+		return fail(errInvalid, fmt.Sprintf("%s declares %dx%d pixels; the limit is %d on a side and %d in all",
+			u.fileName, cfg.Width, cfg.Height, l.maxSide, l.maxPixels))
+	}
+	select {
+	case l.decodeSlots <- struct{}{}:
+		defer func() { <-l.decodeSlots }()
+	case <-ctx.Done():
+		return failCause(errClientGone, "client went away", ctx.Err())
+	}
+	if format == "jpeg" {
+		_, err = jpeg.Decode(bytes.NewReader(u.body))
+	} else {
+		_, err = png.Decode(bytes.NewReader(u.body))
+	}
+	if err != nil {
+		return failCause(errInvalid, notImage, err)
+	}
+	return nil
+}
+
+func formatBytes(n int64) string {
+	if n%(1<<20) == 0 {
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
