@@ -255,12 +255,21 @@ func (c *fakeCache) set(f func(c *fakeCache)) {
 
 // fakeFleet is a test double of elastiq.Fleet that only lists.
 type fakeFleet struct {
+	mu        sync.Mutex
 	instances []elastiq.Instance
 	listErr   error
 }
 
 func (f *fakeFleet) List(ctx context.Context) ([]elastiq.Instance, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	return slices.Clone(f.instances), f.listErr
+}
+
+func (f *fakeFleet) setListErr(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.listErr = err
 }
 func (f *fakeFleet) Start(ctx context.Context, ids []string) error {
 	return fmt.Errorf("fake fleet: start")
