@@ -3,7 +3,6 @@ package web
 import (
 	"errors"
 	"fmt"
-	"runtime"
 	"time"
 )
 
@@ -14,15 +13,12 @@ type Config struct {
 	MaxUploadBytes int64
 	// MaxImageSide is the largest width or height an image header may
 	// declare, and MaxImagePixels the largest width×height (400 above
-	// either). They are checked from the header before any pixel is
-	// decoded, so a tiny file that declares a huge image costs nothing.
+	// either). They are checked from the header, before the rest of the
+	// file; the web tier never decodes pixels, and these limits keep the
+	// workers from being handed an image that would take gigabytes to
+	// decode (a 10 MiB JPEG can declare 20000×20000).
 	MaxImageSide   int
 	MaxImagePixels int64
-	// DecodeConcurrency bounds how many uploads are fully decoded at once.
-	// Decoding is CPU-bound, and a decode holds up to 8 bytes per pixel
-	// (16-bit RGBA PNG), so the peak decode memory is at most
-	// DecodeConcurrency × MaxImagePixels × 8 bytes.
-	DecodeConcurrency int
 
 	// SyncTimeout is how long POST / waits for a result before answering
 	// 504 with the request's ID and status URL.
@@ -57,7 +53,6 @@ func DefaultConfig() Config {
 		MaxUploadBytes:     10 << 20,
 		MaxImageSide:       20_000,
 		MaxImagePixels:     50_000_000,
-		DecodeConcurrency:  min(runtime.GOMAXPROCS(0), 4),
 		SyncTimeout:        60 * time.Second,
 		MaxWait:            60 * time.Second,
 		IOTimeout:          30 * time.Second,
@@ -82,7 +77,6 @@ func (c Config) Validate() error {
 	check(c.MaxUploadBytes > 0, "MaxUploadBytes %d: want > 0", c.MaxUploadBytes)
 	check(c.MaxImageSide > 0, "MaxImageSide %d: want > 0", c.MaxImageSide)
 	check(c.MaxImagePixels > 0, "MaxImagePixels %d: want > 0", c.MaxImagePixels)
-	check(c.DecodeConcurrency > 0, "DecodeConcurrency %d: want > 0", c.DecodeConcurrency)
 	check(c.SyncTimeout > 0, "SyncTimeout %v: want > 0", c.SyncTimeout)
 	check(c.MaxWait > 0, "MaxWait %v: want > 0", c.MaxWait)
 	check(c.IOTimeout > 0, "IOTimeout %v: want > 0", c.IOTimeout)

@@ -18,7 +18,6 @@ func TestConfigValidate(t *testing.T) {
 		{name: "no upload size", change: func(c *Config) { c.MaxUploadBytes = 0 }, want: "MaxUploadBytes"},
 		{name: "no side", change: func(c *Config) { c.MaxImageSide = 0 }, want: "MaxImageSide"},
 		{name: "no pixels", change: func(c *Config) { c.MaxImagePixels = -1 }, want: "MaxImagePixels"},
-		{name: "no decode slots", change: func(c *Config) { c.DecodeConcurrency = 0 }, want: "DecodeConcurrency"},
 		{name: "no sync timeout", change: func(c *Config) { c.SyncTimeout = 0 }, want: "SyncTimeout"},
 		{name: "no max wait", change: func(c *Config) { c.MaxWait = 0 }, want: "MaxWait"},
 		{name: "no io timeout", change: func(c *Config) { c.IOTimeout = 0 }, want: "IOTimeout"},

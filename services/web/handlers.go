@@ -177,7 +177,7 @@ func (s *Server) readImage(w http.ResponseWriter, r *http.Request, fields []stri
 	if err != nil {
 		return upload{}, err
 	}
-	if err := s.images.check(r.Context(), &u); err != nil {
+	if err := s.images.check(&u); err != nil {
 		return upload{}, err
 	}
 	return u, nil

@@ -93,12 +93,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		fleet:     deps.Fleet,
 		log:       deps.Logger,
 		now:       deps.Now,
-		images: imageLimits{
-			maxSide:     cfg.MaxImageSide,
-			maxPixels:   cfg.MaxImagePixels,
-			decodeSlots: make(chan struct{}, cfg.DecodeConcurrency),
-		},
-		metrics: newMetrics(),
+		images:    imageLimits{maxSide: cfg.MaxImageSide, maxPixels: cfg.MaxImagePixels},
+		metrics:   newMetrics(),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

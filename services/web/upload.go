@@ -2,12 +2,11 @@ package web
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"image"
-	"image/jpeg"
-	"image/png"
+	_ "image/jpeg" // image.DecodeConfig reads JPEG
+	_ "image/png"  // and PNG headers
 	"io"
 	"mime/multipart"
 	"net/http"
@@ -95,15 +94,13 @@ func bodyError(err, tooLarge error) error {
 type imageLimits struct {
 	maxSide   int
 	maxPixels int64
-	// decodeSlots bounds concurrent full decodes (see Config.DecodeConcurrency).
-	decodeSlots chan struct{}
 }
 
-// check makes sure u is a whole, decodable JPEG or PNG of sane dimensions and
-// sets its content type. The dimensions come from the header, before any
-// pixel is decoded; then the image is decoded in full, so a truncated or
-// corrupt file is refused here rather than failing in a worker later.
-func (l imageLimits) check(ctx context.Context, u *upload) error {
+// check makes sure u is a whole JPEG or PNG of sane dimensions and sets its
+// content type. The format and dimensions come from the header, parsed by
+// image.DecodeConfig, before anything else is looked at; then the file's
+// structure is checked to the end (see checkWhole for why not a decode).
+func (l imageLimits) check(u *upload) error {
 	notImage := fmt.Sprintf("%s is not a decodable JPEG or PNG image", u.fileName)
 	cfg, format, err := image.DecodeConfig(bytes.NewReader(u.body))
 	if err != nil {
@@ -122,18 +119,7 @@ func (l imageLimits) check(ctx context.Context, u *upload) error {
 		return fail(errInvalid, fmt.Sprintf("%s declares %dx%d pixels; the limit is %d on a side and %d in all",
 			u.fileName, cfg.Width, cfg.Height, l.maxSide, l.maxPixels))
 	}
-	select {
-	case l.decodeSlots <- struct{}{}:
-		defer func() { <-l.decodeSlots }()
-	case <-ctx.Done():
-		return failCause(errClientGone, "client went away", ctx.Err())
-	}
-	if format == "jpeg" {
-		_, err = jpeg.Decode(bytes.NewReader(u.body))
-	} else {
-		_, err = png.Decode(bytes.NewReader(u.body))
-	}
-	if err != nil {
+	if err := checkWhole(format, u.body); err != nil {
 		return failCause(errInvalid, notImage, err)
 	}
 	return nil
