@@ -1,0 +1,149 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// verdict is what a request came to.
+type verdict int
+
+const (
+	correct verdict = iota // HTTP 200 with the expected answer
+	wrong                  // HTTP 200 with another answer
+	failed                 // no answer: transport error, timeout or a status other than 200
+)
+
+func (v verdict) String() string {
+	switch v {
+	case correct:
+		return "correct"
+	case wrong:
+		return "wrong"
+	case failed:
+		return "failed"
+	}
+	return fmt.Sprintf("verdict(%d)", int(v))
+}
+
+// maxAnswer bounds how much of an answer is read; a label is a few bytes.
+const maxAnswer = 64 << 10
+
+// result is the outcome of one request.
+type result struct {
+	Seq     int    // position in its round, 0-based
+	Image   *image // what was sent
+	Status  int    // HTTP status; 0 if no response
+	Body    string // the answer, as received
+	Err     error  // transport error or timeout
+	Want    string // the expected answer
+	Verdict verdict
+	Start   time.Duration // since the start of the round
+	End     time.Duration // since the start of the round, once the body was read
+}
+
+// Latency is the time from sending the request to having read the answer.
+func (r result) Latency() time.Duration { return r.End - r.Start }
+
+// round is one pass of n requests.
+type round struct {
+	Results []result // indexed by Seq
+	Elapsed time.Duration
+}
+
+// loader sends uploads to the service.
+type loader struct {
+	client  *http.Client
+	target  string
+	field   string
+	timeout time.Duration
+}
+
+// round sends n requests, image i%len(images) for request i, at most
+// concurrency at a time, and calls done (from one goroutine) as each
+// finishes. If ctx is cancelled the remaining requests fail at once.
+func (l *loader) round(ctx context.Context, images []image, n, concurrency int, done func(result)) round {
+	seqs := make(chan int, n)
+	for i := range n {
+		seqs <- i
+	}
+	close(seqs)
+
+	start := time.Now()
+	results := make(chan result, concurrency)
+	var wg sync.WaitGroup
+	for range min(concurrency, n) {
+		wg.Go(func() {
+			for seq := range seqs {
+				res := l.send(ctx, &images[seq%len(images)], start)
+				res.Seq = seq
+				results <- res
+			}
+		})
+	}
+	go func() {
+		wg.Wait()
+		close(results)
+	}()
+
+	rd := round{Results: make([]result, n)}
+	for res := range results {
+		rd.Results[res.Seq] = res
+		done(res)
+	}
+	rd.Elapsed = time.Since(start)
+	return rd
+}
+
+// send uploads one image and judges the answer. origin is the start of the
+// round, from which the result's Start and End are measured.
+func (l *loader) send(ctx context.Context, img *image, origin time.Time) result {
+	res := result{Image: img, Want: img.want(l.field), Start: time.Since(origin)}
+	res.Status, res.Body, res.Err = l.post(ctx, img)
+	res.End = time.Since(origin)
+	res.Verdict = judge(res.Status, res.Body, res.Err, res.Want)
+	return res
+}
+
+// post sends img and returns the status and answer.
+func (l *loader) post(ctx context.Context, img *image) (status int, body string, err error) {
+	if err := ctx.Err(); err != nil {
+		return 0, "", fmt.Errorf("post %s: %w", img.File, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, l.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.target, bytes.NewReader(img.body))
+	if err != nil {
+		return 0, "", fmt.Errorf("post %s: %w", img.File, err)
+	}
+	req.Header.Set("Content-Type", img.contentType)
+	resp, err := l.client.Do(req)
+	if err != nil {
+		return 0, "", fmt.Errorf("post %s: %w", img.File, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+	if err != nil {
+		return resp.StatusCode, string(b), fmt.Errorf("read answer to %s: %w", img.File, err)
+	}
+	return resp.StatusCode, string(b), nil
+}
+
+// judge decides whether an answer is the expected one. Surrounding
+// whitespace (a trailing newline) is ignored; anything else counts.
+func judge(status int, body string, err error, want string) verdict {
+	switch {
+	case err != nil || status != http.StatusOK:
+		return failed
+	case strings.TrimSpace(body) == want:
+		return correct
+	default:
+		return wrong
+	}
+}

@@ -1,0 +1,113 @@
+// Command loadgen is elastiq's load generator: it sends a set of labelled
+// images to the service concurrently, the way the CSE546 course's workload
+// generator does (multipart POST, form field myfile or inputFile), checks
+// every answer against the labels CSV, and prints the total time, the
+// throughput, latency percentiles and the correct / wrong / failed counts.
+// It exits non-zero if any answer is wrong or missing.
+//
+// From the repository root:
+//
+//	go run ./services/loadgen -url http://127.0.0.1:8080/
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintf(os.Stderr, "loadgen: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// run is the whole program: main only calls it, and tests call it too.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	cfg, err := parseConfig(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	images, err := loadWorkload(cfg.Images, cfg.Labels, cfg.Field)
+	if err != nil {
+		return err
+	}
+	n := cfg.Requests
+	if n == 0 {
+		n = len(images)
+	}
+
+	client := newClient(cfg.Concurrency)
+	defer client.CloseIdleConnections()
+
+	if cfg.WaitReady > 0 {
+		if err := waitReady(ctx, client, healthURL(cfg.URL), cfg.WaitReady, stderr); err != nil {
+			return err
+		}
+	}
+
+	fmt.Fprintf(stderr, "sending %d requests to %s (field %s, %d at a time, %d round(s))\n",
+		n, cfg.URL, cfg.Field, min(cfg.Concurrency, n), cfg.Repeat)
+	l := &loader{client: client, target: cfg.URL.String(), field: cfg.Field, timeout: cfg.Timeout}
+	var rounds []round
+	for i := range cfg.Repeat {
+		if ctx.Err() != nil {
+			break
+		}
+		name := ""
+		if cfg.Repeat > 1 {
+			name = fmt.Sprintf("round %d/%d", i+1, cfg.Repeat)
+		}
+		prog := newProgress(stderr, name, n)
+		rounds = append(rounds, l.round(ctx, images, n, cfg.Concurrency, prog.add))
+		prog.finish()
+	}
+
+	rep := newReport(cfg, n, rounds)
+	if err := rep.writeText(stdout); err != nil {
+		return fmt.Errorf("write summary: %w", err)
+	}
+	if cfg.JSON {
+		if err := rep.writeJSON(stdout); err != nil {
+			return fmt.Errorf("write json summary: %w", err)
+		}
+	}
+	if cfg.Timeline != "" {
+		if err := writeTimelineFile(cfg.Timeline, rounds); err != nil {
+			return err
+		}
+	}
+
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("interrupted: %w", err)
+	}
+	if bad := rep.Total.Wrong + rep.Total.Failed; bad > 0 {
+		return fmt.Errorf("%d of %d answers wrong or missing", bad, rep.Total.Requests)
+	}
+	return nil
+}
+
+// newClient returns the one HTTP client of a run. Its transport keeps at
+// least concurrency idle connections per host, so successive rounds reuse
+// connections instead of opening new ones.
+func newClient(concurrency int) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns = max(tr.MaxIdleConns, concurrency)
+	tr.MaxIdleConnsPerHost = concurrency
+	tr.IdleConnTimeout = time.Minute
+	return &http.Client{Transport: tr}
+}
