@@ -3,9 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -31,6 +33,9 @@ func (v verdict) String() string {
 	}
 	return fmt.Sprintf("verdict(%d)", int(v))
 }
+
+// progressTick is how often a round lets its progress report the time.
+const progressTick = time.Second
 
 // maxAnswer bounds how much of an answer is read; a label is a few bytes.
 const maxAnswer = 64 << 10
@@ -66,9 +71,9 @@ type loader struct {
 }
 
 // round sends n requests, image i%len(images) for request i, at most
-// concurrency at a time, and calls done (from one goroutine) as each
-// finishes. If ctx is cancelled the remaining requests fail at once.
-func (l *loader) round(ctx context.Context, images []image, n, concurrency int, done func(result)) round {
+// concurrency at a time, and reports each to prog as it finishes. If ctx is
+// cancelled the remaining requests fail at once.
+func (l *loader) round(ctx context.Context, images []image, n, concurrency int, prog *progress) round {
 	seqs := make(chan int, n)
 	for i := range n {
 		seqs <- i
@@ -93,12 +98,21 @@ func (l *loader) round(ctx context.Context, images []image, n, concurrency int, 
 	}()
 
 	rd := round{Results: make([]result, n)}
-	for res := range results {
-		rd.Results[res.Seq] = res
-		done(res)
+	ticker := time.NewTicker(progressTick)
+	defer ticker.Stop()
+	for {
+		select {
+		case res, ok := <-results:
+			if !ok {
+				rd.Elapsed = time.Since(start)
+				return rd
+			}
+			rd.Results[res.Seq] = res
+			prog.add(res)
+		case <-ticker.C:
+			prog.tick()
+		}
 	}
-	rd.Elapsed = time.Since(start)
-	return rd
 }
 
 // send uploads one image and judges the answer. origin is the start of the
@@ -125,14 +139,26 @@ func (l *loader) post(ctx context.Context, img *image) (status int, body string,
 	req.Header.Set("Content-Type", img.contentType)
 	resp, err := l.client.Do(req)
 	if err != nil {
-		return 0, "", fmt.Errorf("post %s: %w", img.File, err)
+		return 0, "", fmt.Errorf("post %s: %w", img.File, l.unwrap(ctx, err))
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
 	if err != nil {
-		return resp.StatusCode, string(b), fmt.Errorf("read answer to %s: %w", img.File, err)
+		return resp.StatusCode, string(b), fmt.Errorf("read answer to %s: %w", img.File, l.unwrap(ctx, err))
 	}
 	return resp.StatusCode, string(b), nil
+}
+
+// unwrap drops the method and URL that net/http adds to an error (every
+// request has the same ones) and says when the request timed out.
+func (l *loader) unwrap(ctx context.Context, err error) error {
+	if ue, ok := errors.AsType[*url.Error](err); ok {
+		err = ue.Err
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("no answer within %s: %w", l.timeout, err)
+	}
+	return err
 }
 
 // judge decides whether an answer is the expected one. Surrounding

@@ -60,10 +60,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 
-	fmt.Fprintf(stderr, "sending %d requests to %s (field %s, %d at a time, %d round(s))\n",
-		n, cfg.URL, cfg.Field, min(cfg.Concurrency, n), cfg.Repeat)
+	roundsNote := ""
+	if cfg.Repeat > 1 {
+		roundsNote = fmt.Sprintf(", %d rounds", cfg.Repeat)
+	}
+	fmt.Fprintf(stderr, "sending %d requests to %s (field %s, %d at a time%s)\n",
+		n, cfg.URL, cfg.Field, min(cfg.Concurrency, n), roundsNote)
 	l := &loader{client: client, target: cfg.URL.String(), field: cfg.Field, timeout: cfg.Timeout}
-	var rounds []round
+	var done []round
 	for i := range cfg.Repeat {
 		if ctx.Err() != nil {
 			break
@@ -73,11 +77,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			name = fmt.Sprintf("round %d/%d", i+1, cfg.Repeat)
 		}
 		prog := newProgress(stderr, name, n)
-		rounds = append(rounds, l.round(ctx, images, n, cfg.Concurrency, prog.add))
+		done = append(done, l.round(ctx, images, n, cfg.Concurrency, prog))
 		prog.finish()
 	}
 
-	rep := newReport(cfg, n, rounds)
+	rep := newReport(cfg, n, done)
 	if err := rep.writeText(stdout); err != nil {
 		return fmt.Errorf("write summary: %w", err)
 	}
@@ -87,7 +91,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 	if cfg.Timeline != "" {
-		if err := writeTimelineFile(cfg.Timeline, rounds); err != nil {
+		if err := writeTimelineFile(cfg.Timeline, done); err != nil {
 			return err
 		}
 	}

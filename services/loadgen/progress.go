@@ -8,7 +8,8 @@ import (
 )
 
 // progress shows how far a round has got on stderr: on a terminal, a single
-// line redrawn at most every redrawEvery; otherwise a line at every 10%.
+// line redrawn at most every redrawEvery; otherwise a line at every 10%, and
+// one after quietFor without any, so a long wait (instances booting) shows.
 // It is called from one goroutine only.
 type progress struct {
 	w       io.Writer
@@ -19,13 +20,17 @@ type progress struct {
 	counts  [failed + 1]int // by verdict
 	done    int
 	nextPct int       // when not a terminal: the next multiple of 10% to report
-	drawn   time.Time // when the terminal line was last drawn
+	shown   time.Time // when a line was last written
 }
 
-const redrawEvery = 100 * time.Millisecond
+const (
+	redrawEvery = 100 * time.Millisecond
+	quietFor    = 10 * time.Second
+)
 
 func newProgress(w io.Writer, name string, total int) *progress {
-	return &progress{w: w, tty: isTerminal(w), name: name, total: total, start: time.Now(), nextPct: 10}
+	now := time.Now()
+	return &progress{w: w, tty: isTerminal(w), name: name, total: total, start: now, shown: now, nextPct: 10}
 }
 
 // add counts a finished request and reports if it is time to.
@@ -34,16 +39,32 @@ func (p *progress) add(r result) {
 	p.done++
 	last := p.done == p.total
 	if p.tty {
-		if now := time.Now(); last || now.Sub(p.drawn) >= redrawEvery {
-			p.drawn = now
-			fmt.Fprintf(p.w, "\r\033[K%s", p.line())
+		if last || time.Since(p.shown) >= redrawEvery {
+			p.show()
 		}
 		return
 	}
 	if pct := p.done * 100 / p.total; pct >= p.nextPct || last {
 		p.nextPct = pct - pct%10 + 10
-		fmt.Fprintln(p.w, p.line())
+		p.show()
 	}
+}
+
+// tick is called every second or so: it keeps the time on a terminal line
+// current, and elsewhere writes a line if none was written for a while.
+func (p *progress) tick() {
+	if p.tty || time.Since(p.shown) >= quietFor {
+		p.show()
+	}
+}
+
+func (p *progress) show() {
+	p.shown = time.Now()
+	if p.tty {
+		fmt.Fprintf(p.w, "\r\033[K%s", p.line())
+		return
+	}
+	fmt.Fprintln(p.w, p.line())
 }
 
 // finish ends the terminal line.

@@ -6,8 +6,10 @@ import (
 	"crypto/sha256"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -314,12 +316,69 @@ func TestRunTimeout(t *testing.T) {
 	}
 	for _, want := range []string{
 		"answers      99 correct, 0 wrong, 1 failed; 99/100 received",
-		"test_42.jpg  failed  error: post test_42.jpg: ",
-		"context deadline exceeded",
+		"test_42.jpg  failed  error: post test_42.jpg: no answer within 2s: context deadline exceeded",
 	} {
 		if !strings.Contains(out.stdout, want) {
 			t.Errorf("stdout does not contain %q", want)
 		}
+	}
+}
+
+// An interrupted run (Ctrl-C) stops, still prints what it got, and fails.
+func TestRunInterrupted(t *testing.T) {
+	dataset := datasetDir(t)
+	svc := newFakeService(t, dataset)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	svc.answer = func(file, correct string) (int, string) {
+		if file == "test_00.jpg" {
+			cancel()
+		}
+		return http.StatusOK, correct
+	}
+	url := svc.start(t)
+
+	var stdout, stderr bytes.Buffer
+	args := []string{"loadgen", "-url", url, "-dataset", dataset, "-c", "1", "-repeat", "3", "-json"}
+	err := run(ctx, args, func(string) string { return "" }, &stdout, &stderr)
+	t.Logf("stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "interrupted") {
+		t.Errorf("run() = %v, want interrupted: context canceled", err)
+	}
+	rep := lastJSON(t, stdout.String())
+	// One at a time, the first request cancels the run: the rest of the round
+	// fails without being sent and no further round starts.
+	if len(rep.Rounds) != 1 || rep.Total.Requests != 100 || rep.Total.Failed < 99 {
+		t.Errorf("JSON report = %d rounds, total %+v; want 1 round of 100 requests with at least 99 failed", len(rep.Rounds), rep.Total)
+	}
+	if got := svc.postsOf("test_01.jpg"); got != 0 {
+		t.Errorf("service received test_01.jpg %d times after the interrupt, want 0", got)
+	}
+}
+
+// Rounds reuse the connections of the first: the client keeps as many idle
+// connections per host as it has requests in flight.
+func TestRunReusesConnections(t *testing.T) {
+	dataset := datasetDir(t)
+	svc := newFakeService(t, dataset)
+	srv := httptest.NewUnstartedServer(svc)
+	var conns atomic.Int64
+	srv.Config.ConnState = func(_ net.Conn, state http.ConnState) {
+		if state == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+
+	mustRun(t, nil, "-url", srv.URL, "-dataset", dataset, "-repeat", "3")
+	// 100 connections serve all three rounds (plus the health probe's).
+	// net/http's default of 2 idle connections per host would need about 300.
+	// A connection is put back in the pool just after its answer is read, so
+	// allow a few to be opened anew when a round starts at once.
+	t.Logf("%d connections", conns.Load())
+	if got := conns.Load(); got > 120 {
+		t.Errorf("service saw %d connections for 3 rounds of 100 requests, want about 100", got)
 	}
 }
 
