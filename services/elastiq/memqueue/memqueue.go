@@ -283,6 +283,9 @@ func (q *Queue) takeLocked(now time.Time, max int) (msgs []elastiq.Message, dead
 			ReceiveCount:  m.receiveCount,
 		})
 	}
+	if msgs != nil {
+		q.armLocked(now) // other receivers may be waiting already
+	}
 	return msgs, dead
 }
 

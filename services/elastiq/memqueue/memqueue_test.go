@@ -295,6 +295,41 @@ func TestLongPollWakesOnVisibilityExpiry(t *testing.T) {
 	}
 }
 
+// TestWaitingReceiverGetsRedelivery: of two receivers waiting on an empty
+// queue, one gets the message and lets its visibility expire; the other,
+// still waiting, must be woken for the redelivery.
+func TestWaitingReceiverGetsRedelivery(t *testing.T) {
+	q := New(Config{VisibilityTimeout: 20 * time.Millisecond})
+	defer q.Close()
+	first, second := receiveAsync(context.Background(), q, 1), receiveAsync(context.Background(), q, 1)
+	waitForWaiters(t, q, 2)
+	send(t, q, "once")
+	var got []elastiq.Message
+	for _, r := range []receiveResult{awaitFirst(t, first, second), awaitFirst(t, first, second)} {
+		if r.err != nil || len(r.msgs) != 1 {
+			t.Fatalf("Receive = %d messages, %v; want 1", len(r.msgs), r.err)
+		}
+		got = append(got, r.msgs[0])
+	}
+	if got[0].ID != got[1].ID || got[0].ReceiveCount != 1 || got[1].ReceiveCount != 2 {
+		t.Fatalf("deliveries = %+v, want one message delivered twice, counts 1 and 2", got)
+	}
+}
+
+// awaitFirst returns the first result from a or b.
+func awaitFirst(t *testing.T, a, b <-chan receiveResult) receiveResult {
+	t.Helper()
+	select {
+	case r := <-a:
+		return r
+	case r := <-b:
+		return r
+	case <-time.After(testTimeout):
+		t.Fatalf("long polls still waiting after %v", testTimeout)
+		return receiveResult{}
+	}
+}
+
 func TestManyLongPollersEachGetOne(t *testing.T) {
 	const n = 20
 	q, _ := newFakeQueue(t, Config{})
