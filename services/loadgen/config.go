@@ -28,7 +28,10 @@ type config struct {
 	WaitReady   time.Duration // 0 disables the /healthz wait
 	JSON        bool
 	Repeat      int
-	Timeline    string // CSV file of per-request timings; "" for none
+	Timeline    string        // CSV file of per-request timings; "" for none
+	Series      string        // CSV file of the service's queue and fleet over time; "" for none
+	SeriesEvery time.Duration // sampling interval of the series
+	SeriesAfter time.Duration // how long the series goes on after the last answer
 }
 
 // Defaults, in one place.
@@ -40,6 +43,7 @@ const (
 	defaultConcurrency = 100                     // all at once, like the course's client
 	defaultTimeout     = 5 * time.Minute
 	defaultWaitReady   = 60 * time.Second
+	defaultSeriesEvery = time.Second
 	datasetEnv         = "ELASTIQ_DATASET"
 )
 
@@ -71,6 +75,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.BoolVar(&cfg.JSON, "json", false, "also print the summary as one line of JSON, after the text")
 	fs.IntVar(&cfg.Repeat, "repeat", 1, "send the whole set this many times, one round after another")
 	fs.StringVar(&cfg.Timeline, "timeline", "", "write every request's start and end time to this CSV file")
+	fs.StringVar(&cfg.Series, "series", "", "write a CSV time series to this file: requests sent, answered and correct, and the\nservice's queue depth and instances by state from GET /metrics")
+	fs.DurationVar(&cfg.SeriesEvery, "series-every", defaultSeriesEvery, "sampling interval of -series")
+	fs.DurationVar(&cfg.SeriesAfter, "series-after", 0, "keep sampling -series this long after the last answer, to see the fleet scale in")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
@@ -120,6 +127,10 @@ func (c config) validate() error {
 		return fmt.Errorf("-repeat %d: want at least 1", c.Repeat)
 	case c.Timeout <= 0:
 		return fmt.Errorf("-timeout %v: want more than 0", c.Timeout)
+	case c.SeriesEvery <= 0:
+		return fmt.Errorf("-series-every %v: want more than 0", c.SeriesEvery)
+	case c.SeriesAfter < 0:
+		return fmt.Errorf("-series-after %v: want 0 or more", c.SeriesAfter)
 	case c.WaitReady < 0:
 		return fmt.Errorf("-wait-ready %v: want 0 (no wait) or more", c.WaitReady)
 	}

@@ -59,6 +59,7 @@ func (r result) Latency() time.Duration { return r.End - r.Start }
 // round is one pass of n requests.
 type round struct {
 	Results []result // indexed by Seq
+	Began   time.Time
 	Elapsed time.Duration
 }
 
@@ -68,6 +69,7 @@ type loader struct {
 	target  string
 	field   string
 	timeout time.Duration
+	tally   *counters // running totals over all rounds
 }
 
 // round sends n requests, image i%len(images) for request i, at most
@@ -97,7 +99,7 @@ func (l *loader) round(ctx context.Context, images []image, n, concurrency int, 
 		close(results)
 	}()
 
-	rd := round{Results: make([]result, n)}
+	rd := round{Results: make([]result, n), Began: start}
 	ticker := time.NewTicker(progressTick)
 	defer ticker.Stop()
 	for {
@@ -119,9 +121,16 @@ func (l *loader) round(ctx context.Context, images []image, n, concurrency int, 
 // round, from which the result's Start and End are measured.
 func (l *loader) send(ctx context.Context, img *image, origin time.Time) result {
 	res := result{Image: img, Want: img.want(l.field), Start: time.Since(origin)}
+	l.tally.sent.Add(1)
 	res.Status, res.Body, res.Err = l.post(ctx, img)
 	res.End = time.Since(origin)
 	res.Verdict = judge(res.Status, res.Body, res.Err, res.Want)
+	if res.Verdict != failed {
+		l.tally.answered.Add(1)
+	}
+	if res.Verdict == correct {
+		l.tally.correct.Add(1)
+	}
 	return res
 }
 

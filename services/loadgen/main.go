@@ -53,35 +53,29 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	client := newClient(cfg.Concurrency)
 	defer client.CloseIdleConnections()
-
 	if cfg.WaitReady > 0 {
 		if err := waitReady(ctx, client, healthURL(cfg.URL), cfg.WaitReady, stderr); err != nil {
 			return err
 		}
 	}
 
-	roundsNote := ""
-	if cfg.Repeat > 1 {
-		roundsNote = fmt.Sprintf(", %d rounds", cfg.Repeat)
+	tally := &counters{}
+	var sm *sampler
+	if cfg.Series != "" {
+		sm = startSampler(ctx, client, cfg.URL, cfg.SeriesEvery, tally)
 	}
-	fmt.Fprintf(stderr, "sending %d requests to %s (field %s, %d at a time%s)\n",
-		n, cfg.URL, cfg.Field, min(cfg.Concurrency, n), roundsNote)
-	l := &loader{client: client, target: cfg.URL.String(), field: cfg.Field, timeout: cfg.Timeout}
-	var done []round
-	for i := range cfg.Repeat {
-		if ctx.Err() != nil {
-			break
+	l := &loader{client: client, target: cfg.URL.String(), field: cfg.Field, timeout: cfg.Timeout, tally: tally}
+	rounds := l.rounds(ctx, images, n, cfg.Concurrency, cfg.Repeat, stderr)
+	var series []sample
+	if sm != nil {
+		linger(ctx, cfg.SeriesAfter, stderr)
+		var scrapeErr error
+		if series, scrapeErr = sm.Close(ctx); scrapeErr != nil {
+			fmt.Fprintf(stderr, "series: %v; the service's columns are empty where a scrape failed\n", scrapeErr)
 		}
-		name := ""
-		if cfg.Repeat > 1 {
-			name = fmt.Sprintf("round %d/%d", i+1, cfg.Repeat)
-		}
-		prog := newProgress(stderr, name, n)
-		done = append(done, l.round(ctx, images, n, cfg.Concurrency, prog))
-		prog.finish()
 	}
 
-	rep := newReport(cfg, n, done)
+	rep := newReport(cfg, n, rounds)
 	if err := rep.writeText(stdout); err != nil {
 		return fmt.Errorf("write summary: %w", err)
 	}
@@ -91,7 +85,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 	if cfg.Timeline != "" {
-		if err := writeTimelineFile(cfg.Timeline, done); err != nil {
+		if err := writeCSVFile(cfg.Timeline, "timeline", func(w io.Writer) error { return writeTimeline(w, rounds) }); err != nil {
+			return err
+		}
+	}
+	if cfg.Series != "" {
+		if err := writeCSVFile(cfg.Series, "series", func(w io.Writer) error { return writeSeries(w, series) }); err != nil {
 			return err
 		}
 	}
@@ -103,6 +102,46 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("%d of %d answers wrong or missing", bad, rep.Total.Requests)
 	}
 	return nil
+}
+
+// rounds sends the workload repeat times, one round after another, showing
+// progress on stderr. An interrupted run stops after the current round.
+func (l *loader) rounds(ctx context.Context, images []image, n, concurrency, repeat int, stderr io.Writer) []round {
+	note := ""
+	if repeat > 1 {
+		note = fmt.Sprintf(", %d rounds", repeat)
+	}
+	fmt.Fprintf(stderr, "sending %d requests to %s (field %s, %d at a time%s)\n",
+		n, l.target, l.field, min(concurrency, n), note)
+	var done []round
+	for i := range repeat {
+		if ctx.Err() != nil {
+			break
+		}
+		name := ""
+		if repeat > 1 {
+			name = fmt.Sprintf("round %d/%d", i+1, repeat)
+		}
+		prog := newProgress(stderr, name, n)
+		done = append(done, l.round(ctx, images, n, concurrency, prog))
+		prog.finish()
+	}
+	return done
+}
+
+// linger waits for d after the load (so a series shows the fleet scaling
+// in), or until ctx is done.
+func linger(ctx context.Context, d time.Duration, stderr io.Writer) {
+	if d <= 0 {
+		return
+	}
+	fmt.Fprintf(stderr, "recording the service for another %s\n", d)
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+	case <-timer.C:
+	}
 }
 
 // newClient returns the one HTTP client of a run. Its transport keeps at

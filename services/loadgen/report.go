@@ -101,23 +101,25 @@ func fmtDuration(m millis) string {
 	}
 }
 
-// writeTimelineFile writes one CSV row per request: when it started and
-// ended (milliseconds since the start of its round) and how it went.
-func writeTimelineFile(path string, rounds []round) error {
+// writeCSVFile creates path and fills it with write; what names the file
+// in errors.
+func writeCSVFile(path, what string, write func(io.Writer) error) error {
 	f, err := os.Create(path)
 	if err != nil {
-		return fmt.Errorf("write timeline: %w", err)
+		return fmt.Errorf("write %s: %w", what, err)
 	}
-	if err := writeTimeline(f, rounds); err != nil {
+	if err := write(f); err != nil {
 		f.Close()
-		return fmt.Errorf("write timeline %s: %w", path, err)
+		return fmt.Errorf("write %s %s: %w", what, path, err)
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("write timeline: %w", err)
+		return fmt.Errorf("write %s: %w", what, err)
 	}
 	return nil
 }
 
+// writeTimeline writes one CSV row per request: when it started and ended
+// (milliseconds since the first round began) and how it went.
 func writeTimeline(w io.Writer, rounds []round) error {
 	cw := csv.NewWriter(w)
 	ms := func(d time.Duration) string {
@@ -127,9 +129,10 @@ func writeTimeline(w io.Writer, rounds []round) error {
 		return err
 	}
 	for i, rd := range rounds {
+		offset := rd.Began.Sub(rounds[0].Began)
 		for _, r := range rd.Results {
 			rec := []string{strconv.Itoa(i + 1), strconv.Itoa(r.Seq), r.Image.File,
-				ms(r.Start), ms(r.End), strconv.Itoa(r.Status), r.Verdict.String()}
+				ms(offset + r.Start), ms(offset + r.End), strconv.Itoa(r.Status), r.Verdict.String()}
 			if err := cw.Write(rec); err != nil {
 				return err
 			}

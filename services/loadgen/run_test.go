@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -42,26 +41,19 @@ func datasetDir(t *testing.T) string {
 // answers "Paul" to field myfile or "test_00:Paul" to field inputFile.
 // answer, if set, may replace the answer for a file.
 type fakeService struct {
-	t      *testing.T
-	labels map[[sha256.Size]byte]string
-	answer func(file, correct string) (status int, body string) // nil: always correct
-	health func() int                                           // nil: always 200
-	posts  sync.Map                                             // file name -> *atomic.Int64
+	t       *testing.T
+	labels  map[[sha256.Size]byte]string
+	answer  func(file, correct string) (status int, body string) // nil: always correct
+	health  func() int                                           // nil: always 200
+	metrics func() string                                        // GET /metrics; nil: 404
+	posts   sync.Map                                             // file name -> *atomic.Int64
 }
 
 var _ http.Handler = (*fakeService)(nil)
 
 func newFakeService(t *testing.T, dataset string) *fakeService {
 	t.Helper()
-	f, err := os.Open(filepath.Join(dataset, "labels.csv"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	rows, err := csv.NewReader(f).ReadAll()
-	if err != nil {
-		t.Fatal(err)
-	}
+	rows := readCSV(t, filepath.Join(dataset, "labels.csv"))
 	labels := make(map[[sha256.Size]byte]string)
 	for _, row := range rows[1:] {
 		data, err := os.ReadFile(filepath.Join(dataset, "face_images_100", row[0]+".jpg"))
@@ -81,6 +73,8 @@ func (s *fakeService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			status = s.health()
 		}
 		w.WriteHeader(status)
+	case r.Method == http.MethodGet && r.URL.Path == "/metrics" && s.metrics != nil:
+		fmt.Fprint(w, s.metrics())
 	case r.Method == http.MethodPost && r.URL.Path == "/":
 		s.upload(w, r)
 	default:
@@ -457,15 +451,7 @@ func TestRunCyclesAndRepeats(t *testing.T) {
 		}
 	}
 
-	f, err := os.Open(timeline)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	rows, err := csv.NewReader(f).ReadAll()
-	if err != nil {
-		t.Fatalf("read timeline: %v", err)
-	}
+	rows := readCSV(t, timeline)
 	if len(rows) != 501 {
 		t.Fatalf("timeline has %d rows, want a header and 500", len(rows))
 	}
