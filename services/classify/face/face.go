@@ -1,0 +1,204 @@
+// Package face is elastiq's built-in face recognizer: it detects the
+// faces in an image, takes the largest, finds its 68 landmarks, aligns it to
+// the ArcFace template, embeds it in 512 dimensions and answers the label of
+// the nearest enrolled face by cosine similarity, or the unknown label when
+// nothing enrolled is similar enough.
+//
+// It runs three ONNX models from the faceplugin-face-recognition-js npm
+// package on ONNX Runtime (see scripts/fetch-models.sh): the UltraFace
+// RFB-320 detector, a 68-point landmark model and a 512-d embedding model.
+// Enrollment embeds a gallery once and caches the result on disk.
+package face
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/elastiq/elastiq/services/classify/internal/imgproc"
+	"github.com/elastiq/elastiq/services/classify/internal/ortenv"
+	"github.com/elastiq/elastiq/services/classify/internal/pool"
+)
+
+// Config configures a Classifier.
+type Config struct {
+	// ModelDir holds libonnxruntime.so.1 and the three models.
+	ModelDir string
+	// Gallery is the folder of enrolled faces: either <Gallery>/<Label>/*.jpg
+	// (or .png), or the CSE546 layout, recognised by a labels.csv
+	// directly in Gallery (see Enroll).
+	Gallery string
+	// CacheDir holds the enrollment cache; empty disables caching.
+	CacheDir string
+	// Threshold is the least cosine similarity to the nearest enrolled face
+	// that still answers its label; below it the answer is UnknownLabel.
+	Threshold float64
+	// UnknownLabel is the answer for a face that matches no one.
+	UnknownLabel string
+	// Sessions is the number of model sessions, each on its own OS thread:
+	// how many images are analysed at once.
+	Sessions int
+	// MinScore is the detector confidence (0..1) a face needs.
+	MinScore float64
+	// MaxPixels refuses larger images before decoding them.
+	MaxPixels int
+}
+
+// Default values of Config.
+const (
+	DefaultThreshold    = 0.40
+	DefaultUnknownLabel = "Unknown"
+	DefaultMinScore     = 0.7
+	DefaultMaxPixels    = 50_000_000
+)
+
+// DefaultConfig returns a Config with every field but the folders set.
+func DefaultConfig() Config {
+	return Config{
+		Threshold:    DefaultThreshold,
+		UnknownLabel: DefaultUnknownLabel,
+		Sessions:     1,
+		MinScore:     DefaultMinScore,
+		MaxPixels:    DefaultMaxPixels,
+	}
+}
+
+// Validate checks the config without touching the disk.
+func (c Config) Validate() error {
+	var errs []error
+	if c.ModelDir == "" {
+		errs = append(errs, errors.New("model dir is empty"))
+	}
+	if c.Gallery == "" {
+		errs = append(errs, errors.New("gallery is empty"))
+	}
+	if c.Threshold < -1 || c.Threshold > 1 {
+		errs = append(errs, fmt.Errorf("threshold %v: want a cosine similarity in [-1, 1]", c.Threshold))
+	}
+	if c.UnknownLabel == "" {
+		errs = append(errs, errors.New("unknown label is empty"))
+	}
+	if c.Sessions < 1 {
+		errs = append(errs, fmt.Errorf("sessions %d: want at least 1", c.Sessions))
+	}
+	if c.MinScore <= 0 || c.MinScore >= 1 {
+		errs = append(errs, fmt.Errorf("min score %v: want a value in (0, 1)", c.MinScore))
+	}
+	if c.MaxPixels < 0 {
+		errs = append(errs, fmt.Errorf("max pixels %d: want 0 (no limit) or more", c.MaxPixels))
+	}
+	return errors.Join(errs...)
+}
+
+// CheckModels reports a missing runtime or model file in dir, with what to
+// do about it.
+func CheckModels(dir string) error {
+	for _, name := range []string{ortenv.LibraryName, DetectModel, LandmarkModel, FeatureModel} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			return fmt.Errorf("model file %s missing in %s: run scripts/fetch-models.sh to fetch the models (%w)", name, dir, err)
+		}
+	}
+	return nil
+}
+
+// Classifier recognises faces against an enrolled gallery. It is safe for
+// concurrent use; Config.Sessions images are analysed at once.
+type Classifier struct {
+	cfg        Config
+	log        *slog.Logger
+	release    func() error
+	pool       *pool.Pool[*sessions]
+	gallery    *gallery
+	enrollment Enrollment
+}
+
+// Open loads the models, starts cfg.Sessions sessions and enrolls the
+// gallery (from the cache when it is current).
+func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Classifier, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("open face classifier: %w", err)
+	}
+	if err := CheckModels(cfg.ModelDir); err != nil {
+		return nil, fmt.Errorf("open face classifier: %w", err)
+	}
+	release, err := ortenv.Acquire(filepath.Join(cfg.ModelDir, ortenv.LibraryName))
+	if err != nil {
+		return nil, fmt.Errorf("open face classifier: %w", err)
+	}
+	p, err := pool.New(cfg.Sessions, func() (*sessions, error) {
+		return openSessions(cfg.ModelDir, cfg.MinScore)
+	}, (*sessions).close)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("open face classifier: %w", err), release())
+	}
+	c := &Classifier{cfg: cfg, log: logger, release: release, pool: p}
+	if err := c.enroll(ctx); err != nil {
+		return nil, errors.Join(fmt.Errorf("open face classifier: %w", err), c.Close())
+	}
+	return c, nil
+}
+
+// Close stops the sessions and releases the runtime. Classify fails after
+// Close.
+func (c *Classifier) Close() error {
+	c.pool.Close()
+	return c.release()
+}
+
+// Match is a recognition's answer with its evidence.
+type Match struct {
+	// Label is the nearest enrolled identity, or the unknown label.
+	Label string
+	// Nearest is the nearest enrolled identity even when Label is unknown.
+	Nearest string
+	// Similarity is the cosine similarity to the nearest enrolled face.
+	Similarity float64
+	Face       Face
+}
+
+// Classify returns the label of the largest face in image.
+func (c *Classifier) Classify(ctx context.Context, image []byte) (string, error) {
+	m, err := c.Recognize(ctx, image)
+	if err != nil {
+		return "", err
+	}
+	return m.Label, nil
+}
+
+// Recognize decodes image, analyses its largest face and matches it
+// against the gallery.
+func (c *Classifier) Recognize(ctx context.Context, image []byte) (Match, error) {
+	f, err := c.Analyze(ctx, image)
+	if err != nil {
+		return Match{}, err
+	}
+	m := Match{Face: f}
+	m.Nearest, m.Similarity = c.gallery.nearest(f.Embedding)
+	m.Label = m.Nearest
+	if m.Similarity < c.cfg.Threshold {
+		m.Label = c.cfg.UnknownLabel
+	}
+	return m, nil
+}
+
+// Analyze decodes image and returns its largest face with its embedding.
+// An image without a face is an error wrapping ErrNoFace.
+func (c *Classifier) Analyze(ctx context.Context, image []byte) (Face, error) {
+	img, err := imgproc.Decode(image, c.cfg.MaxPixels)
+	if err != nil {
+		return Face{}, fmt.Errorf("classify face: %w", err)
+	}
+	var f Face
+	err = c.pool.Do(ctx, func(s *sessions) error {
+		var err error
+		f, err = s.analyze(img)
+		return err
+	})
+	if err != nil {
+		return Face{}, fmt.Errorf("classify face: %w", err)
+	}
+	return f, nil
+}
