@@ -1,0 +1,57 @@
+package stack
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/elastiq/elastiq/services/elastiq"
+)
+
+// Recover re-enqueues every accepted input that has no output yet, so that a
+// restart of the embedded stack (whose queue lives in memory) loses nothing
+// it had accepted. It returns how many requests it sent again.
+//
+// A request that was in flight at the moment of the restart may end up
+// processed twice if an earlier delivery still finishes; the worker's output
+// write is idempotent and the web tier keeps the first result, so that is
+// harmless.
+func Recover(ctx context.Context, store elastiq.ObjectStore, q elastiq.Queue) (int, error) {
+	inputs, err := store.List(ctx, elastiq.InputPrefix)
+	if err != nil {
+		return 0, fmt.Errorf("recover: list inputs: %w", err)
+	}
+	outputs, err := store.List(ctx, elastiq.OutputPrefix)
+	if err != nil {
+		return 0, fmt.Errorf("recover: list outputs: %w", err)
+	}
+	done := make(map[elastiq.RequestID]bool, len(outputs))
+	for _, key := range outputs {
+		if id, err := elastiq.IDFromKey(key); err == nil {
+			done[id] = true
+		}
+	}
+	sent := 0
+	for _, key := range inputs {
+		id, err := elastiq.IDFromKey(key)
+		if err != nil || done[id] {
+			continue // not ours, or finished
+		}
+		obj, err := store.Head(ctx, key)
+		if err != nil {
+			return sent, fmt.Errorf("recover: head %s: %w", key, err)
+		}
+		req, err := elastiq.RequestFromInput(key, obj)
+		if err != nil {
+			return sent, fmt.Errorf("recover: %w", err)
+		}
+		body, err := elastiq.EncodeRequest(req)
+		if err != nil {
+			return sent, fmt.Errorf("recover: encode %s: %w", id, err)
+		}
+		if err := q.Send(ctx, body); err != nil {
+			return sent, fmt.Errorf("recover: send %s: %w", id, err)
+		}
+		sent++
+	}
+	return sent, nil
+}

@@ -1,0 +1,328 @@
+// Package stack wires the whole elastic pipeline into one process with the
+// embedded backends, so elastiq runs on one machine with no AWS at all:
+//
+//	client ─▶ web ─▶ store input/<id> ─▶ request queue ─▶ local fleet of workers
+//	          ▲                                               │ classify, output/<id>
+//	          └── waiter ◀── response consumer ◀── response queue
+//
+// The request and response queues are memqueue (SQS semantics: visibility
+// timeout, redelivery, a dead-letter queue after MaxReceives), the object
+// store is diskstore (accepted inputs and results survive a restart), the
+// result cache is localcache, and the fleet is localfleet, whose instances
+// are worker loops with a configurable boot delay. The scaler runs the same
+// policy code as on AWS and is nudged on every accepted request, so scale-out
+// from zero is immediate.
+package stack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/elastiq/elastiq/services/elastiq"
+	"github.com/elastiq/elastiq/services/elastiq/diskstore"
+	"github.com/elastiq/elastiq/services/elastiq/localcache"
+	"github.com/elastiq/elastiq/services/elastiq/localfleet"
+	"github.com/elastiq/elastiq/services/elastiq/memqueue"
+	"github.com/elastiq/elastiq/services/scaler"
+	"github.com/elastiq/elastiq/services/scaler/policy"
+	"github.com/elastiq/elastiq/services/web"
+	"github.com/elastiq/elastiq/services/worker"
+)
+
+// Config configures the embedded stack. Start from DefaultConfig.
+type Config struct {
+	// DataDir holds the object store (input/ and output/).
+	DataDir string
+	// Fsync makes every stored object durable across a power loss, at a
+	// cost in latency; without it objects survive a process restart.
+	Fsync bool
+	// VisibilityTimeout of the request and response queues.
+	VisibilityTimeout time.Duration
+	// MaxReceives: a request delivered this many times without being
+	// finished goes to the dead-letter queue and is answered as failed.
+	MaxReceives int
+	// CacheBytes bounds the in-process result cache.
+	CacheBytes int64
+	// BootDelay is how long a newly launched worker instance takes to
+	// start; StartDelay the same for a stopped one (a warm instance).
+	BootDelay  time.Duration
+	StartDelay time.Duration
+	// ShutdownTimeout bounds the graceful HTTP shutdown.
+	ShutdownTimeout time.Duration
+
+	Web     web.Config
+	Worker  worker.Config // Name is set per instance
+	Scaler  scaler.Config
+	Classic policy.ClassicConfig
+}
+
+// DefaultConfig is the embedded stack of `make run`.
+func DefaultConfig() Config {
+	return Config{
+		DataDir:           ".data",
+		VisibilityTimeout: 15 * time.Second,
+		MaxReceives:       5,
+		CacheBytes:        localcache.DefaultMaxBytes,
+		BootDelay:         0,
+		StartDelay:        -1, // no delay
+		ShutdownTimeout:   10 * time.Second,
+		Web:               web.DefaultConfig(),
+		Worker:            worker.DefaultConfig("template"),
+		Scaler:            scaler.DefaultConfig(),
+		Classic:           policy.DefaultClassicConfig(),
+	}
+}
+
+// Validate reports the first invalid setting.
+func (c Config) Validate() error {
+	switch {
+	case c.DataDir == "":
+		return errors.New("stack config: empty DataDir")
+	case c.VisibilityTimeout <= 0:
+		return fmt.Errorf("stack config: VisibilityTimeout %v: want > 0", c.VisibilityTimeout)
+	case c.MaxReceives < 1:
+		return fmt.Errorf("stack config: MaxReceives %d: want >= 1", c.MaxReceives)
+	case c.BootDelay < 0:
+		return fmt.Errorf("stack config: BootDelay %v: want >= 0", c.BootDelay)
+	}
+	w := c.Worker
+	w.VisibilityTimeout = c.VisibilityTimeout
+	for _, err := range []error{c.Web.Validate(), w.Validate(), c.Scaler.Validate(), c.Classic.Validate()} {
+		if err != nil {
+			return fmt.Errorf("stack config: %w", err)
+		}
+	}
+	return nil
+}
+
+// Deps are the parts of the stack that are not embedded backends.
+type Deps struct {
+	// Classifier labels images for every worker instance; it must be safe
+	// for concurrent use.
+	Classifier elastiq.Classifier
+	Logger     *slog.Logger
+}
+
+// Stack is the embedded elastiq pipeline.
+type Stack struct {
+	cfg Config
+	log *slog.Logger
+
+	Store     *diskstore.Store
+	Requests  *memqueue.Queue
+	Responses *memqueue.Queue
+	Dead      *memqueue.Queue
+	Cache     *localcache.Cache
+	Fleet     *localfleet.Fleet
+	Scaler    *scaler.Scaler
+	Web       *web.Server
+
+	classifier elastiq.Classifier
+	// workerQueue, when set (by tests), wraps the request queue a worker
+	// instance sees, so a test can cut one instance off as if it crashed.
+	workerQueue func(instanceID string, q elastiq.Queue) elastiq.Queue
+}
+
+// New builds the stack; nothing runs until Run.
+func New(cfg Config, deps Deps) (*Stack, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Classifier == nil {
+		return nil, errors.New("stack: no classifier")
+	}
+	log := deps.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Stack{cfg: cfg, log: log, classifier: deps.Classifier}
+
+	var opts []diskstore.Option
+	if cfg.Fsync {
+		opts = append(opts, diskstore.WithFsync())
+	}
+	store, err := diskstore.Open(filepath.Join(cfg.DataDir, "objects"), opts...)
+	if err != nil {
+		return nil, fmt.Errorf("stack: %w", err)
+	}
+	s.Store = store
+	s.Dead = memqueue.New(memqueue.Config{VisibilityTimeout: cfg.VisibilityTimeout})
+	s.Requests = memqueue.New(memqueue.Config{
+		VisibilityTimeout: cfg.VisibilityTimeout,
+		MaxReceives:       cfg.MaxReceives,
+		DeadLetter:        s.Dead,
+	})
+	s.Responses = memqueue.New(memqueue.Config{VisibilityTimeout: cfg.VisibilityTimeout})
+	s.Cache = localcache.New(localcache.Config{MaxBytes: cfg.CacheBytes})
+
+	s.Fleet, err = localfleet.New(localfleet.Config{
+		BootDelay:  cfg.BootDelay,
+		StartDelay: cfg.StartDelay,
+		Run:        s.runWorker,
+		Logger:     log.With("component", "fleet"),
+	})
+	if err != nil {
+		s.closeBackends()
+		return nil, fmt.Errorf("stack: %w", err)
+	}
+	classic, err := policy.NewClassic(cfg.Classic)
+	if err != nil {
+		s.closeBackends()
+		return nil, fmt.Errorf("stack: %w", err)
+	}
+	s.Scaler, err = scaler.New(cfg.Scaler, scaler.Deps{
+		Queue:  s.Requests,
+		Fleet:  s.Fleet,
+		Policy: classic,
+		Logger: log.With("component", "scaler"),
+	})
+	if err != nil {
+		s.closeBackends()
+		return nil, fmt.Errorf("stack: %w", err)
+	}
+	s.Web, err = web.New(cfg.Web, web.Deps{
+		Requests:  nudgeQueue{Queue: s.Requests, nudge: s.Scaler.Nudge},
+		Responses: s.Responses,
+		Store:     s.Store,
+		Cache:     s.Cache,
+		Fleet:     s.Fleet,
+		Logger:    log.With("component", "web"),
+	})
+	if err != nil {
+		s.closeBackends()
+		return nil, fmt.Errorf("stack: %w", err)
+	}
+	return s, nil
+}
+
+// runWorker is what a local fleet instance runs: a worker loop that returns
+// nil when it stopped itself after its idle timeout.
+func (s *Stack) runWorker(ctx context.Context, id string) error {
+	cfg := s.cfg.Worker
+	cfg.Name = id
+	cfg.VisibilityTimeout = s.cfg.VisibilityTimeout
+	var requests elastiq.Queue = s.Requests
+	if s.workerQueue != nil {
+		requests = s.workerQueue(id, requests)
+	}
+	w, err := worker.New(cfg, worker.Deps{
+		Requests:   requests,
+		Responses:  s.Responses,
+		Store:      s.Store,
+		Classifier: s.classifier,
+		Logger:     s.log.With("component", "worker", "instance", id),
+	})
+	if err != nil {
+		return err
+	}
+	return w.Run(ctx)
+}
+
+// Handler is the web tier's HTTP handler.
+func (s *Stack) Handler() http.Handler { return s.Web }
+
+// Run re-enqueues accepted but unfinished inputs, then serves HTTP on ln and
+// runs the response consumer, the scaler, the dead-letter handler and the
+// worker fleet until ctx is done. It then shuts everything down in order
+// (HTTP first, so waiting requests still get their answers while it drains)
+// and closes the backends. Run takes ownership of ln.
+func (s *Stack) Run(ctx context.Context, ln net.Listener) error {
+	defer s.closeBackends()
+	n, err := Recover(ctx, s.Store, s.Requests)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if n > 0 {
+		s.log.Info("re-enqueued accepted requests that had no result", "count", n)
+	}
+
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	for name, f := range map[string]func(context.Context) error{
+		"web":    s.Web.Run,
+		"scaler": s.Scaler.Run,
+		"dead letters": func(ctx context.Context) error {
+			return worker.RunDeadLetters(ctx, worker.DeadLetterDeps{
+				Dead:      s.Dead,
+				Responses: s.Responses,
+				Store:     s.Store,
+				Logger:    s.log.With("component", "dead-letters"),
+			})
+		},
+	} {
+		wg.Go(func() {
+			if err := f(bg); err != nil && bg.Err() == nil {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		})
+	}
+
+	srv := &http.Server{
+		Handler:           s.Web,
+		ReadHeaderTimeout: 10 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return bg },
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	wg.Go(func() {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("serve: %w", err)
+		}
+	})
+	s.log.Info("serving", "addr", ln.Addr().String(), "data", s.cfg.DataDir)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	s.log.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		srv.Close()
+	}
+	stopBG()
+	if err := s.Fleet.Close(); err != nil && runErr == nil {
+		runErr = fmt.Errorf("close fleet: %w", err)
+	}
+	wg.Wait()
+	return runErr
+}
+
+func (s *Stack) closeBackends() {
+	if s.Fleet != nil {
+		s.Fleet.Close()
+	}
+	for _, q := range []*memqueue.Queue{s.Requests, s.Responses, s.Dead} {
+		if q != nil {
+			q.Close()
+		}
+	}
+	if s.Store != nil {
+		s.Store.Close()
+	}
+}
+
+// nudgeQueue tells the scaler about every accepted request the moment it is
+// enqueued, so scale-out does not wait for the scaler's next tick.
+type nudgeQueue struct {
+	elastiq.Queue
+	nudge func()
+}
+
+func (q nudgeQueue) Send(ctx context.Context, body []byte) error {
+	err := q.Queue.Send(ctx, body)
+	if err == nil {
+		q.nudge()
+	}
+	return err
+}
