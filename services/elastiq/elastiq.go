@@ -251,6 +251,8 @@ type ObjectStore interface {
 	Head(ctx context.Context, key string) (Object, error)
 	// List returns the keys under prefix, in lexical order.
 	List(ctx context.Context, prefix string) ([]string, error)
+	// Delete removes an object; deleting a missing key is not an error.
+	Delete(ctx context.Context, key string) error
 }
 
 // Cache is the shared result store, with memcached semantics: values expire

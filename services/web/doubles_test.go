@@ -198,6 +198,13 @@ func (s *fakeStore) List(ctx context.Context, prefix string) ([]string, error) {
 	return keys, nil
 }
 
+func (s *fakeStore) Delete(ctx context.Context, key string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.objects, key)
+	return nil
+}
+
 func (s *fakeStore) count() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -216,6 +217,10 @@ func (s *Server) accept(ctx context.Context, u upload, subscribe bool) (elastiq.
 	if err := s.requests.Send(ctx, body); err != nil {
 		if sub != nil {
 			sub.cancel()
+		}
+		// Not accepted, so not kept: a restart's recovery must not run it.
+		if derr := s.store.Delete(ctx, req.InputKey); derr != nil {
+			err = errors.Join(err, fmt.Errorf("delete input %s: %w", req.InputKey, derr))
 		}
 		return req, nil, failCause(errUnavailable, "could not queue the request, so it was not accepted; try again",
 			fmt.Errorf("send request %s: %w", id, err))

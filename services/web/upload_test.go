@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"github.com/elastiq/elastiq/services/elastiq"
 	"hash/crc32"
 	"image"
 	"image/gif"
@@ -232,6 +233,9 @@ func TestBackendFailures(t *testing.T) {
 				}
 				if n := h.srv.hub.waiters(); n != 0 {
 					t.Errorf("waiters left = %d, want 0", n)
+				}
+				if keys, _ := h.store.List(t.Context(), elastiq.InputPrefix); len(keys) != 0 {
+					t.Errorf("inputs kept = %v, want none (a refused upload must not be recovered later)", keys)
 				}
 			})
 		}

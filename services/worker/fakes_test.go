@@ -197,6 +197,13 @@ func (s *fakeStore) List(ctx context.Context, prefix string) ([]string, error) {
 	return nil, errors.New("fakeStore.List: not used by the worker")
 }
 
+func (s *fakeStore) Delete(ctx context.Context, key string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.objects, key)
+	return nil
+}
+
 func (s *fakeStore) setPutErr(err error) {
 	s.mu.Lock()
 	s.putErr = err
