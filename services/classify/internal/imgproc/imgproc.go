@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"image"
-	"image/color"
 	_ "image/gif" // decoders register themselves with image.Decode
 	_ "image/jpeg"
 	_ "image/png"
@@ -25,9 +24,6 @@ import (
 type Image struct {
 	W, H int
 	Pix  []uint8
-	// shrunk memoises box-filtered copies by integer factor. An Image is
-	// used by one goroutine at a time.
-	shrunk map[int]*Image
 }
 
 // ErrTooLarge is returned for an image whose header declares more pixels
@@ -62,14 +58,7 @@ func FromImage(src image.Image) *Image {
 	m := New(b.Dx(), b.Dy())
 	switch s := src.(type) {
 	case *image.YCbCr:
-		for y := 0; y < m.H; y++ {
-			row := m.Pix[y*m.W*3:]
-			for x := 0; x < m.W; x++ {
-				yi := s.YOffset(b.Min.X+x, b.Min.Y+y)
-				ci := s.COffset(b.Min.X+x, b.Min.Y+y)
-				row[3*x], row[3*x+1], row[3*x+2] = color.YCbCrToRGB(s.Y[yi], s.Cb[ci], s.Cr[ci])
-			}
-		}
+		fromYCbCr(m, s)
 	case *image.RGBA:
 		for y := 0; y < m.H; y++ {
 			srow := s.Pix[(y)*s.Stride:]
@@ -99,6 +88,51 @@ func FromImage(src image.Image) *Image {
 		}
 	}
 	return m
+}
+
+// fromYCbCr converts a decoded JPEG, the common case, without a call per
+// pixel: the chroma offset of each row is computed once, and the JFIF
+// conversion is inlined in 16.16 fixed point.
+func fromYCbCr(m *Image, s *image.YCbCr) {
+	b := s.Rect
+	hs, vs := 1, 1
+	switch s.SubsampleRatio {
+	case image.YCbCrSubsampleRatio422:
+		hs = 2
+	case image.YCbCrSubsampleRatio420:
+		hs, vs = 2, 2
+	case image.YCbCrSubsampleRatio440:
+		vs = 2
+	case image.YCbCrSubsampleRatio411:
+		hs = 4
+	case image.YCbCrSubsampleRatio410:
+		hs, vs = 4, 2
+	}
+	for y := 0; y < m.H; y++ {
+		sy := b.Min.Y + y
+		yRow := s.Y[(sy-b.Min.Y)*s.YStride:]
+		cRow := (sy/vs - b.Min.Y/vs) * s.CStride
+		row := m.Pix[y*m.W*3 : (y+1)*m.W*3]
+		for x := 0; x < m.W; x++ {
+			ci := cRow + (b.Min.X+x)/hs - b.Min.X/hs
+			yy := int32(yRow[x]) * 0x10101
+			cb, cr := int32(s.Cb[ci])-128, int32(s.Cr[ci])-128
+			row[3*x] = clamp8(yy + 91881*cr)
+			row[3*x+1] = clamp8(yy - 22554*cb - 46802*cr)
+			row[3*x+2] = clamp8(yy + 116130*cb)
+		}
+	}
+}
+
+// clamp8 turns a 16.16 fixed-point value into a byte, saturating.
+func clamp8(v int32) uint8 {
+	if v < 0 {
+		return 0
+	}
+	if v > 0xffffff {
+		return 255
+	}
+	return uint8(v >> 16)
 }
 
 // New returns a black w x h image.
@@ -147,37 +181,75 @@ func (t Affine) scale() float64 {
 	return math.Max(math.Hypot(t.A, t.D), math.Hypot(t.B, t.E))
 }
 
-// shrink returns m box-filtered by an integer factor k (memoised).
-func (m *Image) shrink(k int) *Image {
-	if s, ok := m.shrunk[k]; ok {
-		return s
-	}
-	w, h := (m.W+k-1)/k, (m.H+k-1)/k
+// shrinkRegion returns the region [x0, x1) x [y0, y1) of m box-filtered
+// by an integer factor k: each output pixel averages a k x k block. The
+// region may extend past m; pixels outside repeat its border.
+func (m *Image) shrinkRegion(k, x0, y0, x1, y1 int) *Image {
+	w, h := (x1-x0+k-1)/k, (y1-y0+k-1)/k
 	out := New(w, h)
-	var sum [3]int
 	for oy := 0; oy < h; oy++ {
-		y1 := min((oy+1)*k, m.H)
+		by0, by1 := y0+oy*k, min(y0+(oy+1)*k, y1)
 		for ox := 0; ox < w; ox++ {
-			x1 := min((ox+1)*k, m.W)
-			sum = [3]int{}
-			for y := oy * k; y < y1; y++ {
-				row := m.Pix[(y*m.W+ox*k)*3 : (y*m.W+x1)*3]
-				for i := 0; i < len(row); i += 3 {
-					sum[0] += int(row[i])
-					sum[1] += int(row[i+1])
-					sum[2] += int(row[i+2])
+			bx0, bx1 := x0+ox*k, min(x0+(ox+1)*k, x1)
+			inside := bx0 >= 0 && by0 >= 0 && bx1 <= m.W && by1 <= m.H
+			var r, g, b int
+			for y := by0; y < by1; y++ {
+				if inside {
+					row := m.Pix[(y*m.W+bx0)*3 : (y*m.W+bx1)*3]
+					for i := 0; i < len(row); i += 3 {
+						r += int(row[i])
+						g += int(row[i+1])
+						b += int(row[i+2])
+					}
+					continue
+				}
+				cy := min(max(y, 0), m.H-1)
+				for x := bx0; x < bx1; x++ {
+					o := (cy*m.W + min(max(x, 0), m.W-1)) * 3
+					r += int(m.Pix[o])
+					g += int(m.Pix[o+1])
+					b += int(m.Pix[o+2])
 				}
 			}
-			n := (y1 - oy*k) * (x1 - ox*k)
+			n := (by1 - by0) * (bx1 - bx0)
 			o := (oy*w + ox) * 3
-			out.Pix[o], out.Pix[o+1], out.Pix[o+2] = uint8((sum[0]+n/2)/n), uint8((sum[1]+n/2)/n), uint8((sum[2]+n/2)/n)
+			out.Pix[o], out.Pix[o+1], out.Pix[o+2] = uint8((r+n/2)/n), uint8((g+n/2)/n), uint8((b+n/2)/n)
 		}
 	}
-	if m.shrunk == nil {
-		m.shrunk = make(map[int]*Image)
-	}
-	m.shrunk[k] = out
 	return out
+}
+
+// shrinkFor box-filters the part of src that the w x h destination of t
+// reads, by factor k, and returns it with t re-expressed in its
+// coordinates. Only that part is averaged, so a face crop from a large
+// photo costs the size of the face, not of the photo. The blocks start at
+// the destination's own left and top edge, so a crop scaled by exactly k
+// gets exact block averages.
+func shrinkFor(src *Image, t Affine, w, h, k int) (*Image, Affine) {
+	minX, minY, maxX, maxY := math.Inf(1), math.Inf(1), math.Inf(-1), math.Inf(-1)
+	for _, c := range [][2]float64{{-0.5, -0.5}, {float64(w) - 0.5, -0.5}, {-0.5, float64(h) - 0.5}, {float64(w) - 0.5, float64(h) - 0.5}} {
+		x, y := t.Apply(c[0], c[1])
+		minX, maxX = math.Min(minX, x), math.Max(maxX, x)
+		minY, maxY = math.Min(minY, y), math.Max(maxY, y)
+	}
+	// Edges in pixel-index terms, one block of margin so bilinear taps
+	// near the edge read averaged pixels too; the region stays within a
+	// block of the image.
+	x0 := max(int(math.Floor(minX+0.5))-k, -k)
+	y0 := max(int(math.Floor(minY+0.5))-k, -k)
+	x1 := min(int(math.Ceil(maxX+0.5))+k, src.W+k)
+	y1 := min(int(math.Ceil(maxY+0.5))+k, src.H+k)
+	if x1 <= x0 || y1 <= y0 {
+		// Entirely outside the image: its nearest border block will do.
+		x0, y0 = min(max(x0, -k), src.W), min(max(y0, -k), src.H)
+		x1, y1 = x0+k, y0+k
+	}
+	f := 1 / float64(k)
+	// Source pixel-centre sx is region pixel-centre (sx - x0 + 0.5)/k - 0.5.
+	return src.shrinkRegion(k, x0, y0, x1, y1), Affine{
+		A: t.A * f, B: t.B * f, C: (t.C-float64(x0)+0.5)*f - 0.5,
+		D: t.D * f, E: t.E * f, F: (t.F-float64(y0)+0.5)*f - 0.5,
+	}
 }
 
 // Layout of a tensor's dimensions.
@@ -224,11 +296,8 @@ func (s Spec) Len() int { return s.W * s.H * s.Format.Channels() }
 // replicate its border.
 func (s Spec) Fill(dst []float32, src *Image, t Affine) {
 	if k := int(t.scale()); k >= 2 {
-		// Average k x k blocks first, then sample the smaller image: the
-		// same map expressed in the shrunk image's pixel-centre coordinates.
-		src = src.shrink(k)
-		f := 1 / float64(k)
-		t = Affine{A: t.A * f, B: t.B * f, C: (t.C+0.5)*f - 0.5, D: t.D * f, E: t.E * f, F: (t.F+0.5)*f - 0.5}
+		// Average k x k blocks first, then sample the smaller image.
+		src, t = shrinkFor(src, t, s.W, s.H, k)
 	}
 	w := s.writer(dst)
 	if t.B == 0 && t.D == 0 {

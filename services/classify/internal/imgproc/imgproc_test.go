@@ -9,6 +9,7 @@ import (
 	"image/jpeg"
 	"image/png"
 	"math"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -211,5 +212,57 @@ func TestResizePaste(t *testing.T) {
 	rgba := canvas.RGBA()
 	if c := rgba.RGBAAt(3, 2); c != (color.RGBA{100, 100, 100, 255}) {
 		t.Errorf("RGBA() at (3, 2) = %v, want grey 100", c)
+	}
+}
+
+func TestFromYCbCr(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for _, ratio := range []image.YCbCrSubsampleRatio{
+		image.YCbCrSubsampleRatio444, image.YCbCrSubsampleRatio422, image.YCbCrSubsampleRatio420,
+		image.YCbCrSubsampleRatio440, image.YCbCrSubsampleRatio411, image.YCbCrSubsampleRatio410,
+	} {
+		t.Run(ratio.String(), func(t *testing.T) {
+			// An odd origin checks the chroma offsets of sub-images.
+			src := image.NewYCbCr(image.Rect(3, 5, 20, 16), ratio)
+			for _, p := range [][]uint8{src.Y, src.Cb, src.Cr} {
+				for i := range p {
+					p[i] = uint8(rng.IntN(256))
+				}
+			}
+			m := FromImage(src)
+			for y := 0; y < m.H; y++ {
+				for x := 0; x < m.W; x++ {
+					c := src.YCbCrAt(3+x, 5+y)
+					r, g, b := color.YCbCrToRGB(c.Y, c.Cb, c.Cr)
+					got := m.Pix[3*(y*m.W+x) : 3*(y*m.W+x)+3]
+					if got[0] != r || got[1] != g || got[2] != b {
+						t.Fatalf("pixel (%d, %d) = %v, want %v", x, y, got, []uint8{r, g, b})
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestFillLargeShrinksOnlyTheCrop checks a downscaled crop of a big image
+// against block averages computed directly.
+func TestFillLargeShrinksOnlyTheCrop(t *testing.T) {
+	big := New(400, 300)
+	for y := 0; y < 300; y++ {
+		for x := 0; x < 400; x++ {
+			v := uint8((x/10 + y/10) % 2 * 200)
+			big.Pix[3*(y*400+x)], big.Pix[3*(y*400+x)+1], big.Pix[3*(y*400+x)+2] = v, v, v
+		}
+	}
+	// 4x4 output from the 40x40 crop at (100, 50): each output pixel is a
+	// 10x10 checker square, all 0 or all 200.
+	got := fillGray(big, 4, 4, RectTo(100, 50, 40, 40, 4, 4))
+	for y := range 4 {
+		for x := range 4 {
+			want := float32((x + y + 1) % 2 * 200)
+			if math.Abs(float64(got[y*4+x]-want)) > 0.5 {
+				t.Fatalf("Fill crop = %v, want checker of 0 and 200 starting with %v", got, float32(200))
+			}
+		}
 	}
 }
