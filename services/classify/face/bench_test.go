@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -46,7 +45,7 @@ func benchClassifier(b *testing.B, sessions int) *Classifier {
 func cse546Images(b *testing.B) (images [][]byte, labels []string) {
 	b.Helper()
 	for _, p := range distinct {
-		data, err := os.ReadFile(filepath.Join(modeltest.CSE546(b), "face_images_100", p.file+".jpg"))
+		data, err := os.ReadFile(photoPath(b, p.file))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -61,15 +60,7 @@ func largePhoto(b *testing.B) []byte {
 	b.Helper()
 	var tiles []*imgproc.Image
 	for _, p := range distinct {
-		data, err := os.ReadFile(filepath.Join(modeltest.CSE546(b), "face_images_100", p.file+".jpg"))
-		if err != nil {
-			b.Fatal(err)
-		}
-		img, err := imgproc.Decode(data, 0)
-		if err != nil {
-			b.Fatal(err)
-		}
-		tiles = append(tiles, img.Resize(160, 160))
+		tiles = append(tiles, readPhoto(b, p.file).Resize(160, 160))
 	}
 	canvas := imgproc.New(1920, 1080)
 	for y, i := 0, 0; y < 1080; y += 160 {
@@ -77,25 +68,12 @@ func largePhoto(b *testing.B) []byte {
 			canvas.Paste(tiles[i%len(tiles)], x, y)
 		}
 	}
-	paul, err := imgproc.Decode(mustRead(b, filepath.Join(modeltest.CSE546(b), "face_images_100", "test_00.jpg")), 0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	canvas.Paste(paul.Resize(640, 640), 800, 220)
+	canvas.Paste(readPhoto(b, "test_00").Resize(640, 640), 800, 220)
 	var buf bytes.Buffer
 	if err := jpeg.Encode(&buf, canvas.RGBA(), &jpeg.Options{Quality: 90}); err != nil {
 		b.Fatal(err)
 	}
 	return buf.Bytes()
-}
-
-func mustRead(b *testing.B, path string) []byte {
-	b.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return data
 }
 
 // runTimed classifies images[i % len] per iteration, checks each answer,
@@ -178,8 +156,9 @@ func BenchmarkClassifyCSE546Parallel(b *testing.B) {
 	ctx := context.Background()
 	var mu sync.Mutex
 	var durations []time.Duration
-	start := time.Now()
 	b.SetParallelism(2) // 2 x GOMAXPROCS goroutines
+	b.ResetTimer()
+	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {
 		var local []time.Duration
 		for i := 0; pb.Next(); i++ {

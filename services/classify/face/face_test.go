@@ -75,11 +75,11 @@ func openFace(t *testing.T, change func(*Config)) *Classifier {
 	return c
 }
 
-func photoPath(t *testing.T, file string) string {
+func photoPath(t testing.TB, file string) string {
 	return filepath.Join(modeltest.CSE546(t), "face_images_100", file+".jpg")
 }
 
-func readPhoto(t *testing.T, file string) *imgproc.Image {
+func readPhoto(t testing.TB, file string) *imgproc.Image {
 	t.Helper()
 	b, err := os.ReadFile(photoPath(t, file))
 	if err != nil {
