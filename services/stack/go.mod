@@ -10,6 +10,8 @@ require (
 	github.com/elastiq/elastiq/services/worker v0.0.0-00010101000000-000000000000
 )
 
+require github.com/yalue/onnxruntime_go v1.27.0 // indirect
+
 replace github.com/elastiq/elastiq/services/elastiq => ../elastiq
 
 replace github.com/elastiq/elastiq/services/classify => ../classify

