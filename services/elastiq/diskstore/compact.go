@@ -94,10 +94,7 @@ func (s *Store) compact(ctx context.Context) error {
 		}
 	}
 
-	s.wmu.Lock()
-	gen := s.gen
-	s.wmu.Unlock()
-	if err := s.flush(gen); err != nil {
+	if err := s.syncFrom(cutoff); err != nil {
 		return err
 	}
 	for _, g := range sealed {
@@ -109,6 +106,26 @@ func (s *Store) compact(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// syncFrom flushes segment cutoff and every newer one, which hold the
+// copies, and the directory that names them: whatever the fsync option,
+// the copies must be on disk before the originals go.
+func (s *Store) syncFrom(cutoff uint32) error {
+	var fresh []*segment
+	s.mu.RLock()
+	for _, g := range s.segs {
+		if g.id >= cutoff {
+			fresh = append(fresh, g)
+		}
+	}
+	s.mu.RUnlock()
+	for _, g := range fresh {
+		if err := g.sync(); err != nil {
+			return fmt.Errorf("flush %s: %w", g.path, err)
+		}
+	}
+	return syncDir(s.dir)
 }
 
 // relocate appends rec, the record m.e points at, to the log and points

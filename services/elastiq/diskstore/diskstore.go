@@ -17,9 +17,8 @@
 // The directory holds segment files seg-00000001.log, seg-00000002.log, …
 // and a LOCK file. Segments are append-only. The newest is the active
 // segment; once it holds WithSegmentSize bytes (default
-// DefaultSegmentSize) the next write starts a new one, after flushing the
-// old one to disk, so that only the newest segment can end in a torn write.
-// Other files in the directory are ignored.
+// DefaultSegmentSize) the next write starts a new one. Other files in the
+// directory are ignored.
 //
 // Each Put or Delete is one record, written with a single write(2) to the
 // active segment (opened O_APPEND) under a mutex:
@@ -51,13 +50,22 @@
 // takes time in proportion to the store's size (see BenchmarkOpen).
 //
 // A crash in the middle of a write leaves the newest segment ending in a
-// torn record. A damaged record in the newest segment counts as a torn
-// tail when no valid record follows it anywhere in the file; Open then
-// truncates the segment there, logs a warning and carries on. Any other
-// damaged record (one followed by valid records, or in an older segment)
+// torn record. A damaged record counts as such a torn tail when no valid
+// record follows it anywhere in its file; Open then truncates the file
+// there, logs a warning (WithLogger) with the file, offset and size, and
+// carries on. Any other damaged record, one with valid records after it,
 // is corruption: Open fails with an error naming the file and offset
 // rather than dropping data. A damaged record met later by Get is an error
 // for that Get.
+//
+// Older segments are held to the same rule, not a stricter one, because
+// without WithFsync a power loss may leave any recent segment short: the
+// page cache writes files back in no particular order, and flushing each
+// full segment as the log moves on would stall every Put behind a flush of
+// up to a segment's worth of dirty pages. (With WithFsync every record is
+// flushed before its Put returns, so only an unacknowledged last write can
+// be torn.) The price is that damage confined to the last record of an
+// older segment is truncated with a warning instead of failing Open.
 //
 // # Durability
 //
@@ -129,6 +137,7 @@ type Store struct {
 	// syncMu serialises the flushes of group commit.
 	syncMu    sync.Mutex
 	syncedGen uint64 // every write up to this generation is on disk
+	flushes   atomic.Int64
 
 	// wmu guards the log's tail: the writer, the active segment, and every
 	// change to the index, so the index changes in log order.
@@ -210,8 +219,8 @@ func open(dir string, opts []Option) (_ *Store, err error) {
 	if err != nil {
 		return nil, err
 	}
-	for i, id := range ids {
-		if err := s.load(id, i == len(ids)-1); err != nil {
+	for _, id := range ids {
+		if err := s.load(id); err != nil {
 			return nil, fmt.Errorf("%s: %w", segName(id), err)
 		}
 	}
@@ -239,9 +248,9 @@ func lockDir(dir string) (*os.File, error) {
 	return f, nil
 }
 
-// load opens segment id, replays its records into the index and, when it
-// is the newest segment, truncates a torn tail.
-func (s *Store) load(id uint32, newest bool) error {
+// load opens segment id, replays its records into the index and
+// truncates a torn tail.
+func (s *Store) load(id uint32) error {
 	path := filepath.Join(s.dir, segName(id))
 	f, err := os.Open(path)
 	if err != nil {
@@ -258,9 +267,6 @@ func (s *Store) load(id uint32, newest bool) error {
 	var d *damage
 	if !errors.As(err, &d) {
 		g.size.Store(size)
-		return err
-	}
-	if !newest {
 		return err
 	}
 	if torn, terr := isTornTail(f, d.off, size); terr != nil || !torn {
@@ -468,15 +474,18 @@ func (s *Store) appendLocked(rec []byte) (*segment, int64, error) {
 	return g, off, nil
 }
 
-// rotate flushes and seals the active segment, if any, and makes segment
-// id the active one. It needs wmu held, or no other goroutine (Open).
+// rotate seals the active segment, if any, and makes segment id the
+// active one. It needs wmu held, or no other goroutine (Open).
 func (s *Store) rotate(id uint32) error {
 	if s.w != nil {
-		// Only the newest segment may end torn, so an older one must
-		// be whole on disk before a newer one exists.
-		if err := s.w.Sync(); err != nil {
-			s.failed = fmt.Errorf("flush %s: %w", s.active.path, err)
-			return s.failed
+		// With fsync, writes to the old segment that no flush has
+		// covered yet must reach the disk: flush only syncs the active
+		// segment.
+		if s.fsync {
+			if err := s.w.Sync(); err != nil {
+				s.failed = fmt.Errorf("flush %s: %w", s.active.path, err)
+				return s.failed
+			}
 		}
 		if err := s.w.Close(); err != nil {
 			s.failed = fmt.Errorf("close %s: %w", s.active.path, err)
@@ -528,7 +537,9 @@ func (s *Store) flush(gen uint64) error {
 		return failed
 	}
 	// Writes before target went to g or to older segments, which rotate
-	// flushed when it sealed them.
+	// flushed when it sealed them (it does when s.fsync is set, the only
+	// case in which flush is called).
+	s.flushes.Add(1)
 	if err := g.sync(); err != nil {
 		s.wmu.Lock()
 		s.failed = cmp.Or(s.failed, fmt.Errorf("flush %s: %w", g.path, err))
@@ -642,13 +653,15 @@ type Stats struct {
 	// would reclaim, less the active segment's share.
 	Bytes     int64
 	LiveBytes int64
+	// Flushes counts the fsyncs of group commit (WithFsync).
+	Flushes int64
 }
 
 // Stats reports the number of keys and the log's size.
 func (s *Store) Stats() Stats {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	st := Stats{Keys: len(s.index), Segments: len(s.segs)}
+	st := Stats{Keys: len(s.index), Segments: len(s.segs), Flushes: s.flushes.Load()}
 	for _, g := range s.segs {
 		st.Bytes += g.size.Load()
 		st.LiveBytes += g.live
