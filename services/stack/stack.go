@@ -71,7 +71,7 @@ func DefaultConfig() Config {
 		MaxReceives:       5,
 		CacheBytes:        localcache.DefaultMaxBytes,
 		BootDelay:         0,
-		StartDelay:        -1, // no delay
+		StartDelay:        0, // half the boot delay, like a warm EC2 instance
 		ShutdownTimeout:   10 * time.Second,
 		Web:               web.DefaultConfig(),
 		Worker:            worker.DefaultConfig("template"),

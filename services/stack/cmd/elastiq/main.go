@@ -58,7 +58,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 	fs.DurationVar(&s.VisibilityTimeout, "visibility", s.VisibilityTimeout, "queue visibility timeout")
 	fs.IntVar(&s.MaxReceives, "max-receives", s.MaxReceives, "deliveries before a request is given up as failed")
 	fs.DurationVar(&s.BootDelay, "boot-delay", s.BootDelay, "how long a newly launched worker instance takes to boot")
-	fs.DurationVar(&s.StartDelay, "start-delay", s.StartDelay, "how long a stopped worker instance takes to start (negative: none; 0: half the boot delay)")
+	fs.DurationVar(&s.StartDelay, "start-delay", s.StartDelay, "how long a stopped worker instance takes to start (0: half the boot delay; negative: none)")
 	fs.IntVar(&s.Classic.Max, "max-workers", s.Classic.Max, "most worker instances")
 	fs.DurationVar(&s.Classic.TerminateAfter, "terminate-after", s.Classic.TerminateAfter, "terminate stopped workers after no request for this long")
 	fs.DurationVar(&s.Worker.IdleTimeout, "worker-idle", s.Worker.IdleTimeout, "a worker stops itself after an empty queue for this long (0: never)")
