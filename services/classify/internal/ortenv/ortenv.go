@@ -78,9 +78,12 @@ func releaseEnv() error {
 
 // SessionOptions returns the options every classifier session uses: one
 // intra-op and one inter-op thread (a session runs on the one OS thread its
-// owner locked) and denormals flushed to zero. fr_feature.onnx holds
-// thousands of denormal weights; without the flush an embedding takes about
-// 8x longer on x86. The caller destroys the options.
+// owner locked, so N sessions use N cores and do not fight over them) and
+// denormals flushed to zero. fr_feature.onnx holds many denormal weights,
+// which on x86 can slow an embedding several-fold; with ONNX Runtime 1.30
+// on the project machine the flush made no measurable difference, and it is
+// kept so that every session computes in the same mode. The caller destroys
+// the options.
 func SessionOptions() (*ort.SessionOptions, error) {
 	o, err := ort.NewSessionOptions()
 	if err != nil {

@@ -3,10 +3,11 @@
 //
 // Each worker goroutine locks itself to its OS thread
 // (runtime.LockOSThread), creates its state there, and runs every job that
-// uses that state on the same thread. For a session with one intra-op thread
-// this keeps its caches warm and stops the Go scheduler from migrating it
-// mid-run; on this project's 2-core machine it made an embedding about 8x
-// faster than sessions shared between goroutines.
+// uses that state on the same thread. A session with one intra-op thread
+// runs its kernels on the calling thread, so per-thread settings made at
+// creation (such as the floating-point mode, see ortenv.FlushDenormals) hold
+// for every run, and the session's thread is never shared with other
+// goroutines.
 package pool
 
 import (
