@@ -18,7 +18,9 @@
 // and a LOCK file. Segments are append-only. The newest is the active
 // segment; once it holds WithSegmentSize bytes (default
 // DefaultSegmentSize) the next write starts a new one. Other files in the
-// directory are ignored.
+// directory are ignored, among them the objects of the earlier
+// one-file-per-object version of this package (input/…, output/…, ~tmp/):
+// Open only warns that they are there.
 //
 // Each Put or Delete is one record, written with a single write(2) to the
 // active segment (opened O_APPEND) under a mutex:
@@ -114,7 +116,12 @@ import (
 // segment.
 const DefaultSegmentSize = 64 << 20
 
-const lockFile = "LOCK"
+const (
+	lockFile = "LOCK"
+	// oldTempDir marks a directory written by the one-file-per-object
+	// version of this package.
+	oldTempDir = "~tmp"
+)
 
 // ErrClosed is returned (wrapped) by calls on a closed Store.
 var ErrClosed = errors.New("store closed")
@@ -175,7 +182,9 @@ func WithFsync() Option { return func(s *Store) { s.fsync = true } }
 // segment to itself.
 func WithSegmentSize(n int64) Option { return func(s *Store) { s.segSize = max(n, 1) } }
 
-// WithLogger sets where Open reports a torn tail it truncated.
+// WithLogger sets where Open reports a torn tail it truncated, or objects
+// in the layout of the earlier one-file-per-object version, which it does
+// not read.
 func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.log = l } }
 
 // Open opens the store in dir, creating the directory if needed, locks it
@@ -218,6 +227,9 @@ func open(dir string, opts []Option) (_ *Store, err error) {
 	ids, err := listSegments(abs)
 	if err != nil {
 		return nil, err
+	}
+	if info, err := os.Stat(filepath.Join(abs, oldTempDir)); err == nil && info.IsDir() {
+		s.log.Warn("directory holds objects in the old one-file-per-object layout; they are not read", "dir", abs)
 	}
 	for _, id := range ids {
 		if err := s.load(id); err != nil {

@@ -889,3 +889,15 @@ func FuzzOpen(f *testing.F) {
 		wantObject(t, s, "input/new", objectFor(1))
 	})
 }
+
+func TestOldLayoutWarning(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, oldTempDir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var logged bytes.Buffer
+	openStore(t, dir, WithLogger(slog.New(slog.NewTextHandler(&logged, nil))))
+	if !strings.Contains(logged.String(), "old one-file-per-object layout") {
+		t.Errorf("Open(old layout) logged %q, want a warning about the old layout", logged.String())
+	}
+}
