@@ -26,11 +26,17 @@ type Config struct {
 	Interval time.Duration
 	// ActionTimeout bounds each queue and fleet call.
 	ActionTimeout time.Duration
+	// NudgeSettle is how long an evaluation waits after the first nudge,
+	// so that a burst of requests (the course's 100 at once) is seen as one
+	// queue and answered with one decision instead of one per request.
+	// Zero evaluates on the first nudge.
+	NudgeSettle time.Duration
 }
 
-// DefaultConfig evaluates every second with 30-second calls.
+// DefaultConfig evaluates every second with 30-second calls, and 20 ms
+// after the first request of a burst.
 func DefaultConfig() Config {
-	return Config{Interval: time.Second, ActionTimeout: 30 * time.Second}
+	return Config{Interval: time.Second, ActionTimeout: 30 * time.Second, NudgeSettle: 20 * time.Millisecond}
 }
 
 // Validate reports the first invalid setting.
@@ -40,6 +46,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("scaler config: Interval %v: want > 0", c.Interval)
 	case c.ActionTimeout <= 0:
 		return fmt.Errorf("scaler config: ActionTimeout %v: want > 0", c.ActionTimeout)
+	case c.NudgeSettle < 0 || c.NudgeSettle >= c.Interval:
+		return fmt.Errorf("scaler config: NudgeSettle %v: want 0 up to Interval %v", c.NudgeSettle, c.Interval)
 	}
 	return nil
 }
@@ -157,7 +165,27 @@ func (s *Scaler) Run(ctx context.Context) error {
 			return ctx.Err()
 		case <-t.C:
 		case <-s.nudge:
+			if s.cfg.NudgeSettle > 0 {
+				if err := sleep(ctx, s.cfg.NudgeSettle); err != nil {
+					return err
+				}
+				select { // the nudges of the burst are answered by this evaluation
+				case <-s.nudge:
+				default:
+				}
+			}
 		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 

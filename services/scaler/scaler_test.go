@@ -284,6 +284,23 @@ func TestNudgeEvaluatesAtOnce(t *testing.T) {
 	eventually(t, "launch after nudge", func() bool { return slices.Equal(h.fleet.callLog(), []string{"launch 1 tok-1"}) })
 }
 
+// TestNudgeBurstOneDecision: a burst of requests, each nudging, within the
+// settle time is answered by one evaluation of the whole queue.
+func TestNudgeBurstOneDecision(t *testing.T) {
+	h := newHarness(t, Config{Interval: time.Hour, ActionTimeout: testTimeout, NudgeSettle: 200 * time.Millisecond})
+	stop := h.start(t)
+	defer stop()
+	eventually(t, "first evaluation", func() bool { return h.fleet.listCalls() == 1 })
+	for n := 1; n <= 10; n++ {
+		h.queue.set(n, 0)
+		h.scaler.Nudge()
+	}
+	eventually(t, "launch after the burst", func() bool { return len(h.fleet.callLog()) > 0 })
+	if got, want := h.fleet.callLog(), []string{"launch 10 tok-1"}; !slices.Equal(got, want) {
+		t.Errorf("fleet calls after a burst of 10 nudges = %q, want %q", got, want)
+	}
+}
+
 func TestRunTwiceConcurrently(t *testing.T) {
 	h := newHarness(t, Config{Interval: time.Hour, ActionTimeout: testTimeout})
 	stop := h.start(t)
@@ -307,6 +324,7 @@ func TestNewValidates(t *testing.T) {
 	}{
 		{name: "zero interval", cfg: Config{ActionTimeout: time.Second}, deps: Deps{Queue: q, Fleet: f, Policy: p}},
 		{name: "zero action timeout", cfg: Config{Interval: time.Second}, deps: Deps{Queue: q, Fleet: f, Policy: p}},
+		{name: "settle past interval", cfg: Config{Interval: time.Second, ActionTimeout: time.Second, NudgeSettle: time.Second}, deps: Deps{Queue: q, Fleet: f, Policy: p}},
 		{name: "no queue", cfg: DefaultConfig(), deps: Deps{Fleet: f, Policy: p}},
 		{name: "no fleet", cfg: DefaultConfig(), deps: Deps{Queue: q, Policy: p}},
 		{name: "no policy", cfg: DefaultConfig(), deps: Deps{Queue: q, Fleet: f}},
