@@ -88,10 +88,25 @@
 // # Space
 //
 // An overwritten or deleted object's old record stays in its segment
-// until Compact copies the live records of all full segments to the end
-// of the log and removes those segments; Stats reports how many bytes are
-// live. The pipeline's inputs and outputs are written once and rarely
-// deleted, so nothing calls Compact on its own.
+// until Compact seals the active segment, copies the live records of all
+// the segments to the end of the log and removes them. Compact rewrites
+// every live byte, so call it when Stats shows much dead space; nothing
+// calls it on its own, since the pipeline's inputs and outputs are written
+// once and rarely deleted. The index holds every key with its metadata in
+// memory, a few hundred bytes per object.
+//
+// # Performance
+//
+// On the 2-core VM (ext4, Go 1.26), for a 3 KiB object with two metadata
+// entries (BenchmarkPutGet3KiB, BenchmarkBurst100, BenchmarkOpen): a Put
+// and a Get take 15 to 22 µs together, one at a time or from 16
+// goroutines, against 0.7 ms (0.11 ms with spare files) for the
+// one-file-per-object version; with WithFsync 0.23 ms sequentially (one
+// fsync each) and 0.17 to 0.28 ms from 16 goroutines sharing about one
+// fsync per 4.6 Puts. A burst of 100 concurrent Puts ends within about
+// 1.2 ms on an idle machine (p99 1.1 ms, against 39 ms, or 1.5 ms with
+// spare files, before). Open reads about 1 GB/s: 15 to 30 ms for 10,000
+// objects.
 package diskstore
 
 import (
