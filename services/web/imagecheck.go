@@ -8,111 +8,203 @@ import (
 	"hash/crc32"
 )
 
-// Why a structural check rather than a full decode: image.DecodeConfig has
-// already parsed the header (so the format, coding and dimensions are ones
-// Go can decode), and what is left to rule out is a file that is not whole,
-// above all a truncated one. Walking the container does that in one linear
-// pass over bytes already in memory, without allocating pixels: a full decode
-// of the 64×64 CSE546 faces was a third of the web tier's CPU per request,
-// and of a 10 MiB upload declaring 50 megapixels would take about a second
-// of CPU and up to 400 MB, which a burst of such uploads would turn into a
-// denial of service. For PNG the check is as strong as a decode at catching
-// damage, since every chunk's CRC-32 is verified; for JPEG it proves every
-// segment is whole and the file ends with its EOI marker, but not that the
-// entropy-coded bits inside a scan are valid (neither does Go's decoder,
-// which decodes most bit flips into wrong pixels). Damage of that kind makes
-// the classifier fail, and the client gets that failure as the result.
+// Why a structural check rather than a full decode: what must be ruled out is
+// an image Go cannot decode, one whose header declares absurd dimensions, and
+// a file that is not whole, above all a truncated one. Walking the container
+// does all three in one linear pass over bytes already in memory, without
+// allocating pixels: a full decode of the 64×64 CSE546 faces was a third of
+// the web tier's CPU per request, and of a 10 MiB upload declaring
+// 50 megapixels would take about a second of CPU and up to 400 MB, which a
+// burst of such uploads would turn into a denial of service. (Even
+// image.DecodeConfig allocates 17 KiB per call, a third of the whole
+// pipeline's garbage per request, so the header is parsed here too.) The
+// walk accepts exactly the codings Go's decoders read: JPEG baseline,
+// extended sequential and progressive with 8-bit samples and 1, 3 or 4
+// components; every PNG colour type and bit depth. For PNG the check is as
+// strong as a decode at catching damage, since every chunk's CRC-32 is
+// verified; for JPEG it proves every segment is whole and the file ends with
+// its EOI marker, but not that the entropy-coded bits inside a scan are
+// valid (neither does Go's decoder, which decodes most bit flips into wrong
+// pixels). Damage of that kind makes the classifier fail, and the client
+// gets that failure as the result.
 
 // errIncomplete marks a file that ends before its structure does.
 var errIncomplete = errors.New("file ends early (truncated?)")
 
-// checkWhole checks that b, whose header image.DecodeConfig accepted as
-// format ("jpeg" or "png"), is a complete, well-formed file.
-func checkWhole(format string, b []byte) error {
-	switch format {
-	case "jpeg":
+// imageInfo is what inspect learns of an image.
+type imageInfo struct {
+	format        string // "jpeg" or "png"
+	width, height int
+}
+
+const pngSignature = "\x89PNG\r\n\x1a\n"
+
+// inspect checks that b is a complete, well-formed JPEG or PNG file that
+// Go's decoders read, and returns its format and declared dimensions. On an
+// error the dimensions are still set if the header was read.
+func inspect(b []byte) (imageInfo, error) {
+	switch {
+	case len(b) >= 2 && b[0] == 0xff && b[1] == markerSOI:
 		return checkJPEG(b)
-	case "png":
+	case bytes.HasPrefix(b, []byte(pngSignature)):
 		return checkPNG(b)
 	}
-	return fmt.Errorf("format %q: not checked", format)
+	return imageInfo{}, errors.New("neither a JPEG nor a PNG file")
 }
 
 // JPEG markers (ITU T.81, table B.1).
 const (
-	markerTEM  = 0x01
-	markerRST0 = 0xd0
-	markerRST7 = 0xd7
-	markerSOI  = 0xd8
-	markerEOI  = 0xd9
-	markerSOS  = 0xda
-	markerSOF0 = 0xc0
-	markerSOFF = 0xcf
-	markerDHT  = 0xc4
-	markerJPG  = 0xc8
-	markerDAC  = 0xcc
+	markerTEM   = 0x01
+	markerRST0  = 0xd0
+	markerRST7  = 0xd7
+	markerSOI   = 0xd8
+	markerEOI   = 0xd9
+	markerSOS   = 0xda
+	markerSOF0  = 0xc0
+	markerSOF2  = 0xc2
+	markerSOFF  = 0xcf
+	markerDHT   = 0xc4
+	markerDQT   = 0xdb
+	markerDRI   = 0xdd
+	markerAPP0  = 0xe0
+	markerAPP15 = 0xef
+	markerCOM   = 0xfe
 )
 
+// checkFrame reads a baseline, extended or progressive frame header (the
+// data of an SOF0..SOF2 segment) and refuses what Go's decoder refuses:
+// samples of other than 8 bits, other than 1, 3 or 4 components, repeated
+// component IDs, bad quantisation table selectors and the subsampling ratios
+// it does not implement (image/jpeg's processSOF).
+func checkFrame(seg []byte) (width, height int, err error) {
+	if len(seg) < 6 {
+		return 0, 0, fmt.Errorf("jpeg: frame header of %d bytes", len(seg))
+	}
+	n := int(seg[5])
+	if n != 1 && n != 3 && n != 4 {
+		return 0, 0, fmt.Errorf("jpeg: %d colour components are not supported", n)
+	}
+	if len(seg) != 6+3*n {
+		return 0, 0, fmt.Errorf("jpeg: frame header of %d bytes for %d components", len(seg), n)
+	}
+	if seg[0] != 8 {
+		return 0, 0, fmt.Errorf("jpeg: %d-bit samples are not supported", seg[0])
+	}
+	height, width = int(binary.BigEndian.Uint16(seg[1:])), int(binary.BigEndian.Uint16(seg[3:]))
+	var hv [4]byte
+	for i := range n {
+		c := seg[6+3*i : 9+3*i]
+		for j := range i {
+			if seg[6+3*j] == c[0] {
+				return width, height, errors.New("jpeg: repeated component identifier")
+			}
+		}
+		if c[2] > 3 {
+			return width, height, fmt.Errorf("jpeg: quantisation table %d", c[2])
+		}
+		hv[i] = c[1]
+		h, v := c[1]>>4, c[1]&0x0f
+		if h < 1 || h > 4 || v < 1 || v > 4 || h == 3 || v == 3 {
+			return width, height, fmt.Errorf("jpeg: sampling factors %dx%d", h, v)
+		}
+		bad := false
+		switch {
+		case n == 3 && i == 0:
+			bad = v == 4
+		case n == 3 && i == 1:
+			bad = (hv[0]>>4)%h != 0 || (hv[0]&0x0f)%v != 0
+		case n == 3 && i == 2:
+			bad = hv[1] != hv[2]
+		case n == 4 && i == 0:
+			bad = hv[0] != 0x11 && hv[0] != 0x22
+		case n == 4 && (i == 1 || i == 2):
+			bad = hv[i] != 0x11
+		case n == 4 && i == 3:
+			bad = hv[3] != hv[0]
+		}
+		if bad {
+			return width, height, errors.New("jpeg: unsupported subsampling ratio")
+		}
+	}
+	return width, height, nil
+}
+
 // checkJPEG walks the marker segments from SOI to EOI, skipping over each
-// scan's entropy-coded data, and requires a frame header and at least one
-// scan before EOI. Bytes after EOI are ignored, as decoders do.
-func checkJPEG(b []byte) error {
+// scan's entropy-coded data, and requires one frame header of a kind Go
+// decodes and at least one scan before EOI. Bytes after EOI are ignored, as
+// decoders do.
+func checkJPEG(b []byte) (imageInfo, error) {
+	info := imageInfo{format: "jpeg"}
 	if len(b) < 2 || b[0] != 0xff || b[1] != markerSOI {
-		return errors.New("jpeg: no SOI marker")
+		return info, errors.New("jpeg: no SOI marker")
 	}
 	var sawFrame, sawScan bool
 	i := 2
 	for {
 		if i >= len(b) {
-			return fmt.Errorf("jpeg: %w", errIncomplete)
+			return info, fmt.Errorf("jpeg: %w", errIncomplete)
 		}
 		if b[i] != 0xff {
-			return fmt.Errorf("jpeg: byte %#02x at offset %d, want a marker", b[i], i)
+			return info, fmt.Errorf("jpeg: byte %#02x at offset %d, want a marker", b[i], i)
 		}
 		for i < len(b) && b[i] == 0xff { // a marker may follow fill bytes
 			i++
 		}
 		if i >= len(b) {
-			return fmt.Errorf("jpeg: %w", errIncomplete)
+			return info, fmt.Errorf("jpeg: %w", errIncomplete)
 		}
 		m := b[i]
 		i++
 		switch {
 		case m == markerEOI:
 			if !sawScan {
-				return errors.New("jpeg: EOI before any scan")
+				return info, errors.New("jpeg: EOI before any scan")
 			}
-			return nil
+			return info, nil
 		case m == markerTEM || (m >= markerRST0 && m <= markerRST7):
 			// No length. A stray restart marker after the last scan is a
 			// common encoder bug that decoders ignore.
 			continue
 		case m == markerSOI || m == 0x00:
-			return fmt.Errorf("jpeg: unexpected marker %#02x at offset %d", m, i-1)
+			return info, fmt.Errorf("jpeg: unexpected marker %#02x at offset %d", m, i-1)
 		}
 		if i+2 > len(b) {
-			return fmt.Errorf("jpeg: %w", errIncomplete)
+			return info, fmt.Errorf("jpeg: %w", errIncomplete)
 		}
 		n := int(binary.BigEndian.Uint16(b[i:]))
 		if n < 2 {
-			return fmt.Errorf("jpeg: segment %#02x at offset %d has length %d", m, i-1, n)
+			return info, fmt.Errorf("jpeg: segment %#02x at offset %d has length %d", m, i-1, n)
 		}
 		if i+n > len(b) {
-			return fmt.Errorf("jpeg: %w", errIncomplete)
+			return info, fmt.Errorf("jpeg: %w", errIncomplete)
 		}
+		seg := b[i+2 : i+n]
 		i += n
 		switch {
-		case m >= markerSOF0 && m <= markerSOFF && m != markerDHT && m != markerJPG && m != markerDAC:
+		case m >= markerSOF0 && m <= markerSOF2:
+			if sawFrame {
+				return info, errors.New("jpeg: more than one frame header")
+			}
+			var err error
+			if info.width, info.height, err = checkFrame(seg); err != nil {
+				return info, err
+			}
 			sawFrame = true
+		case m == markerDHT || m == markerDQT || m == markerDRI || m == markerCOM ||
+			(m >= markerAPP0 && m <= markerAPP15):
 		case m == markerSOS:
 			if !sawFrame {
-				return errors.New("jpeg: scan before the frame header")
+				return info, errors.New("jpeg: scan before the frame header")
 			}
 			sawScan = true
 			var err error
 			if i, err = skipEntropyData(b, i); err != nil {
-				return err
+				return info, err
 			}
+		default:
+			// What Go's decoder does not read: other frame types (lossless,
+			// hierarchical, arithmetic coding) and reserved markers.
+			return info, fmt.Errorf("jpeg: marker %#02x at offset %d is not supported", m, i-n-1)
 		}
 	}
 }
@@ -139,38 +231,73 @@ func skipEntropyData(b []byte, i int) (int, error) {
 }
 
 // checkPNG walks the chunks after the signature, verifying each one's
-// length and CRC-32, and requires IHDR first, an IDAT, and IEND. Bytes after
-// IEND are ignored, as decoders do.
-func checkPNG(b []byte) error {
-	const sig = "\x89PNG\r\n\x1a\n"
-	if !bytes.HasPrefix(b, []byte(sig)) {
-		return errors.New("png: no signature")
+// length and CRC-32, and requires a valid IHDR first, an IDAT, and IEND.
+// Bytes after IEND are ignored, as decoders do.
+func checkPNG(b []byte) (imageInfo, error) {
+	info := imageInfo{format: "png"}
+	if !bytes.HasPrefix(b, []byte(pngSignature)) {
+		return info, errors.New("png: no signature")
 	}
 	var sawData bool
-	for i, first := len(sig), true; ; first = false {
+	for i, first := len(pngSignature), true; ; first = false {
 		if i+12 > len(b) { // length, type, CRC
-			return fmt.Errorf("png: %w", errIncomplete)
+			return info, fmt.Errorf("png: %w", errIncomplete)
 		}
 		n := binary.BigEndian.Uint32(b[i:])
 		typ := string(b[i+4 : i+8])
 		if uint64(n) > uint64(len(b)-i-12) {
-			return fmt.Errorf("png: chunk %q: %w", typ, errIncomplete)
+			return info, fmt.Errorf("png: chunk %q: %w", typ, errIncomplete)
 		}
 		end := i + 8 + int(n)
 		if crc32.ChecksumIEEE(b[i+4:end]) != binary.BigEndian.Uint32(b[end:]) {
-			return fmt.Errorf("png: chunk %q at offset %d: checksum mismatch", typ, i)
+			return info, fmt.Errorf("png: chunk %q at offset %d: checksum mismatch", typ, i)
 		}
 		switch {
 		case first && typ != "IHDR":
-			return fmt.Errorf("png: first chunk %q, want IHDR", typ)
+			return info, fmt.Errorf("png: first chunk %q, want IHDR", typ)
+		case first:
+			if err := readIHDR(b[i+8:end], &info); err != nil {
+				return info, err
+			}
 		case typ == "IDAT":
 			sawData = true
 		case typ == "IEND":
 			if !sawData {
-				return errors.New("png: no IDAT chunk")
+				return info, errors.New("png: no IDAT chunk")
 			}
-			return nil
+			return info, nil
 		}
 		i = end + 4
 	}
+}
+
+// readIHDR reads the IHDR chunk's data (PNG specification, 11.2.2).
+func readIHDR(d []byte, info *imageInfo) error {
+	if len(d) != 13 {
+		return fmt.Errorf("png: IHDR of %d bytes, want 13", len(d))
+	}
+	w, h := binary.BigEndian.Uint32(d[0:]), binary.BigEndian.Uint32(d[4:])
+	if w == 0 || h == 0 || w > 1<<31-1 || h > 1<<31-1 {
+		return fmt.Errorf("png: dimensions %dx%d", w, h)
+	}
+	depth, colour := d[8], d[9]
+	var depths string
+	switch colour {
+	case 0: // grey
+		depths = "\x01\x02\x04\x08\x10"
+	case 3: // paletted
+		depths = "\x01\x02\x04\x08"
+	case 2, 4, 6: // RGB, grey + alpha, RGBA
+		depths = "\x08\x10"
+	default:
+		return fmt.Errorf("png: colour type %d", colour)
+	}
+	if !bytes.ContainsRune([]byte(depths), rune(depth)) {
+		return fmt.Errorf("png: bit depth %d with colour type %d", depth, colour)
+	}
+	if d[10] != 0 || d[11] != 0 || d[12] > 1 {
+		return fmt.Errorf("png: compression %d, filter %d, interlace %d", d[10], d[11], d[12])
+	}
+	info.width, info.height = int(w), int(h)
+	return nil
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"image"
+	_ "image/jpeg" // the decoders the check is compared with
+	_ "image/png"
 	"os"
 	"path/filepath"
 	"testing"
@@ -31,35 +33,36 @@ func sampleImages(t *testing.T) map[string][]byte {
 	return out
 }
 
-// TestCheckWholeAgreesWithDecoder: every sample, all of which Go's decoder
-// reads in full, passes the check.
-func TestCheckWholeAgreesWithDecoder(t *testing.T) {
+// TestInspectAgreesWithDecoder: every sample, all of which Go's decoder
+// reads in full, passes the check, with the format and dimensions that
+// image.DecodeConfig reads.
+func TestInspectAgreesWithDecoder(t *testing.T) {
 	for name, b := range sampleImages(t) {
 		t.Run(name, func(t *testing.T) {
-			_, format, err := image.DecodeConfig(bytes.NewReader(b))
+			cfg, format, err := image.DecodeConfig(bytes.NewReader(b))
 			if err != nil {
 				t.Fatalf("DecodeConfig(%s) error: %v", name, err)
 			}
 			_, _, decodeErr := image.Decode(bytes.NewReader(b))
-			checkErr := checkWhole(format, b)
-			if decodeErr != nil || checkErr != nil {
-				t.Errorf("%s: image.Decode error %v, checkWhole error %v; want both nil", name, decodeErr, checkErr)
+			info, err := inspect(b)
+			if decodeErr != nil || err != nil {
+				t.Fatalf("%s: image.Decode error %v, inspect error %v; want both nil", name, decodeErr, err)
+			}
+			want := imageInfo{format: format, width: cfg.Width, height: cfg.Height}
+			if info != want {
+				t.Errorf("inspect(%s) = %+v, want %+v", name, info, want)
 			}
 		})
 	}
 }
 
-// TestCheckWholeRefusesEveryTruncation cuts each sample at every length and
+// TestInspectRefusesEveryTruncation cuts each sample at every length and
 // expects the check to refuse all of them.
-func TestCheckWholeRefusesEveryTruncation(t *testing.T) {
+func TestInspectRefusesEveryTruncation(t *testing.T) {
 	for name, b := range sampleImages(t) {
-		_, format, err := image.DecodeConfig(bytes.NewReader(b))
-		if err != nil {
-			t.Fatalf("DecodeConfig(%s) error: %v", name, err)
-		}
 		for n := range len(b) {
-			if err := checkWhole(format, b[:n]); err == nil {
-				t.Errorf("checkWhole(%s cut to %d of %d bytes) = nil, want an error", name, n, len(b))
+			if _, err := inspect(b[:n]); err == nil {
+				t.Errorf("inspect(%s cut to %d of %d bytes) = nil error, want an error", name, n, len(b))
 				break
 			}
 		}
@@ -72,12 +75,25 @@ func TestCheckWholeVariants(t *testing.T) {
 	body := jpg[2 : len(jpg)-2] // between SOI and EOI
 	pngs := sampleImages(t)
 	png := pngs["basn6a08.png"]
+	sof := bytes.Index(jpg, []byte{0xff, markerSOF0})
+	if sof < 0 {
+		t.Fatal("test_00.jpg: no baseline frame header")
+	}
+	withByte := func(b []byte, i int, v byte) []byte {
+		c := bytes.Clone(b)
+		c[i] = v
+		return c
+	}
 	tests := []struct {
 		name    string
 		format  string
 		data    []byte
 		wantErr bool
 	}{
+		{name: "jpeg lossless frame", format: "jpeg", data: withByte(jpg, sof+1, 0xc3), wantErr: true},
+		{name: "jpeg arithmetic coding", format: "jpeg", data: withByte(jpg, sof+1, 0xc9), wantErr: true},
+		{name: "jpeg 12-bit samples", format: "jpeg", data: withByte(jpg, sof+4, 12), wantErr: true},
+		{name: "jpeg 2 components", format: "jpeg", data: withByte(jpg, sof+9, 2), wantErr: true},
 		{name: "jpeg with bytes after EOI", format: "jpeg", data: append(bytes.Clone(jpg), "trailing junk"...)},
 		{name: "jpeg with fill bytes before EOI", format: "jpeg", data: join(jpg[:len(jpg)-2], []byte{0xff, 0xff, 0xff, 0xd9})},
 		{name: "jpeg with a stray RST before EOI", format: "jpeg", data: join(jpg[:len(jpg)-2], []byte{0xff, 0xd0, 0xff, 0xd9})},
@@ -88,16 +104,19 @@ func TestCheckWholeVariants(t *testing.T) {
 		{name: "png with bytes after IEND", format: "png", data: append(bytes.Clone(png), "trailing junk"...)},
 		{name: "png with a flipped bit", format: "png", data: flipBit(png, len(png)/2), wantErr: true},
 		{name: "png without IEND", format: "png", data: png[:len(png)-12], wantErr: true},
-		{name: "unknown format", format: "gif", data: jpg, wantErr: true},
+		{name: "gif", format: "gif", data: []byte("GIF89a\x01\x00\x01\x00\x00\x00\x00;"), wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := checkWhole(tt.format, tt.data)
+			info, err := inspect(tt.data)
 			if (err != nil) != tt.wantErr {
-				t.Errorf("checkWhole(%s) = %v, want error %v", tt.name, err, tt.wantErr)
+				t.Errorf("inspect(%s) = %v, want error %v", tt.name, err, tt.wantErr)
+			}
+			if err == nil && info.format != tt.format {
+				t.Errorf("inspect(%s) format = %q, want %q", tt.name, info.format, tt.format)
 			}
 			if tt.name == "jpeg ending in its scan" && !errors.Is(err, errIncomplete) {
-				t.Errorf("checkWhole(%s) = %v, want errIncomplete", tt.name, err)
+				t.Errorf("inspect(%s) = %v, want errIncomplete", tt.name, err)
 			}
 		})
 	}
@@ -118,9 +137,9 @@ func BenchmarkCheckImage(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Run("checkWhole", func(b *testing.B) {
+	b.Run("inspect", func(b *testing.B) {
 		for b.Loop() {
-			if err := checkWhole("jpeg", data); err != nil {
+			if _, err := inspect(data); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -134,9 +153,10 @@ func BenchmarkCheckImage(b *testing.B) {
 	})
 }
 
-// FuzzCheckWhole: the check never panics, whatever the bytes (it runs on
-// every upload). Run with: go test -fuzz FuzzCheckWhole -fuzztime 60s
-func FuzzCheckWhole(f *testing.F) {
+// FuzzInspect: the check never panics, whatever the bytes (it runs on every
+// upload), and what it accepts has the header Go's decoder reads. Run with:
+// go test -fuzz FuzzInspect -fuzztime 60s
+func FuzzInspect(f *testing.F) {
 	for _, name := range []string{"video-001.restart2.jpeg", "video-005.gray.q50.2x2.progressive.jpeg", "basn3p02.png"} {
 		b, err := os.ReadFile(filepath.Join("testdata", "images", name))
 		if err != nil {
@@ -145,13 +165,14 @@ func FuzzCheckWhole(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		_, format, err := image.DecodeConfig(bytes.NewReader(b))
+		info, err := inspect(b)
 		if err != nil {
-			format = "jpeg"
-			if bytes.HasPrefix(b, []byte("\x89PNG")) {
-				format = "png"
-			}
+			return
 		}
-		_ = checkWhole(format, b)
+		// What inspect accepts, Go's decoder reads with the same header.
+		cfg, format, err := image.DecodeConfig(bytes.NewReader(b))
+		if err != nil || format != info.format || cfg.Width != info.width || cfg.Height != info.height {
+			t.Errorf("inspect = %+v, but DecodeConfig = %+v %q, %v", info, cfg, format, err)
+		}
 	})
 }

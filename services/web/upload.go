@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"image"
-	_ "image/jpeg" // image.DecodeConfig reads JPEG
-	_ "image/png"  // and PNG headers
 	"io"
 	"mime/multipart"
 	"net/http"
@@ -55,7 +52,7 @@ func readUpload(w http.ResponseWriter, r *http.Request, maxBytes int64, fields [
 			// Skipped parts stream by; NextPart discards the rest of this one.
 			continue
 		}
-		u, err := readPart(part, field, maxBytes)
+		u, err := readPart(part, field, maxBytes, r.ContentLength)
 		if err != nil {
 			return upload{}, bodyError(err, tooLarge)
 		}
@@ -69,12 +66,17 @@ func readUpload(w http.ResponseWriter, r *http.Request, maxBytes int64, fields [
 	}
 }
 
-func readPart(part *multipart.Part, field string, maxBytes int64) (upload, error) {
+// readPart reads the file in part, at most maxBytes+1 of it (one more than
+// allowed, to tell a file at the limit from a larger one). sizeHint, the
+// request's length if known, sizes the buffer so the file is read without
+// growing it.
+func readPart(part *multipart.Part, field string, maxBytes, sizeHint int64) (upload, error) {
 	defer part.Close()
-	body, err := io.ReadAll(io.LimitReader(part, maxBytes+1))
-	if err != nil {
+	buf := bytes.NewBuffer(make([]byte, 0, min(max(sizeHint, 0), maxBytes)+bytes.MinRead))
+	if _, err := buf.ReadFrom(io.LimitReader(part, maxBytes+1)); err != nil {
 		return upload{}, err
 	}
+	body := buf.Bytes()
 	name := path.Base(strings.ReplaceAll(part.FileName(), `\`, "/"))
 	if name == "." || name == "/" {
 		name = "upload"
@@ -97,31 +99,22 @@ type imageLimits struct {
 }
 
 // check makes sure u is a whole JPEG or PNG of sane dimensions and sets its
-// content type. The format and dimensions come from the header, parsed by
-// image.DecodeConfig, before anything else is looked at; then the file's
-// structure is checked to the end (see checkWhole for why not a decode).
+// content type. Its pixels are never decoded (see inspect for why).
 func (l imageLimits) check(u *upload) error {
-	notImage := fmt.Sprintf("%s is not a decodable JPEG or PNG image", u.fileName)
-	cfg, format, err := image.DecodeConfig(bytes.NewReader(u.body))
-	if err != nil {
-		return failCause(errInvalid, notImage, err)
-	}
-	switch format {
-	case "jpeg":
-		u.contentType = "image/jpeg"
-	case "png":
-		u.contentType = "image/png"
-	default: // another package registered more formats
-		return fail(errInvalid, notImage)
-	}
-	if cfg.Width <= 0 || cfg.Height <= 0 || cfg.Width > l.maxSide || cfg.Height > l.maxSide ||
-		int64(cfg.Width)*int64(cfg.Height) > l.maxPixels {
+	info, err := inspect(u.body)
+	// The header's dimensions are reported first: an absurd image is refused
+	// for that, whatever else is wrong with it.
+	if info.width > l.maxSide || info.height > l.maxSide || int64(info.width)*int64(info.height) > l.maxPixels {
 		return fail(errInvalid, fmt.Sprintf("%s declares %dx%d pixels; the limit is %d on a side and %d in all",
-			u.fileName, cfg.Width, cfg.Height, l.maxSide, l.maxPixels))
+			u.fileName, info.width, info.height, l.maxSide, l.maxPixels))
 	}
-	if err := checkWhole(format, u.body); err != nil {
-		return failCause(errInvalid, notImage, err)
+	if err == nil && (info.width <= 0 || info.height <= 0) {
+		err = fmt.Errorf("%s: %dx%d pixels", info.format, info.width, info.height)
 	}
+	if err != nil {
+		return failCause(errInvalid, fmt.Sprintf("%s is not a decodable JPEG or PNG image", u.fileName), err)
+	}
+	u.contentType = "image/" + info.format
 	return nil
 }
 
