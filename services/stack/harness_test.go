@@ -187,14 +187,20 @@ func multipartBody(field, fileName string, data []byte) (*bytes.Buffer, string) 
 
 // post uploads data in form field field to path and returns status and body.
 func (h *harness) post(path, field, fileName string, data []byte) (int, string, error) {
+	code, body, _, err := h.postHeader(path, field, fileName, data)
+	return code, body, err
+}
+
+// postHeader is post that also returns the answer's header.
+func (h *harness) postHeader(path, field, fileName string, data []byte) (int, string, http.Header, error) {
 	body, ct := multipartBody(field, fileName, data)
 	resp, err := h.client.Post(h.url+path, ct, body)
 	if err != nil {
-		return 0, "", err
+		return 0, "", nil, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), err
+	return resp.StatusCode, string(b), resp.Header, err
 }
 
 type accepted struct {

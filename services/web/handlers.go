@@ -49,6 +49,7 @@ func StatusPath(id elastiq.RequestID) string { return "/v1/recognitions/" + stri
 // handleRecognize is POST /: upload, wait for the result, answer it as
 // plain text.
 func (s *Server) handleRecognize(w http.ResponseWriter, r *http.Request) error {
+	start := s.now()
 	u, err := s.readImage(w, r, []string{fieldMyFile, fieldInputFile}, `missing form file field "myfile" (or inputFile)`)
 	if err != nil {
 		return err
@@ -83,6 +84,10 @@ func (s *Server) handleRecognize(w http.ResponseWriter, r *http.Request) error {
 	if u.field == fieldInputFile {
 		body = strings.TrimSuffix(u.fileName, path.Ext(u.fileName)) + ":" + res.Label
 	}
+	// Where the time went, for clients and benchmarks: the server's whole
+	// handling (upload to answer) and the classifier's part of it.
+	w.Header().Set("Server-Timing", fmt.Sprintf("total;dur=%.3f, classify;dur=%.3f",
+		millis(s.now().Sub(start)), millis(res.Classify)))
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	_, _ = io.WriteString(w, body) // a write error means the client is gone
 	return nil
@@ -284,3 +289,5 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v) // a write error means the client is gone
 }
+
+func millis(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

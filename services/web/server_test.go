@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,8 @@ import (
 
 // TestRecognizeContracts sends 100 concurrent POST / requests for each of the
 // course's client contracts and checks every answer is its own image's.
+var serverTimingRE = regexp.MustCompile(`^total;dur=[0-9]+\.[0-9]{3}, classify;dur=[0-9]+\.[0-9]{3}$`)
+
 func TestRecognizeContracts(t *testing.T) {
 	cse546, cse546Labels := loadFaces(t)
 	distinct, distinctLabels := distinctFaces(t, 100)
@@ -49,6 +52,9 @@ func TestRecognizeContracts(t *testing.T) {
 				}
 				if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
 					t.Errorf("POST / %s=%s Content-Type = %q, want text/plain", tt.field, f.name, ct)
+				}
+				if st := r.header.Get("Server-Timing"); !serverTimingRE.MatchString(st) {
+					t.Errorf("POST / %s=%s Server-Timing = %q, want total and classify durations", tt.field, f.name, st)
 				}
 			})
 			if sent, _ := h.requests.counts(); sent != len(tt.faces) {
