@@ -277,7 +277,7 @@ func (w *Worker) receive(ctx context.Context, max int, wait time.Duration) ([]el
 // the message undeleted (so it is delivered again) except an undecodable
 // body, which no delivery could ever process.
 func (w *Worker) handle(ctx context.Context, m elastiq.Message) {
-	log := w.log.With("message", m.ID, "receive_count", m.ReceiveCount)
+	log := lazyWith(w.log, slog.String("message", m.ID), slog.Int("receive_count", m.ReceiveCount))
 	req, err := elastiq.DecodeRequest(m.Body)
 	if err != nil {
 		w.undecodable.Add(1)
@@ -289,7 +289,7 @@ func (w *Worker) handle(ctx context.Context, m elastiq.Message) {
 		}
 		return
 	}
-	log = log.With("id", req.ID)
+	log = lazyWith(log, slog.String("id", string(req.ID)))
 
 	stopHeartbeat := w.heartbeat(ctx, log, m.ReceiptHandle)
 	res, reused, err := w.result(ctx, req)
