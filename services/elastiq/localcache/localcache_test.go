@@ -10,30 +10,14 @@ import (
 	"time"
 
 	"github.com/elastiq/elastiq/services/elastiq"
+	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
 )
 
 var _ elastiq.Cache = (*Cache)(nil)
 
-// fakeClock is a test double for the cache's clock.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func newCache(cfg Config) (*Cache, *fakeClock) {
-	clock := &fakeClock{t: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}
+// newCache makes a cache on a fake clock.
+func newCache(cfg Config) (*Cache, *elastiqtest.Clock) {
+	clock := elastiqtest.NewClock(time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC))
 	cfg.Now = clock.Now
 	return New(cfg), clock
 }

@@ -1,12 +1,10 @@
 package localfleet
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +12,7 @@ import (
 	"time"
 
 	"github.com/elastiq/elastiq/services/elastiq"
+	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
 )
 
 var _ elastiq.Fleet = (*Fleet)(nil)
@@ -144,24 +143,6 @@ func (tm *timers) fire(t *testing.T) time.Duration {
 	}
 }
 
-// fakeClock is a test double for Config.Now.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // changes records OnChange calls.
 type changes struct {
 	mu  sync.Mutex
@@ -184,26 +165,9 @@ type harness struct {
 	fleet   *Fleet
 	worker  *worker
 	timers  *timers
-	clock   *fakeClock
+	clock   *elastiqtest.Clock
 	changes *changes
-	logs    *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs    *elastiqtest.Logs
 }
 
 // newHarness makes a fleet whose delays the test fires by hand (BootDelay
@@ -213,16 +177,16 @@ func newHarness(t *testing.T, cfg Config) *harness {
 	h := &harness{
 		worker:  newWorker(),
 		timers:  &timers{},
-		clock:   &fakeClock{t: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)},
+		clock:   elastiqtest.NewClock(time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)),
 		changes: &changes{log: make(map[string][]elastiq.InstanceState)},
-		logs:    &syncBuffer{},
+		logs:    elastiqtest.NewLogs(t),
 	}
 	cfg.BootDelay = cmp.Or(cfg.BootDelay, time.Hour)
 	cfg.Run = h.worker.Run
 	cfg.After = h.timers.After
 	cfg.Now = h.clock.Now
 	cfg.OnChange = h.changes.OnChange
-	cfg.Logger = slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cfg.Logger = h.logs.Logger()
 	f, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New = %v", err)

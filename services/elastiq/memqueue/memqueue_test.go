@@ -9,39 +9,19 @@ import (
 	"time"
 
 	"github.com/elastiq/elastiq/services/elastiq"
+	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
 )
 
 var _ elastiq.Queue = (*Queue)(nil)
-
-// fakeClock is a test double for the queue's clock.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // testTimeout bounds every wait in these tests; it is a deadline for
 // something that should happen at once, never a speed assertion.
 const testTimeout = 30 * time.Second
 
-func newFakeQueue(t *testing.T, cfg Config) (*Queue, *fakeClock) {
+// newFakeQueue makes a queue on a fake clock.
+func newFakeQueue(t *testing.T, cfg Config) (*Queue, *elastiqtest.Clock) {
 	t.Helper()
-	clock := newFakeClock()
+	clock := elastiqtest.NewClock(time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC))
 	cfg.Now = clock.Now
 	if cfg.VisibilityTimeout == 0 {
 		cfg.VisibilityTimeout = 15 * time.Second
