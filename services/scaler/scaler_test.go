@@ -1,64 +1,25 @@
 package scaler
 
 import (
-	"bytes"
-	"context"
-	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/elastiq/elastiq/services/elastiq"
+	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
 	"github.com/elastiq/elastiq/services/scaler/policy"
 )
 
 // testTimeout bounds every wait; generous for a loaded machine.
 const testTimeout = 30 * time.Second
 
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-// syncBuffer is a log sink safe for the scaler's goroutine and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type harness struct {
 	queue  *fakeQueue
 	fleet  *fakeFleet
-	clock  *fakeClock
-	logs   *syncBuffer
+	clock  *elastiqtest.Clock
+	logs   *elastiqtest.Logs
 	scaler *Scaler
 }
 
@@ -67,8 +28,8 @@ func newHarness(t *testing.T, cfg Config, instances ...elastiq.Instance) *harnes
 	h := &harness{
 		queue: &fakeQueue{},
 		fleet: newFakeFleet(instances...),
-		clock: &fakeClock{t: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)},
-		logs:  &syncBuffer{},
+		clock: elastiqtest.NewClock(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)),
+		logs:  elastiqtest.NewLogs(t),
 	}
 	p, err := policy.NewClassic(policy.DefaultClassicConfig())
 	if err != nil {
@@ -79,7 +40,7 @@ func newHarness(t *testing.T, cfg Config, instances ...elastiq.Instance) *harnes
 		Queue:    h.queue,
 		Fleet:    h.fleet,
 		Policy:   p,
-		Logger:   slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger:   h.logs.Logger(),
 		Now:      h.clock.Now,
 		NewToken: func() string { tokens++; return fmt.Sprintf("tok-%d", tokens) },
 	})
@@ -87,38 +48,6 @@ func newHarness(t *testing.T, cfg Config, instances ...elastiq.Instance) *harnes
 		t.Fatalf("New: %v", err)
 	}
 	return h
-}
-
-// start runs the scaler in the background; the returned function cancels it
-// and checks that Run returned context.Canceled.
-func (h *harness) start(t *testing.T) (stop func()) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(t.Context())
-	errc := make(chan error, 1)
-	go func() { errc <- h.scaler.Run(ctx) }()
-	return func() {
-		t.Helper()
-		cancel()
-		select {
-		case err := <-errc:
-			if !errors.Is(err, context.Canceled) {
-				t.Errorf("Run() = %v, want context.Canceled", err)
-			}
-		case <-time.After(testTimeout):
-			t.Fatal("Run did not return after cancel")
-		}
-	}
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(testTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 func stopped(ids ...string) []elastiq.Instance {
@@ -203,7 +132,7 @@ func TestIdleTerminate(t *testing.T) {
 		{name: "idle 2m", advance: time.Second, wantCalls: []string{"terminate [s-1 s-2]"}},
 	}
 	for _, st := range steps {
-		h.clock.advance(st.advance)
+		h.clock.Advance(st.advance)
 		h.queue.set(st.visible, st.inFlight)
 		h.scaler.evaluate(t.Context())
 		if got := h.fleet.callLog(); !slices.Equal(got, st.wantCalls) {
@@ -223,7 +152,7 @@ func TestLastScaleTimesObserved(t *testing.T) {
 	h.queue.set(2, 0)
 	h.scaler.evaluate(t.Context())
 	launchedAt := h.clock.Now()
-	h.clock.advance(time.Second)
+	h.clock.Advance(time.Second)
 	h.scaler.evaluate(t.Context())
 	if got := h.scaler.Last().Observation; !got.LastScaleOut.Equal(launchedAt) || !got.LastScaleIn.IsZero() {
 		t.Errorf("Last().Observation LastScaleOut, LastScaleIn = %v, %v; want %v, zero", got.LastScaleOut, got.LastScaleIn, launchedAt)
@@ -255,8 +184,8 @@ func TestRunSurvivesErrors(t *testing.T) {
 	h.fleet.failNext("list", 2)
 	h.fleet.failNext("launch", 2)
 	h.queue.set(4, 0)
-	stop := h.start(t)
-	eventually(t, "4 instances launched despite failures", func() bool {
+	stop := elastiqtest.Start(t, "Run", h.scaler.Run)
+	elastiqtest.Eventually(t, "4 instances launched despite failures", func() bool {
 		return h.fleet.count(elastiq.InstancePending) == 4
 	})
 	stop()
@@ -273,29 +202,29 @@ func TestNudgeEvaluatesAtOnce(t *testing.T) {
 	// An interval far longer than the test: only a nudge can cause the
 	// second evaluation.
 	h := newHarness(t, Config{Interval: time.Hour, ActionTimeout: testTimeout})
-	stop := h.start(t)
+	stop := elastiqtest.Start(t, "Run", h.scaler.Run)
 	defer stop()
-	eventually(t, "first evaluation", func() bool { return h.fleet.listCalls() == 1 })
+	elastiqtest.Eventually(t, "first evaluation", func() bool { return h.fleet.listCalls() == 1 })
 	if got := h.fleet.callLog(); len(got) != 0 {
 		t.Fatalf("fleet calls on an empty queue = %q, want none", got)
 	}
 	h.queue.set(1, 0)
 	h.scaler.Nudge()
-	eventually(t, "launch after nudge", func() bool { return slices.Equal(h.fleet.callLog(), []string{"launch 1 tok-1"}) })
+	elastiqtest.Eventually(t, "launch after nudge", func() bool { return slices.Equal(h.fleet.callLog(), []string{"launch 1 tok-1"}) })
 }
 
 // TestNudgeBurstOneDecision: a burst of requests, each nudging, within the
 // settle time is answered by one evaluation of the whole queue.
 func TestNudgeBurstOneDecision(t *testing.T) {
 	h := newHarness(t, Config{Interval: time.Hour, ActionTimeout: testTimeout, NudgeSettle: 200 * time.Millisecond})
-	stop := h.start(t)
+	stop := elastiqtest.Start(t, "Run", h.scaler.Run)
 	defer stop()
-	eventually(t, "first evaluation", func() bool { return h.fleet.listCalls() == 1 })
+	elastiqtest.Eventually(t, "first evaluation", func() bool { return h.fleet.listCalls() == 1 })
 	for n := 1; n <= 10; n++ {
 		h.queue.set(n, 0)
 		h.scaler.Nudge()
 	}
-	eventually(t, "launch after the burst", func() bool { return len(h.fleet.callLog()) > 0 })
+	elastiqtest.Eventually(t, "launch after the burst", func() bool { return len(h.fleet.callLog()) > 0 })
 	if got, want := h.fleet.callLog(), []string{"launch 10 tok-1"}; !slices.Equal(got, want) {
 		t.Errorf("fleet calls after a burst of 10 nudges = %q, want %q", got, want)
 	}
@@ -303,9 +232,9 @@ func TestNudgeBurstOneDecision(t *testing.T) {
 
 func TestRunTwiceConcurrently(t *testing.T) {
 	h := newHarness(t, Config{Interval: time.Hour, ActionTimeout: testTimeout})
-	stop := h.start(t)
+	stop := elastiqtest.Start(t, "Run", h.scaler.Run)
 	defer stop()
-	eventually(t, "first evaluation", func() bool { return h.fleet.listCalls() == 1 })
+	elastiqtest.Eventually(t, "first evaluation", func() bool { return h.fleet.listCalls() == 1 })
 	if err := h.scaler.Run(t.Context()); err == nil {
 		t.Error("second concurrent Run() = nil, want an error")
 	}
