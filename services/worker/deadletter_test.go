@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/elastiq/elastiq/services/elastiq"
+	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
 	"github.com/elastiq/elastiq/services/elastiq/memqueue"
 )
 
@@ -16,7 +17,7 @@ func TestDeadLettersAnsweredAsFailed(t *testing.T) {
 	dead := memqueue.New(memqueue.Config{})
 	responses := memqueue.New(memqueue.Config{})
 	t.Cleanup(func() { dead.Close(); responses.Close() })
-	store := newFakeStore()
+	store := elastiqtest.NewStore()
 
 	failing := elastiq.Request{ID: elastiq.NewRequestID(time.Now()), FileName: "test_01.jpg"}
 	finished := elastiq.Request{ID: elastiq.NewRequestID(time.Now()), FileName: "test_02.jpg"}

@@ -13,13 +13,13 @@ import (
 
 // Test doubles of the elastiq interfaces. They are deliberately simpler than
 // the embedded backends: fakeQueue has no visibility timeout (a message is
-// delivered once per push; a test redelivers by pushing again), and both
-// record every call so tests can assert on them.
+// delivered once per push; a test redelivers by pushing again), never
+// invalidates a receipt, and records every call so tests can assert on them.
+// The object store double is the shared elastiqtest.Store.
 
 var (
-	_ elastiq.Queue       = (*fakeQueue)(nil)
-	_ elastiq.ObjectStore = (*fakeStore)(nil)
-	_ elastiq.Classifier  = classifierFunc(nil)
+	_ elastiq.Queue      = (*fakeQueue)(nil)
+	_ elastiq.Classifier = classifierFunc(nil)
 )
 
 type visibilityCall struct {
@@ -151,69 +151,6 @@ func (q *fakeQueue) visibilityCalls() []visibilityCall {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return append([]visibilityCall(nil), q.visibility...)
-}
-
-// fakeStore is a test double of elastiq.ObjectStore: a map that counts puts
-// and can be told to fail them.
-type fakeStore struct {
-	mu      sync.Mutex
-	objects map[string]elastiq.Object
-	puts    map[string]int
-	putErr  error
-}
-
-func newFakeStore() *fakeStore {
-	return &fakeStore{objects: map[string]elastiq.Object{}, puts: map[string]int{}}
-}
-
-func (s *fakeStore) Put(ctx context.Context, key string, obj elastiq.Object) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.putErr != nil {
-		return s.putErr
-	}
-	s.objects[key] = obj
-	s.puts[key]++
-	return nil
-}
-
-func (s *fakeStore) Get(ctx context.Context, key string) (elastiq.Object, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	obj, ok := s.objects[key]
-	if !ok {
-		return elastiq.Object{}, fmt.Errorf("get %s: %w", key, elastiq.ErrNotFound)
-	}
-	return obj, nil
-}
-
-func (s *fakeStore) Head(ctx context.Context, key string) (elastiq.Object, error) {
-	obj, err := s.Get(ctx, key)
-	obj.Body = nil
-	return obj, err
-}
-
-func (s *fakeStore) List(ctx context.Context, prefix string) ([]string, error) {
-	return nil, errors.New("fakeStore.List: not used by the worker")
-}
-
-func (s *fakeStore) Delete(ctx context.Context, key string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.objects, key)
-	return nil
-}
-
-func (s *fakeStore) setPutErr(err error) {
-	s.mu.Lock()
-	s.putErr = err
-	s.mu.Unlock()
-}
-
-func (s *fakeStore) putCount(key string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.puts[key]
 }
 
 // classifierFunc is a test double of elastiq.Classifier.

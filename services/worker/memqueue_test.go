@@ -2,11 +2,11 @@ package worker
 
 import (
 	"context"
-	"errors"
 	"testing"
 	"time"
 
 	"github.com/elastiq/elastiq/services/elastiq"
+	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
 	"github.com/elastiq/elastiq/services/elastiq/memqueue"
 )
 
@@ -17,7 +17,7 @@ func TestWorkerKilledMidMessageOverMemqueue(t *testing.T) {
 	requests := memqueue.New(memqueue.Config{VisibilityTimeout: time.Minute})
 	responses := memqueue.New(memqueue.Config{})
 	t.Cleanup(func() { requests.Close(); responses.Close() })
-	store := newFakeStore()
+	store := elastiqtest.NewStore()
 
 	newWorker := func(name string, c classifierFunc) *Worker {
 		cfg := DefaultConfig(name)
@@ -48,18 +48,14 @@ func TestWorkerKilledMidMessageOverMemqueue(t *testing.T) {
 		<-ctx.Done()
 		return "", ctx.Err()
 	})
-	ctx, cancel := context.WithCancel(t.Context())
-	errc := make(chan error, 1)
-	go func() { errc <- first.Run(ctx) }()
+	stopFirst := elastiqtest.Start(t, "first Run", first.Run)
+	defer stopFirst()
 	select {
 	case <-started:
 	case <-time.After(testTimeout):
 		t.Fatal("first worker never classified")
 	}
-	cancel()
-	if err := <-errc; !errors.Is(err, context.Canceled) {
-		t.Fatalf("first Run() = %v, want context.Canceled", err)
-	}
+	stopFirst()
 
 	// The first worker released the message, so the second gets it well
 	// before the one-minute visibility timeout.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/elastiq/elastiq/services/elastiq"
+	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
 )
 
 // testTimeout bounds every wait in these tests; it is generous so a loaded
@@ -19,7 +20,7 @@ const testTimeout = 30 * time.Second
 
 type harness struct {
 	requests, responses *fakeQueue
-	store               *fakeStore
+	store               *elastiqtest.Store
 	classifyCalls       atomic.Int64
 	worker              *Worker
 }
@@ -28,7 +29,7 @@ type harness struct {
 // timeout so Run returns once the fake queue is drained; edit may change it.
 func newHarness(t *testing.T, classify classifierFunc, edit func(*Config)) *harness {
 	t.Helper()
-	h := &harness{requests: newFakeQueue(), responses: newFakeQueue(), store: newFakeStore()}
+	h := &harness{requests: newFakeQueue(), responses: newFakeQueue(), store: elastiqtest.NewStore()}
 	cfg := DefaultConfig("w-test")
 	cfg.IdleTimeout = 200 * time.Millisecond
 	cfg.ErrorBackoff = time.Millisecond
@@ -80,18 +81,6 @@ func (h *harness) runUntilIdle(t *testing.T) {
 	defer cancel()
 	if err := h.worker.Run(ctx); err != nil {
 		t.Fatalf("Run() = %v, want nil (idle self-stop)", err)
-	}
-}
-
-// eventually polls cond until it holds or testTimeout passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(testTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -184,7 +173,7 @@ func TestWorkerDuplicateDelivery(t *testing.T) {
 	if n := h.classifyCalls.Load(); n != 1 {
 		t.Errorf("classifier calls = %d, want 1", n)
 	}
-	if n := h.store.putCount(elastiq.OutputKey(req.ID)); n != 1 {
+	if n := h.store.PutCount(elastiq.OutputKey(req.ID)); n != 1 {
 		t.Errorf("output puts = %d, want 1", n)
 	}
 	sent, err := h.responses.sentResults()
@@ -273,24 +262,14 @@ func TestWorkerCancelMidMessage(t *testing.T) {
 	req, body := h.submit(t, "test_02.jpg", []byte("face of Bob"))
 	receipt := h.requests.push(body)
 
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	errc := make(chan error, 1)
-	go func() { errc <- h.worker.Run(ctx) }()
+	stop := elastiqtest.Start(t, "Run", h.worker.Run)
+	defer stop()
 	select {
 	case <-started:
 	case <-time.After(testTimeout):
 		t.Fatal("classifier never called")
 	}
-	cancel()
-	select {
-	case err := <-errc:
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("Run() = %v, want context.Canceled", err)
-		}
-	case <-time.After(testTimeout):
-		t.Fatal("Run did not return after cancel")
-	}
+	stop()
 
 	if got := h.requests.deletedReceipts(); len(got) != 0 {
 		t.Errorf("deleted = %q, want none", got)
@@ -309,7 +288,7 @@ func TestWorkerCancelMidMessage(t *testing.T) {
 func TestWorkerTransientPutErrorThenRedelivery(t *testing.T) {
 	h := newHarness(t, labelByContent, nil)
 	req, body := h.submit(t, "test_03.jpg", []byte("face of Eve"))
-	h.store.setPutErr(errors.New("disk full"))
+	h.store.SetPutErr(errors.New("disk full"))
 	h.requests.push(body)
 	h.runUntilIdle(t)
 
@@ -324,7 +303,7 @@ func TestWorkerTransientPutErrorThenRedelivery(t *testing.T) {
 	}
 
 	// The queue delivers the message again once the store has recovered.
-	h.store.setPutErr(nil)
+	h.store.SetPutErr(nil)
 	receipt := h.requests.push(body)
 	h.runUntilIdle(t)
 	if got := h.requests.deletedReceipts(); !slices.Equal(got, []string{receipt}) {
@@ -398,20 +377,15 @@ func TestWorkerConcurrency(t *testing.T) {
 
 func TestWorkerRunTwiceConcurrently(t *testing.T) {
 	h := newHarness(t, labelByContent, func(c *Config) { c.IdleTimeout = 0 })
-	ctx, cancel := context.WithCancel(t.Context())
-	errc := make(chan error, 1)
-	go func() { errc <- h.worker.Run(ctx) }()
-	eventually(t, "first Run to poll", func() bool {
+	stop := elastiqtest.Start(t, "Run", h.worker.Run)
+	defer stop()
+	elastiqtest.Eventually(t, "first Run to poll", func() bool {
 		h.requests.mu.Lock()
 		defer h.requests.mu.Unlock()
 		return len(h.requests.waits) > 0
 	})
-	if err := h.worker.Run(ctx); err == nil {
+	if err := h.worker.Run(t.Context()); err == nil {
 		t.Error("second concurrent Run() = nil, want an error")
-	}
-	cancel()
-	if err := <-errc; !errors.Is(err, context.Canceled) {
-		t.Errorf("Run() = %v, want context.Canceled", err)
 	}
 }
 
@@ -450,7 +424,7 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestNewRequiresDeps(t *testing.T) {
-	q, s := newFakeQueue(), newFakeStore()
+	q, s := newFakeQueue(), elastiqtest.NewStore()
 	c := classifierFunc(labelByContent)
 	tests := []struct {
 		name string
@@ -476,7 +450,7 @@ func TestNewRequiresDeps(t *testing.T) {
 func BenchmarkWorker(b *testing.B) {
 	for _, conc := range []int{1, 4} {
 		b.Run(fmt.Sprintf("concurrency=%d", conc), func(b *testing.B) {
-			requests, responses, store := newFakeQueue(), newFakeQueue(), newFakeStore()
+			requests, responses, store := newFakeQueue(), newFakeQueue(), elastiqtest.NewStore()
 			cfg := DefaultConfig("bench")
 			cfg.Concurrency, cfg.BatchSize, cfg.IdleTimeout = conc, 10, 0
 			w, err := New(cfg, Deps{
@@ -490,7 +464,9 @@ func BenchmarkWorker(b *testing.B) {
 			for range b.N {
 				req := elastiq.Request{ID: elastiq.NewRequestID(now), FileName: "x.jpg", SubmittedAt: now}
 				req.InputKey = elastiq.InputKey(req.ID)
-				store.objects[req.InputKey] = elastiq.Object{Body: []byte("img")}
+				if err := store.Put(b.Context(), req.InputKey, elastiq.Object{Body: []byte("img")}); err != nil {
+					b.Fatal(err)
+				}
 				body, _ := elastiq.EncodeRequest(req)
 				requests.ready = append(requests.ready, elastiq.Message{ID: string(req.ID), Body: body, ReceiptHandle: string(req.ID)})
 			}
