@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/elastiq/elastiq/services/elastiq"
+	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
 )
 
 func sendResult(t *testing.T, q *fakeQueue, res elastiq.Result) {
@@ -38,7 +39,7 @@ func TestDuplicateAndBadResponses(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, "all four responses deleted", func() bool { _, deleted := h.responses.counts(); return deleted == 4 })
+	elastiqtest.Eventually(t, "all four responses deleted", func() bool { _, deleted := h.responses.counts(); return deleted == 4 })
 
 	if rec := h.recognition(t, a.StatusURL); rec.Label != "first" {
 		t.Errorf("GET after a duplicate = %+v, want label first", rec)
@@ -71,7 +72,7 @@ func TestCacheSetFailure(t *testing.T) {
 	if r := h.upload(t, "/", "myfile", f.name, f.data); r.status != http.StatusOK || r.body != f.label {
 		t.Errorf("POST / with the cache down = %d %q, want 200 %q", r.status, r.body, f.label)
 	}
-	eventually(t, "the response deleted", func() bool { _, deleted := h.responses.counts(); return deleted == 1 })
+	elastiqtest.Eventually(t, "the response deleted", func() bool { _, deleted := h.responses.counts(); return deleted == 1 })
 }
 
 // TestResultCachedWithTTL: the consumer caches a result with the CacheTTL.
@@ -82,7 +83,7 @@ func TestResultCachedWithTTL(t *testing.T) {
 	id := elastiq.NewRequestID(time.Now())
 	sendResult(t, h.responses, elastiq.Result{ID: id, Status: elastiq.StatusDone, Label: "Paul"})
 	key := ResultCacheKey(id)
-	eventually(t, "the result cached", func() bool {
+	elastiqtest.Eventually(t, "the result cached", func() bool {
 		h.cache.mu.Lock()
 		defer h.cache.mu.Unlock()
 		return h.cache.values[key] != nil
@@ -114,7 +115,7 @@ func TestReceiveErrorsRetried(t *testing.T) {
 
 func TestRunTwice(t *testing.T) {
 	h := newHarness(t, testConfig(), nil, nil) // runs Run
-	eventually(t, "Run to start", h.srv.running.Load)
+	elastiqtest.Eventually(t, "Run to start", h.srv.running.Load)
 	if err := h.srv.Run(context.Background()); err == nil {
 		t.Errorf("second Run = nil, want an error")
 	}

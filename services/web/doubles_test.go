@@ -10,17 +10,18 @@ import (
 	"time"
 
 	"github.com/elastiq/elastiq/services/elastiq"
+	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
 )
 
 // Test doubles of the backends, in memory. The real embedded backends live
 // in services/elastiq/...; these are small enough to read at a glance and
-// let tests inject failures.
+// let tests inject failures. The object store double is the shared
+// elastiqtest.Store.
 
 var (
-	_ elastiq.Queue       = (*fakeQueue)(nil)
-	_ elastiq.ObjectStore = (*fakeStore)(nil)
-	_ elastiq.Cache       = (*fakeCache)(nil)
-	_ elastiq.Fleet       = (*fakeFleet)(nil)
+	_ elastiq.Queue = (*fakeQueue)(nil)
+	_ elastiq.Cache = (*fakeCache)(nil)
+	_ elastiq.Fleet = (*fakeFleet)(nil)
 )
 
 // fakeQueue is a test double of elastiq.Queue: a FIFO with receipt handles
@@ -142,81 +143,6 @@ func (q *fakeQueue) set(f func(q *fakeQueue)) {
 	f(q)
 }
 
-// fakeStore is a test double of elastiq.ObjectStore: a map.
-type fakeStore struct {
-	mu      sync.Mutex
-	objects map[string]elastiq.Object
-	puts    int
-	putErr  error
-	getErr  error
-}
-
-func newFakeStore() *fakeStore { return &fakeStore{objects: make(map[string]elastiq.Object)} }
-
-func (s *fakeStore) Put(ctx context.Context, key string, obj elastiq.Object) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.putErr != nil {
-		return s.putErr
-	}
-	obj.Body = slices.Clone(obj.Body)
-	s.objects[key] = obj
-	s.puts++
-	return nil
-}
-
-func (s *fakeStore) Get(ctx context.Context, key string) (elastiq.Object, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.getErr != nil {
-		return elastiq.Object{}, s.getErr
-	}
-	obj, ok := s.objects[key]
-	if !ok {
-		return elastiq.Object{}, fmt.Errorf("get %s: %w", key, elastiq.ErrNotFound)
-	}
-	obj.Body = slices.Clone(obj.Body)
-	return obj, nil
-}
-
-func (s *fakeStore) Head(ctx context.Context, key string) (elastiq.Object, error) {
-	obj, err := s.Get(ctx, key)
-	obj.Body = nil
-	return obj, err
-}
-
-func (s *fakeStore) List(ctx context.Context, prefix string) ([]string, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var keys []string
-	for k := range s.objects {
-		if len(k) >= len(prefix) && k[:len(prefix)] == prefix {
-			keys = append(keys, k)
-		}
-	}
-	slices.Sort(keys)
-	return keys, nil
-}
-
-func (s *fakeStore) Delete(ctx context.Context, key string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.objects, key)
-	return nil
-}
-
-func (s *fakeStore) count() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.puts
-}
-
-func (s *fakeStore) set(f func(s *fakeStore)) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	f(s)
-}
-
 // fakeCache is a test double of elastiq.Cache: a map that ignores TTLs.
 type fakeCache struct {
 	mu     sync.Mutex
@@ -297,7 +223,7 @@ func (f *fakeFleet) Terminate(ctx context.Context, ids []string) error {
 // deletes the request, as the real worker does, without a classifier.
 type fakeWorker struct {
 	requests, responses *fakeQueue
-	store               *fakeStore
+	store               *elastiqtest.Store
 	labels              map[[32]byte]string
 }
 

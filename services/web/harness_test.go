@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/elastiq/elastiq/services/elastiq"
+	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
 )
 
 // harness is a Server on fake backends, its response consumer running, and
@@ -30,7 +31,7 @@ type harness struct {
 	url       string
 	requests  *fakeQueue
 	responses *fakeQueue
-	store     *fakeStore
+	store     *elastiqtest.Store
 	cache     *fakeCache
 	worker    *fakeWorker
 }
@@ -48,7 +49,7 @@ func newHarness(t testing.TB, cfg Config, fleet elastiq.Fleet, labels map[[32]by
 	h := &harness{
 		requests:  newFakeQueue(),
 		responses: newFakeQueue(),
-		store:     newFakeStore(),
+		store:     elastiqtest.NewStore(),
 		cache:     newFakeCache(),
 	}
 	h.worker = &fakeWorker{requests: h.requests, responses: h.responses, store: h.store, labels: labels}
@@ -228,18 +229,6 @@ func (h *harness) recognition(t testing.TB, path string) Recognition {
 		t.Fatalf("GET %s: %v", path, err)
 	}
 	return rec
-}
-
-// eventually polls cond until it holds or a generous deadline passes.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // concurrently runs f(i) for i in [0, n) at once and waits for all.

@@ -1,30 +1,12 @@
 package web
 
 import (
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/elastiq/elastiq/services/elastiq"
+	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
 )
-
-// fakeClock is a settable clock for tests.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 func isClosed(ch <-chan struct{}) bool {
 	select {
@@ -36,7 +18,7 @@ func isClosed(ch <-chan struct{}) bool {
 }
 
 func TestHubDeliverWakesSubscribers(t *testing.T) {
-	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
+	clock := elastiqtest.NewClock(time.Unix(1_700_000_000, 0))
 	h := newHub(time.Minute, 10, clock.Now)
 	id := elastiq.NewRequestID(clock.Now())
 	a, b := h.subscribe(id), h.subscribe(id)
@@ -88,7 +70,7 @@ func TestHubCancelForgetsWaiter(t *testing.T) {
 }
 
 func TestHubRetention(t *testing.T) {
-	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
+	clock := elastiqtest.NewClock(time.Unix(1_700_000_000, 0))
 	h := newHub(time.Minute, 3, clock.Now)
 	var ids []elastiq.RequestID
 	for i := range 5 {

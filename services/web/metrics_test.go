@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/elastiq/elastiq/services/elastiq"
+	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
 	"github.com/elastiq/elastiq/services/web/internal/promtext"
 )
 
@@ -81,7 +82,7 @@ func TestMetrics(t *testing.T) {
 	}
 	h.upload(t, "/", "myfile", "x.jpg", []byte("not an image"))
 	h.get(t, "/nope")
-	eventually(t, "all five results", func() bool { return h.srv.metrics.responses.Value(outcomeDone) == 5 })
+	elastiqtest.Eventually(t, "all five results", func() bool { return h.srv.metrics.responses.Value(outcomeDone) == 5 })
 
 	m = scrape(t, h)
 	for key, want := range map[string]float64{

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/elastiq/elastiq/services/elastiq"
+	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
 )
 
 // TestRecognizeContracts sends 100 concurrent POST / requests for each of the
@@ -118,7 +119,7 @@ func TestGetWaitWakes(t *testing.T) {
 		}
 		got <- rec
 	}()
-	eventually(t, "the GET to wait", func() bool { return h.srv.hub.waiters() == 1 })
+	elastiqtest.Eventually(t, "the GET to wait", func() bool { return h.srv.hub.waiters() == 1 })
 	h.worker.start(t, 1)
 	select {
 	case rec := <-got:
@@ -196,7 +197,7 @@ func TestGetLookupOrder(t *testing.T) {
 		{name: "bad wait", path: StatusPath(id) + "?wait=soon", wantStatus: http.StatusBadRequest, wantMsg: "wait"},
 		{name: "negative wait", path: StatusPath(id) + "?wait=-1s", wantStatus: http.StatusBadRequest, wantMsg: "wait"},
 		{name: "store down", path: StatusPath(id), wantStatus: http.StatusServiceUnavailable, wantMsg: "could not read the result store",
-			setup: func(h *harness) { h.store.set(func(s *fakeStore) { s.getErr = errors.New("disk on fire") }) }},
+			setup: func(h *harness) { h.store.SetGetErr(errors.New("disk on fire")) }},
 	}
 	for _, tt := range errorCases {
 		t.Run(tt.name, func(t *testing.T) {
@@ -276,7 +277,7 @@ func TestClientDisconnect(t *testing.T) {
 		h.srv.ServeHTTP(rec, req)
 		close(done)
 	}()
-	eventually(t, "the request to be sent", func() bool { sent, _ := h.requests.counts(); return sent == 1 })
+	elastiqtest.Eventually(t, "the request to be sent", func() bool { sent, _ := h.requests.counts(); return sent == 1 })
 	cancel()
 	select {
 	case <-done:
@@ -302,7 +303,7 @@ func TestHealthz(t *testing.T) {
 }
 
 func TestNewRejects(t *testing.T) {
-	q, s, c := newFakeQueue(), newFakeStore(), newFakeCache()
+	q, s, c := newFakeQueue(), elastiqtest.NewStore(), newFakeCache()
 	bad := DefaultConfig()
 	bad.SyncTimeout = 0
 	tests := []struct {

@@ -123,8 +123,8 @@ func TestBadUploads(t *testing.T) {
 					want = tt.wantMsg[""]
 				}
 				checkErrorReply(t, "POST "+path, path != "/", r, tt.wantStatus, want)
-				if sent, _ := h.requests.counts(); sent != 0 || h.store.count() != 0 {
-					t.Errorf("after POST %s: %d requests sent, %d objects stored; want none", path, sent, h.store.count())
+				if sent, _ := h.requests.counts(); sent != 0 || h.store.Puts() != 0 {
+					t.Errorf("after POST %s: %d requests sent, %d objects stored; want none", path, sent, h.store.Puts())
 				}
 			})
 		}
@@ -212,7 +212,7 @@ func TestBackendFailures(t *testing.T) {
 		wantSent int
 	}{
 		{name: "store fails", wantMsg: "could not store the upload, so it was not accepted; try again",
-			breakIt: func(h *harness) { h.store.set(func(s *fakeStore) { s.putErr = errors.New("disk full") }) }},
+			breakIt: func(h *harness) { h.store.SetPutErr(errors.New("disk full")) }},
 		{name: "queue fails", wantMsg: "could not queue the request, so it was not accepted; try again",
 			breakIt: func(h *harness) { h.requests.set(func(q *fakeQueue) { q.sendErr = errors.New("queue gone") }) }},
 	}
