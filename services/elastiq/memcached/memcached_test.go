@@ -8,32 +8,22 @@ import (
 	"fmt"
 	"math"
 	"net"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/elastiq/elastiq/services/elastiq"
+	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
+	"github.com/elastiq/elastiq/services/elastiq/internal/awstest"
 	"github.com/elastiq/elastiq/services/elastiq/localcache"
 )
 
-// serversEnv names the memcached servers (host:port, comma-separated) the
-// integration tests use; scripts/test-servers.sh starts one and sets it.
-const serversEnv = "ELASTIQ_TEST_MEMCACHED"
-
-// testServers returns the memcached servers to test against. Without them
-// the test fails in CI and is skipped elsewhere.
+// testServers returns the memcached servers to test against (host:port,
+// comma-separated, from scripts/test-servers.sh). Without them the test
+// fails in CI and is skipped elsewhere.
 func testServers(t *testing.T) []string {
 	t.Helper()
-	v := os.Getenv(serversEnv)
-	if v == "" {
-		msg := serversEnv + " is not set: run the tests under scripts/test-servers.sh (it starts memcached on loopback), or start `memcached -l 127.0.0.1 -p 11211` and set " + serversEnv + "=127.0.0.1:11211"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return strings.Split(v, ",")
+	return strings.Split(awstest.RequireEnv(t, awstest.EnvMemcached), ",")
 }
 
 func newTestCache(t *testing.T, cfg Config) *Cache {
@@ -70,20 +60,13 @@ func testCtx(t *testing.T) context.Context {
 // waitMiss polls key until it misses, failing after a generous deadline.
 func waitMiss(t *testing.T, c *Cache, key string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	elastiqtest.Eventually(t, key+" to expire", func() bool {
 		_, err := c.Get(testCtx(t), key)
-		if errors.Is(err, elastiq.ErrNotFound) {
-			return
-		}
-		if err != nil {
+		if err != nil && !errors.Is(err, elastiq.ErrNotFound) {
 			t.Fatalf("Get(%s) = %v, want a value or a miss", key, err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Get(%s) still hits 20 s after its TTL", key)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return err != nil
+	})
 }
 
 func TestExpiration(t *testing.T) {
