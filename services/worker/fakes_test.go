@@ -160,6 +160,17 @@ func (f classifierFunc) Classify(ctx context.Context, image []byte) (string, err
 	return f(ctx, image)
 }
 
+// blockingClassifier is a classifier double that closes started when it is
+// called and then blocks until its context ends, like a worker killed
+// mid-classification. It must be called once.
+func blockingClassifier(started chan<- struct{}) classifierFunc {
+	return func(ctx context.Context, _ []byte) (string, error) {
+		close(started)
+		<-ctx.Done()
+		return "", ctx.Err()
+	}
+}
+
 // countingClassifier wraps f and counts calls.
 func countingClassifier(calls *atomic.Int64, f classifierFunc) classifierFunc {
 	return func(ctx context.Context, image []byte) (string, error) {

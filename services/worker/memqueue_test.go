@@ -43,11 +43,7 @@ func TestWorkerKilledMidMessageOverMemqueue(t *testing.T) {
 	}
 
 	started := make(chan struct{})
-	first := newWorker("first", func(ctx context.Context, _ []byte) (string, error) {
-		close(started)
-		<-ctx.Done()
-		return "", ctx.Err()
-	})
+	first := newWorker("first", blockingClassifier(started))
 	stopFirst := elastiqtest.Start(t, "first Run", first.Run)
 	defer stopFirst()
 	select {

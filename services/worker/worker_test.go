@@ -253,12 +253,7 @@ func TestWorkerIdleSelfStop(t *testing.T) {
 
 func TestWorkerCancelMidMessage(t *testing.T) {
 	started := make(chan struct{})
-	blocking := func(ctx context.Context, image []byte) (string, error) {
-		close(started)
-		<-ctx.Done()
-		return "", ctx.Err()
-	}
-	h := newHarness(t, blocking, nil)
+	h := newHarness(t, blockingClassifier(started), nil)
 	req, body := h.submit(t, "test_02.jpg", []byte("face of Bob"))
 	receipt := h.requests.push(body)
 
