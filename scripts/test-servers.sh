@@ -33,9 +33,19 @@ log() { echo "test-servers: $*" >&2; }
 # in_ci: true when running under CI, where a missing server is an error.
 in_ci() { [[ "${CI:-}" == "true" ]]; }
 
-# free_port prints a TCP port on 127.0.0.1 that nothing listens on now.
+# free_port prints a TCP port on 127.0.0.1 that nothing listens on now (a
+# server that loses the race for it fails to start and start_one retries).
 free_port() {
-	"$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+	local port i
+	for ((i = 0; i < 100; i++)); do
+		port=$((20000 + RANDOM % 40000))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+			echo "$port"
+			return 0
+		fi
+	done
+	log "no free port found"
+	return 1
 }
 
 # pid_of NAME prints the PID recorded for server NAME if that process still
@@ -77,7 +87,7 @@ have() {
 	moto)
 		"$python" -c 'import moto.server' 2>/dev/null && return 0
 		log "moto is not installed; trying: $python -m pip install 'moto[server]'"
-		"$python" -m pip install --quiet 'moto[server]' >&2 ||
+		"$python" -m pip install --quiet --retries 1 --timeout 30 'moto[server]' >&2 ||
 			log "pip install failed; install moto with: $python -m pip install 'moto[server]' (or in a venv, then PYTHON=venv/bin/python3)"
 		"$python" -c 'import moto.server' 2>/dev/null
 		;;
