@@ -417,3 +417,28 @@ func TestPing(t *testing.T) {
 		t.Errorf("Ping = %v, want nil", err)
 	}
 }
+
+// BenchmarkSetGet measures one Set and one Get of a result-sized value
+// (300 bytes) against the real server, from parallel goroutines.
+func BenchmarkSetGet(b *testing.B) {
+	servers := strings.Split(awstest.RequireEnv(b, awstest.EnvMemcached), ",")
+	c, err := New(Config{Servers: servers, Timeout: 5 * time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	value := bytes.Repeat([]byte{'r'}, 300)
+	prefix := "elastiq-bench/" + rand.Text()
+	ctx := b.Context()
+	b.RunParallel(func(pb *testing.PB) {
+		key := prefix + "/" + rand.Text()
+		for pb.Next() {
+			if err := c.Set(ctx, key, value, time.Minute); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := c.Get(ctx, key); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
