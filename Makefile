@@ -26,9 +26,12 @@ build:
 run: models build
 	bin/elastiq -addr "$(ADDR)" -data "$(DATA)"
 
-## test: vet and test every module (with the race detector); installs what the tests need first
+## test: vet and test every module (with the race detector); fetches the models and starts (then stops) the
+## servers the integration tests talk to on loopback: moto_server (SQS, S3, EC2) and memcached
 test: models
-	@for m in $(MODULES); do echo "=== module $$m"; (cd $$m && go vet ./... && $(GOTEST) -race ./...); done
+	@trap 'scripts/test-servers.sh stop' EXIT; \
+	env="$$(scripts/test-servers.sh start)"; eval "$$env"; \
+	for m in $(MODULES); do echo "=== module $$m"; (cd $$m && go vet ./... && $(GOTEST) -race ./...); done
 
 ## bench: the pipeline's overhead and the classifier's speed
 bench: models

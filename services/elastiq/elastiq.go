@@ -29,6 +29,12 @@ var (
 	// (its message was deleted, or its visibility expired and it was
 	// delivered again).
 	ErrInvalidReceipt = errors.New("invalid receipt handle")
+	// ErrTooLarge: a value is larger than the cache accepts.
+	ErrTooLarge = errors.New("value too large")
+	// ErrIncorrectState: an instance's state does not allow the transition
+	// (starting a terminated instance, stopping one that is stopping), as
+	// EC2's IncorrectInstanceState.
+	ErrIncorrectState = errors.New("incorrect instance state")
 )
 
 // RequestID identifies one recognition request. The web tier mints it; it is
@@ -255,9 +261,28 @@ type ObjectStore interface {
 	Delete(ctx context.Context, key string) error
 }
 
+// MaxCacheKeyLen is the longest key memcached accepts.
+const MaxCacheKeyLen = 250
+
+// ValidateCacheKey reports whether memcached would accept key: 1 to
+// MaxCacheKeyLen bytes, none of them a space or control character. Every
+// Cache refuses other keys, so code that works on one works on all.
+func ValidateCacheKey(key string) error {
+	if key == "" || len(key) > MaxCacheKeyLen {
+		return fmt.Errorf("key of %d bytes: want 1 to %d", len(key), MaxCacheKeyLen)
+	}
+	for i := 0; i < len(key); i++ {
+		if c := key[i]; c <= ' ' || c == 0x7f {
+			return fmt.Errorf("key %q: space or control character at %d", key, i)
+		}
+	}
+	return nil
+}
+
 // Cache is the shared result store, with memcached semantics: values expire
 // after their TTL and may be evicted at any time, so a miss is normal and
-// the durable copy is in output/.
+// the durable copy is in output/. Keys follow ValidateCacheKey; a value over
+// the cache's item size is refused with ErrTooLarge.
 type Cache interface {
 	// Get returns ErrNotFound (wrapped) on a miss.
 	Get(ctx context.Context, key string) ([]byte, error)

@@ -1,6 +1,7 @@
 package elastiq_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -103,5 +104,24 @@ func TestRequestFromInput(t *testing.T) {
 	obj.Metadata[elastiq.MetaSubmittedAt] = "yesterday"
 	if _, err := elastiq.RequestFromInput(want.InputKey, obj); err == nil {
 		t.Errorf("RequestFromInput with a bad time: nil error, want error")
+	}
+}
+
+func TestValidateCacheKey(t *testing.T) {
+	for _, tt := range []struct {
+		key string
+		ok  bool
+	}{
+		{key: "result/06h1p8kv9re41mesjctyr7dy5c", ok: true},
+		{key: strings.Repeat("k", elastiq.MaxCacheKeyLen), ok: true},
+		{key: ""},
+		{key: strings.Repeat("k", elastiq.MaxCacheKeyLen+1)},
+		{key: "with space"},
+		{key: "tab\there"},
+		{key: "del\x7f"},
+	} {
+		if err := elastiq.ValidateCacheKey(tt.key); (err == nil) != tt.ok {
+			t.Errorf("ValidateCacheKey(%q) = %v, want ok %v", tt.key, err, tt.ok)
+		}
 	}
 }

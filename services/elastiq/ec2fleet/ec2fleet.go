@@ -38,7 +38,6 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/elastiq/elastiq/services/elastiq"
-	"github.com/elastiq/elastiq/services/elastiq/localfleet"
 )
 
 // Tag keys the fleet uses.
@@ -232,7 +231,7 @@ func (f *Fleet) Launch(ctx context.Context, n int, token string) ([]elastiq.Inst
 
 // Start starts stopped workers. Starting a running or pending one is a
 // no-op; starting one that is stopping, shutting down or terminated fails
-// with localfleet.ErrIncorrectState (wrapped), as on EC2.
+// with elastiq.ErrIncorrectState (wrapped), as on EC2.
 func (f *Fleet) Start(ctx context.Context, ids []string) error {
 	bad := []elastiq.InstanceState{elastiq.InstanceStopping, elastiq.InstanceShuttingDown, elastiq.InstanceTerminated}
 	return f.act(ctx, "start", ids, bad, func(ctx context.Context) error {
@@ -243,7 +242,7 @@ func (f *Fleet) Start(ctx context.Context, ids []string) error {
 
 // Stop stops workers. Stopping a stopped or stopping one is a no-op;
 // stopping one that is shutting down or terminated fails with
-// localfleet.ErrIncorrectState (wrapped), as on EC2.
+// elastiq.ErrIncorrectState (wrapped), as on EC2.
 func (f *Fleet) Stop(ctx context.Context, ids []string) error {
 	bad := []elastiq.InstanceState{elastiq.InstanceShuttingDown, elastiq.InstanceTerminated}
 	return f.act(ctx, "stop", ids, bad, func(ctx context.Context) error {
@@ -278,7 +277,7 @@ func (f *Fleet) act(ctx context.Context, op string, ids []string, bad []elastiq.
 	}
 	for _, in := range found {
 		if slices.Contains(bad, in.State) {
-			return fmt.Errorf("%s instances %v: %s is %s: %w", op, ids, in.ID, in.State, localfleet.ErrIncorrectState)
+			return fmt.Errorf("%s instances %v: %s is %s: %w", op, ids, in.ID, in.State, elastiq.ErrIncorrectState)
 		}
 	}
 	callCtx, cancel := context.WithTimeout(ctx, f.cfg.Timeout)
@@ -437,7 +436,7 @@ func mapError(err error) error {
 	case "InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed":
 		return fmt.Errorf("%w: %w", elastiq.ErrNotFound, err)
 	case "IncorrectInstanceState":
-		return fmt.Errorf("%w: %w", localfleet.ErrIncorrectState, err)
+		return fmt.Errorf("%w: %w", elastiq.ErrIncorrectState, err)
 	}
 	return err
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/elastiq/elastiq/services/elastiq"
-	"github.com/elastiq/elastiq/services/elastiq/localfleet"
 )
 
 func TestToInstance(t *testing.T) {
@@ -138,7 +137,7 @@ func TestMapError(t *testing.T) {
 	}{
 		{code: "InvalidInstanceID.NotFound", want: elastiq.ErrNotFound},
 		{code: "InvalidInstanceID.Malformed", want: elastiq.ErrNotFound},
-		{code: "IncorrectInstanceState", want: localfleet.ErrIncorrectState},
+		{code: "IncorrectInstanceState", want: elastiq.ErrIncorrectState},
 		{code: "UnauthorizedOperation"},
 	}
 	for _, tt := range tests {
@@ -148,7 +147,7 @@ func TestMapError(t *testing.T) {
 			if tt.want != nil && !errors.Is(err, tt.want) {
 				t.Errorf("mapError(%s) = %v, want %v", tt.code, err, tt.want)
 			}
-			for _, other := range []error{elastiq.ErrNotFound, localfleet.ErrIncorrectState} {
+			for _, other := range []error{elastiq.ErrNotFound, elastiq.ErrIncorrectState} {
 				if other != tt.want && errors.Is(err, other) {
 					t.Errorf("mapError(%s) = %v, want not %v", tt.code, err, other)
 				}

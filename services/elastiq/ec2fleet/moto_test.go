@@ -21,7 +21,6 @@ import (
 	"github.com/elastiq/elastiq/services/elastiq"
 	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
 	"github.com/elastiq/elastiq/services/elastiq/internal/awstest"
-	"github.com/elastiq/elastiq/services/elastiq/localfleet"
 )
 
 // testEnv is one test's view of the EC2 server: a raw client for setup and
@@ -227,7 +226,7 @@ func TestLifecycle(t *testing.T) {
 		name string
 		call func(context.Context, []string) error
 	}{{"Start", f.Start}, {"Stop", f.Stop}} {
-		if err := op.call(ctx, ids[:1]); !errors.Is(err, localfleet.ErrIncorrectState) {
+		if err := op.call(ctx, ids[:1]); !errors.Is(err, elastiq.ErrIncorrectState) {
 			t.Errorf("%s(terminated) = %v, want ErrIncorrectState", op.name, err)
 		}
 	}

@@ -15,7 +15,6 @@ package localcache
 import (
 	"container/list"
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -27,12 +26,7 @@ import (
 const (
 	DefaultMaxBytes     = 64 << 20
 	DefaultMaxItemBytes = 1 << 20 // memcached's default item size limit
-	// MaxKeyLen is memcached's key length limit.
-	MaxKeyLen = 250
 )
-
-// ErrTooLarge is returned by Set for a value larger than MaxItemBytes.
-var ErrTooLarge = errors.New("value too large")
 
 // Config configures a Cache. The zero value is usable.
 type Config struct {
@@ -103,7 +97,7 @@ func (c *Cache) Get(ctx context.Context, key string) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("cache get %s: %w", key, err)
 	}
-	if err := ValidateKey(key); err != nil {
+	if err := elastiq.ValidateCacheKey(key); err != nil {
 		return nil, fmt.Errorf("cache get: %w", err)
 	}
 	c.mu.Lock()
@@ -133,11 +127,11 @@ func (c *Cache) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("cache set %s: %w", key, err)
 	}
-	if err := ValidateKey(key); err != nil {
+	if err := elastiq.ValidateCacheKey(key); err != nil {
 		return fmt.Errorf("cache set: %w", err)
 	}
 	if len(value) > c.maxItemBytes {
-		return fmt.Errorf("cache set %s: %d bytes, limit %d: %w", key, len(value), c.maxItemBytes, ErrTooLarge)
+		return fmt.Errorf("cache set %s: %d bytes, limit %d: %w", key, len(value), c.maxItemBytes, elastiq.ErrTooLarge)
 	}
 	it := &item{key: key, value: make([]byte, len(value))}
 	copy(it.value, value)
@@ -168,7 +162,7 @@ func (c *Cache) Delete(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("cache delete %s: %w", key, err)
 	}
-	if err := ValidateKey(key); err != nil {
+	if err := elastiq.ValidateCacheKey(key); err != nil {
 		return fmt.Errorf("cache delete: %w", err)
 	}
 	c.mu.Lock()
@@ -196,18 +190,4 @@ func (c *Cache) removeLocked(e *list.Element) {
 	delete(c.items, it.key)
 	c.stats.Items--
 	c.stats.Bytes -= it.size()
-}
-
-// ValidateKey reports whether memcached would accept key: 1 to MaxKeyLen
-// bytes, none of them a space or control character.
-func ValidateKey(key string) error {
-	if key == "" || len(key) > MaxKeyLen {
-		return fmt.Errorf("key of %d bytes: want 1 to %d", len(key), MaxKeyLen)
-	}
-	for i := 0; i < len(key); i++ {
-		if c := key[i]; c <= ' ' || c == 0x7f {
-			return fmt.Errorf("key %q: space or control character at %d", key, i)
-		}
-	}
-	return nil
 }

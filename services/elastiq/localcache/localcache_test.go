@@ -143,9 +143,9 @@ func TestLimits(t *testing.T) {
 		value []byte
 		want  error // nil: any error
 	}{
-		{name: "value too large", key: "k", value: make([]byte, 101), want: ErrTooLarge},
+		{name: "value too large", key: "k", value: make([]byte, 101), want: elastiq.ErrTooLarge},
 		{name: "empty key", key: ""},
-		{name: "key too long", key: strings.Repeat("k", MaxKeyLen+1)},
+		{name: "key too long", key: strings.Repeat("k", elastiq.MaxCacheKeyLen+1)},
 		{name: "space in key", key: "a b"},
 		{name: "newline in key", key: "a\nb"},
 		{name: "DEL in key", key: "a\x7f"},
@@ -158,7 +158,7 @@ func TestLimits(t *testing.T) {
 			}
 		})
 	}
-	if err := c.Set(ctx, strings.Repeat("k", MaxKeyLen), make([]byte, 100), 0); err != nil {
+	if err := c.Set(ctx, strings.Repeat("k", elastiq.MaxCacheKeyLen), make([]byte, 100), 0); err != nil {
 		t.Errorf("Set(longest key, largest value) = %v", err)
 	}
 	if s := c.Stats(); s.Items != 1 {
@@ -168,8 +168,8 @@ func TestLimits(t *testing.T) {
 
 func TestItemLimitCappedAtMaxBytes(t *testing.T) {
 	c, _ := newCache(Config{MaxBytes: 10})
-	if err := c.Set(context.Background(), "k", make([]byte, 11), 0); !errors.Is(err, ErrTooLarge) {
-		t.Fatalf("Set(11 bytes into a 10-byte cache) = %v, want ErrTooLarge", err)
+	if err := c.Set(context.Background(), "k", make([]byte, 11), 0); !errors.Is(err, elastiq.ErrTooLarge) {
+		t.Fatalf("Set(11 bytes into a 10-byte cache) = %v, want elastiq.ErrTooLarge", err)
 	}
 }
 

@@ -20,7 +20,7 @@
 //
 // As with EC2, a call naming an unknown instance fails as a whole
 // (elastiq.ErrNotFound, wrapped), as does one asking for a transition the
-// state does not allow (ErrIncorrectState: starting a stopping or terminated
+// state does not allow (elastiq.ErrIncorrectState: starting a stopping or terminated
 // instance, stopping a terminated one); asking for the state an instance is
 // already in or heading to is a no-op. Launch with a client token already
 // used returns the first call's instances and launches nothing.
@@ -46,9 +46,6 @@ import (
 const DefaultTerminatedRetention = time.Minute
 
 var (
-	// ErrIncorrectState is returned for a transition the instance's state
-	// does not allow, as EC2's IncorrectInstanceState.
-	ErrIncorrectState = errors.New("incorrect instance state")
 	// ErrClosed is returned by calls that change the fleet after Close.
 	ErrClosed = errors.New("fleet closed")
 )
@@ -237,7 +234,7 @@ func (f *Fleet) Start(ctx context.Context, ids []string) error {
 			f.setStateLocked(in, elastiq.InstancePending)
 			return nil
 		default:
-			return ErrIncorrectState
+			return elastiq.ErrIncorrectState
 		}
 	})
 }
@@ -254,7 +251,7 @@ func (f *Fleet) Stop(ctx context.Context, ids []string) error {
 			f.setStateLocked(in, elastiq.InstanceStopping)
 			return nil
 		default:
-			return ErrIncorrectState
+			return elastiq.ErrIncorrectState
 		}
 	})
 }

@@ -465,15 +465,15 @@ func TestCommandErrors(t *testing.T) {
 		{name: "start unknown", call: f.Start, ids: []string{"i-local-999999"}, want: elastiq.ErrNotFound},
 		{name: "stop unknown", call: f.Stop, ids: []string{"nope"}, want: elastiq.ErrNotFound},
 		{name: "terminate unknown", call: f.Terminate, ids: []string{"nope"}, want: elastiq.ErrNotFound},
-		{name: "start terminated", call: f.Start, ids: []string{terminated}, want: ErrIncorrectState},
-		{name: "stop terminated", call: f.Stop, ids: []string{terminated}, want: ErrIncorrectState},
+		{name: "start terminated", call: f.Start, ids: []string{terminated}, want: elastiq.ErrIncorrectState},
+		{name: "stop terminated", call: f.Stop, ids: []string{terminated}, want: elastiq.ErrIncorrectState},
 		{name: "start running is a no-op", call: f.Start, ids: []string{running}},
 		{name: "stop stopped is a no-op", call: f.Stop, ids: []string{stopped}},
 		{name: "terminate terminated is a no-op", call: f.Terminate, ids: []string{terminated}},
 		{name: "empty list", call: f.Stop, ids: nil},
 		// One bad ID fails the whole call: running stays running.
 		{name: "stop with one unknown", call: f.Stop, ids: []string{running, "nope"}, want: elastiq.ErrNotFound},
-		{name: "stop with one terminated", call: f.Stop, ids: []string{running, terminated}, want: ErrIncorrectState},
+		{name: "stop with one terminated", call: f.Stop, ids: []string{running, terminated}, want: elastiq.ErrIncorrectState},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

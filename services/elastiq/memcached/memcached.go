@@ -7,9 +7,9 @@
 // from "cache broken", log the latter and fall back to output/.
 //
 // Keys and values are checked before they are sent, the way memcached
-// checks them (localcache.ValidateKey: 1 to 250 bytes, no spaces or control
+// checks them (elastiq.ValidateCacheKey: 1 to 250 bytes, no spaces or control
 // characters; values up to Config.MaxItemBytes), and a value the server
-// still refuses as too large is reported as localcache.ErrTooLarge too, so
+// still refuses as too large is reported as elastiq.ErrTooLarge too, so
 // callers handle both caches with the same errors.
 //
 // TTLs follow memcached's expiration rules: whole seconds, sub-second TTLs
@@ -31,7 +31,6 @@ import (
 	"github.com/bradfitz/gomemcache/memcache"
 
 	"github.com/elastiq/elastiq/services/elastiq"
-	"github.com/elastiq/elastiq/services/elastiq/localcache"
 )
 
 // Defaults for Config.
@@ -41,7 +40,7 @@ const (
 	// DefaultMaxItemBytes is memcached's default item size limit (-I 1m).
 	// The limit covers the key and a header of about 50 bytes too, so the
 	// server refuses values a little smaller than this; those come back as
-	// localcache.ErrTooLarge as well.
+	// elastiq.ErrTooLarge as well.
 	DefaultMaxItemBytes = 1 << 20
 )
 
@@ -61,7 +60,7 @@ type Config struct {
 	// Default DefaultMaxIdleConns.
 	MaxIdleConns int
 	// MaxItemBytes is the largest value Set sends; larger ones fail with
-	// localcache.ErrTooLarge without a round trip. Default
+	// elastiq.ErrTooLarge without a round trip. Default
 	// DefaultMaxItemBytes; set it to the server's -I if that was raised.
 	MaxItemBytes int
 	// Now is the clock used to turn TTLs over 30 days into absolute times;
@@ -115,7 +114,7 @@ func New(cfg Config) (*Cache, error) {
 // Get returns the value under key, or elastiq.ErrNotFound (wrapped) when
 // memcached does not hold it.
 func (c *Cache) Get(ctx context.Context, key string) ([]byte, error) {
-	if err := localcache.ValidateKey(key); err != nil {
+	if err := elastiq.ValidateCacheKey(key); err != nil {
 		return nil, fmt.Errorf("cache get: %w", err)
 	}
 	var value []byte
@@ -138,16 +137,16 @@ func (c *Cache) Get(ctx context.Context, key string) ([]byte, error) {
 // Set stores value under key for ttl (see the package comment for how ttl
 // is sent).
 func (c *Cache) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
-	if err := localcache.ValidateKey(key); err != nil {
+	if err := elastiq.ValidateCacheKey(key); err != nil {
 		return fmt.Errorf("cache set: %w", err)
 	}
 	if len(value) > c.maxItemBytes {
-		return fmt.Errorf("cache set %s: %d bytes, limit %d: %w", key, len(value), c.maxItemBytes, localcache.ErrTooLarge)
+		return fmt.Errorf("cache set %s: %d bytes, limit %d: %w", key, len(value), c.maxItemBytes, elastiq.ErrTooLarge)
 	}
 	it := &memcache.Item{Key: key, Value: value, Expiration: Expiration(ttl, c.now())}
 	err := c.do(ctx, func() error { return c.client.Set(it) })
 	if err != nil && isTooLarge(err) {
-		return fmt.Errorf("cache set %s: %d bytes refused by the server: %w", key, len(value), localcache.ErrTooLarge)
+		return fmt.Errorf("cache set %s: %d bytes refused by the server: %w", key, len(value), elastiq.ErrTooLarge)
 	}
 	if err != nil {
 		return fmt.Errorf("cache set %s: %w", key, err)

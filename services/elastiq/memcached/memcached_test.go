@@ -15,7 +15,6 @@ import (
 	"github.com/elastiq/elastiq/services/elastiq"
 	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
 	"github.com/elastiq/elastiq/services/elastiq/internal/awstest"
-	"github.com/elastiq/elastiq/services/elastiq/localcache"
 )
 
 // testServers returns the memcached servers to test against (host:port,
@@ -156,7 +155,7 @@ func TestLongestKeyIsAccepted(t *testing.T) {
 	c := newTestCache(t, Config{})
 	ctx := testCtx(t)
 	key := testKey(t)
-	key += strings.Repeat("k", localcache.MaxKeyLen-len(key))
+	key += strings.Repeat("k", elastiq.MaxCacheKeyLen-len(key))
 	if err := c.Set(ctx, key, []byte("v"), time.Minute); err != nil {
 		t.Fatalf("Set(250-byte key) = %v, want nil", err)
 	}
@@ -273,7 +272,7 @@ func TestLargeValues(t *testing.T) {
 			value := bytes.Repeat([]byte{'x'}, tt.size)
 			err := c.Set(ctx, key, value, time.Minute)
 			if tt.wantTooLarge {
-				if !errors.Is(err, localcache.ErrTooLarge) {
+				if !errors.Is(err, elastiq.ErrTooLarge) {
 					t.Fatalf("Set(%d bytes) = %v, want ErrTooLarge", tt.size, err)
 				}
 				if got, err := c.Get(ctx, key); !errors.Is(err, elastiq.ErrNotFound) {
