@@ -23,6 +23,7 @@ import (
 	"syscall"
 
 	"github.com/elastiq/elastiq/services/classify"
+	"github.com/elastiq/elastiq/services/elastiq/flagenv"
 	"github.com/elastiq/elastiq/services/stack"
 )
 
@@ -77,13 +78,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 	fs.StringVar(&c.ONNX.Labels, "onnx-labels", c.ONNX.Labels, "labels file of the onnx classifier, one per line")
 	fs.StringVar(&c.ONNX.Layout, "onnx-layout", c.ONNX.Layout, "input layout of the onnx classifier: NCHW or NHWC")
 
-	if err := fs.Parse(args[1:]); err != nil {
-		return o, err
-	}
-	if fs.NArg() > 0 {
-		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
-	}
-	if err := fromEnv(fs, getenv); err != nil {
+	if err := flagenv.Parse(fs, args[1:], getenv); err != nil {
 		return o, err
 	}
 	if *command != "" {
@@ -96,26 +91,6 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 		return o, err
 	}
 	return o, c.Validate()
-}
-
-// fromEnv sets every flag not given on the command line from its
-// ELASTIQ_ environment variable, if that is set.
-func fromEnv(fs *flag.FlagSet, getenv func(string) string) error {
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	var err error
-	fs.VisitAll(func(f *flag.Flag) {
-		if given[f.Name] || err != nil {
-			return
-		}
-		name := "ELASTIQ_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v := getenv(name); v != "" {
-			if e := fs.Set(f.Name, v); e != nil {
-				err = fmt.Errorf("%s=%q: %w", name, v, e)
-			}
-		}
-	})
-	return err
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
