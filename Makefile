@@ -35,7 +35,7 @@ test: models
 
 ## bench: the pipeline's overhead and the classifier's speed
 bench: models
-	cd services/stack && go test -run '^$$' -bench . -benchtime 3x -count 1 ./...
+	cd services/stack && go test -run '^$$' -bench Pipeline -benchtime 100x -count 1 .
 	cd services/classify && go test -run '^$$' -bench . -benchtime 200x -count 1 ./face/
 
 ## demo: start the stack, send the CSE546 workload at it (100 at once), check every answer, stop the stack
