@@ -106,6 +106,9 @@ func (c Config) Validate() error {
 		err = c.faceConfig().Validate()
 	case Exec:
 		err = c.execConfig().Validate()
+		if len(c.Command) == 0 {
+			err = fmt.Errorf("%s backend needs a command (-exec-command): %w", Exec, err)
+		}
 	case ONNX:
 		err = c.onnxConfig().Validate()
 	default:

@@ -35,7 +35,7 @@ func TestValidate(t *testing.T) {
 		{name: "face without gallery", change: func(c *Config) {}, want: "gallery is empty"},
 		{name: "face bad threshold", change: func(c *Config) { c.Gallery, c.Threshold = "g", -3 }, want: "threshold"},
 		{name: "exec", change: func(c *Config) { c.Backend, c.Command = Exec, []string{"true"} }},
-		{name: "exec without command", change: func(c *Config) { c.Backend = Exec }, want: "command is empty"},
+		{name: "exec without command", change: func(c *Config) { c.Backend = Exec }, want: "needs a command (-exec-command)"},
 		{name: "onnx", change: func(c *Config) { c.Backend, c.ONNX.Model, c.ONNX.Labels = ONNX, "m.onnx", "l.txt" }},
 		{name: "onnx without model", change: func(c *Config) { c.Backend, c.ONNX.Labels = ONNX, "l.txt" }, want: "onnx model file is empty"},
 		{name: "onnx without runtime", change: func(c *Config) {

@@ -19,7 +19,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
-	"strings"
 	"syscall"
 
 	"github.com/elastiq/elastiq/services/classify"
@@ -66,26 +65,10 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 	fs.DurationVar(&s.Scaler.Interval, "scale-interval", s.Scaler.Interval, "how often the scaler looks at the queue (it also acts at once on each request)")
 	fs.DurationVar(&s.Web.SyncTimeout, "sync-timeout", s.Web.SyncTimeout, "how long POST / waits for a result before 504")
 	fs.Int64Var(&s.Web.MaxUploadBytes, "max-upload", s.Web.MaxUploadBytes, "largest accepted upload in bytes")
-	fs.StringVar(&c.Backend, "classifier", c.Backend, "classifier backend: face, exec or onnx")
-	fs.StringVar(&c.ModelDir, "models", c.ModelDir, "folder of the ONNX Runtime library and models (scripts/fetch-models.sh)")
-	fs.StringVar(&c.Gallery, "gallery", c.Gallery, "gallery of enrolled faces: <Label>/*.jpg, or images + labels.csv")
-	fs.StringVar(&c.CacheDir, "gallery-cache", c.CacheDir, "folder caching the gallery's embeddings")
-	fs.Float64Var(&c.Threshold, "threshold", c.Threshold, "least cosine similarity to answer a known face")
-	fs.IntVar(&c.Sessions, "sessions", c.Sessions, "images classified at once (one model session and OS thread each)")
-	command := fs.String("exec-command", "", `command run per image by the exec classifier; {} is the image's path, e.g. "python3 face_recognition.py {}"`)
-	fs.DurationVar(&c.Timeout, "exec-timeout", c.Timeout, "time limit of one exec classification")
-	fs.StringVar(&c.ONNX.Model, "onnx-model", c.ONNX.Model, "model file of the onnx classifier")
-	fs.StringVar(&c.ONNX.Labels, "onnx-labels", c.ONNX.Labels, "labels file of the onnx classifier, one per line")
-	fs.StringVar(&c.ONNX.Layout, "onnx-layout", c.ONNX.Layout, "input layout of the onnx classifier: NCHW or NHWC")
+	c.RegisterFlags(fs)
 
 	if err := flagenv.Parse(fs, args[1:], getenv); err != nil {
 		return o, err
-	}
-	if *command != "" {
-		c.Command = strings.Fields(*command)
-	}
-	if c.Backend == classify.Exec && len(c.Command) == 0 {
-		return o, errors.New("-classifier exec needs -exec-command")
 	}
 	if err := s.Validate(); err != nil {
 		return o, err
