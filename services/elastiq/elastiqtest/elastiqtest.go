@@ -1,6 +1,8 @@
 // Package elastiqtest holds test doubles and helpers shared by the tests of
 // several elastiq packages: a fake clock, a log sink that tests can read, a
-// map-backed elastiq.ObjectStore, and polling and run-until-cancelled helpers.
+// map-backed elastiq.ObjectStore, polling and run-until-cancelled helpers,
+// and the way to the test servers of scripts/test-servers.sh (moto_server and
+// memcached) for the tests of packages and programs outside this module.
 //
 // Everything here is for tests only. The doubles are deliberately simple and
 // safe for concurrent use; a behaviour only one package's tests rely on stays

@@ -1,0 +1,109 @@
+package elastiqtest
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+
+	"github.com/elastiq/elastiq/services/elastiq/internal/awstest"
+)
+
+// The helpers below reach the servers that scripts/test-servers.sh runs on
+// loopback (moto_server for SQS, S3 and EC2; memcached), for the tests of
+// packages and programs outside this module. When a server's variable is
+// unset, the test fails under CI=true and is skipped elsewhere, with a
+// message that says how to start the servers.
+
+// AWSRegion is the region of the test configuration.
+const AWSRegion = awstest.Region
+
+// AWSEndpoint returns the URL of the AWS-compatible test server
+// (ELASTIQ_TEST_AWS_ENDPOINT).
+func AWSEndpoint(tb testing.TB) string {
+	tb.Helper()
+	return awstest.Endpoint(tb)
+}
+
+// AWSConfig returns an AWS configuration for the test server with static
+// fake credentials, for a test's own setup and checks. It reads no shared
+// config files and no AWS_* variables.
+func AWSConfig(tb testing.TB) aws.Config {
+	tb.Helper()
+	return awstest.Config(tb)
+}
+
+// AWSEnv sets the process environment for the rest of the test so that a
+// program loading the SDK's default chain (as the elastiq programs do) gets
+// fake static credentials and region us-east-1, and nothing from the
+// developer's own AWS setup (profiles, shared files). It returns the test
+// server's URL, for the program's -endpoint flag. It uses tb.Setenv, so the
+// test cannot be parallel.
+func AWSEnv(tb testing.TB) string {
+	tb.Helper()
+	endpoint := AWSEndpoint(tb)
+	none := filepath.Join(tb.TempDir(), "none")
+	for k, v := range map[string]string{
+		"AWS_ACCESS_KEY_ID":           "test",
+		"AWS_SECRET_ACCESS_KEY":       "test",
+		"AWS_SESSION_TOKEN":           "",
+		"AWS_REGION":                  AWSRegion,
+		"AWS_DEFAULT_REGION":          "",
+		"AWS_PROFILE":                 "",
+		"AWS_CONFIG_FILE":             none,
+		"AWS_SHARED_CREDENTIALS_FILE": none,
+	} {
+		tb.Setenv(k, v)
+	}
+	return endpoint
+}
+
+// Memcached returns the address of the test memcached
+// (ELASTIQ_TEST_MEMCACHED).
+func Memcached(tb testing.TB) string {
+	tb.Helper()
+	return awstest.RequireEnv(tb, awstest.EnvMemcached)
+}
+
+// UniqueName returns a name made from the test's name and random digits,
+// valid as an S3 bucket, SQS queue (with room for a "-dlq" suffix), launch
+// template or EC2 tag value, so tests sharing one server do not collide.
+func UniqueName(tb testing.TB) string {
+	tb.Helper()
+	return awstest.Name(tb)
+}
+
+// LaunchTemplate creates, on the test server, a launch template of a t3.micro
+// from one of the server's Amazon Linux images, and returns its ID.
+func LaunchTemplate(ctx context.Context, tb testing.TB, cfg aws.Config) string {
+	tb.Helper()
+	client := ec2.NewFromConfig(cfg)
+	// Listing all of moto's 1000-odd images takes a second; ask for a few.
+	images, err := client.DescribeImages(ctx, &ec2.DescribeImagesInput{
+		Owners:  []string{"amazon"},
+		Filters: []types.Filter{{Name: aws.String("name"), Values: []string{"amzn2-ami-hvm-*-x86_64-gp2"}}},
+	})
+	if err == nil && len(images.Images) == 0 {
+		images, err = client.DescribeImages(ctx, &ec2.DescribeImagesInput{})
+	}
+	if err != nil {
+		tb.Fatalf("DescribeImages: %v", err)
+	}
+	if len(images.Images) == 0 {
+		tb.Fatal("DescribeImages: the server has no images to launch from")
+	}
+	lt, err := client.CreateLaunchTemplate(ctx, &ec2.CreateLaunchTemplateInput{
+		LaunchTemplateName: aws.String(UniqueName(tb)),
+		LaunchTemplateData: &types.RequestLaunchTemplateData{
+			ImageId:      images.Images[0].ImageId,
+			InstanceType: types.InstanceTypeT3Micro,
+		},
+	})
+	if err != nil {
+		tb.Fatalf("CreateLaunchTemplate: %v", err)
+	}
+	return aws.ToString(lt.LaunchTemplate.LaunchTemplateId)
+}
