@@ -1,0 +1,155 @@
+// Command scaler is elastiq's scaler in distributed mode: it keeps the EC2
+// worker fleet of one stack sized to the SQS request queue, with the classic
+// policy (start stopped workers, then launch new ones from a launch template,
+// up to -max-workers; terminate stopped workers after -terminate-after
+// without a request). Workers stop themselves when the queue stays empty.
+//
+// It looks at the queue every -interval: unlike the embedded program, the web
+// tier is another process and cannot nudge it when a request arrives.
+//
+// Every flag can also be set by an environment variable: ELASTIQ_ and the
+// flag's name in upper case with dashes as underscores (-request-queue-url is
+// ELASTIQ_REQUEST_QUEUE_URL). A flag on the command line wins. AWS
+// credentials come from the SDK's default chain (the instance profile on
+// EC2).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/elastiq/elastiq/services/elastiq/awsconfig"
+	"github.com/elastiq/elastiq/services/elastiq/ec2fleet"
+	"github.com/elastiq/elastiq/services/elastiq/flagenv"
+	"github.com/elastiq/elastiq/services/elastiq/sqsqueue"
+	"github.com/elastiq/elastiq/services/scaler"
+	"github.com/elastiq/elastiq/services/scaler/policy"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "scaler:", err)
+		os.Exit(1)
+	}
+}
+
+// options are the command line of scaler.
+type options struct {
+	aws      awsconfig.Flags
+	queueURL string
+	stack    string
+	fleet    ec2fleet.Config // Tags are set from stack
+	classic  policy.ClassicConfig
+	scaler   scaler.Config
+	logLevel slog.Level
+}
+
+func parse(args []string, getenv func(string) string, stderr io.Writer) (options, error) {
+	o := options{classic: policy.DefaultClassicConfig(), scaler: scaler.DefaultConfig()}
+	// No web tier in this process to nudge the scaler: every evaluation is
+	// a tick, so there is no burst to settle.
+	o.scaler.NudgeSettle = 0
+
+	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o.aws.Register(fs)
+	fs.StringVar(&o.queueURL, "request-queue-url", "", "URL of the SQS request queue (required)")
+	fs.StringVar(&o.stack, "stack", "", "name of the stack whose workers this scaler manages: the instances tagged "+
+		ec2fleet.TagRole+"="+ec2fleet.RoleWorker+" and "+ec2fleet.TagStack+"=<stack> (required)")
+	fs.StringVar(&o.fleet.LaunchTemplateID, "launch-template-id", "", "ID of the launch template new workers are run from (this or -launch-template-name)")
+	fs.StringVar(&o.fleet.LaunchTemplateName, "launch-template-name", "", "name of the launch template new workers are run from (this or -launch-template-id)")
+	fs.StringVar(&o.fleet.LaunchTemplateVersion, "launch-template-version", ec2fleet.DefaultLaunchTemplateVersion, `version of the launch template: a number, "$Latest" or "$Default"`)
+	fs.IntVar(&o.classic.Max, "max-workers", o.classic.Max, "most worker instances")
+	fs.DurationVar(&o.classic.TerminateAfter, "terminate-after", o.classic.TerminateAfter, "terminate stopped workers after no request for this long")
+	fs.DurationVar(&o.scaler.Interval, "interval", o.scaler.Interval,
+		"how often the scaler looks at the queue and the fleet (the web tier, another process, cannot nudge it on each request: keep it short)")
+	fs.DurationVar(&o.scaler.ActionTimeout, "action-timeout", o.scaler.ActionTimeout, "time limit of each SQS and EC2 call")
+	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
+
+	if err := flagenv.Parse(fs, args[1:], getenv); err != nil {
+		return o, err
+	}
+	if err := required(fs, "request-queue-url", "stack"); err != nil {
+		return o, err
+	}
+	if (o.fleet.LaunchTemplateID == "") == (o.fleet.LaunchTemplateName == "") {
+		return o, errors.New("want exactly one of -launch-template-id and -launch-template-name")
+	}
+	o.fleet.Tags = ec2fleet.WorkerTags(o.stack)
+	o.fleet.Timeout = o.scaler.ActionTimeout
+	if err := o.classic.Validate(); err != nil {
+		return o, err
+	}
+	return o, o.scaler.Validate()
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	o, err := parse(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
+
+	awsCfg, err := o.aws.Load(ctx)
+	if err != nil {
+		return err
+	}
+	queue, err := sqsqueue.Open(ctx, awsCfg, o.queueURL, sqsqueue.Options{Timeout: o.scaler.ActionTimeout})
+	if err != nil {
+		return fmt.Errorf("request queue: %w", err)
+	}
+	o.fleet.Logger = log
+	fleet, err := ec2fleet.New(awsCfg, o.fleet)
+	if err != nil {
+		return err
+	}
+	// Fail at start, not on every tick, when EC2 cannot be read at all
+	// (credentials, permissions, endpoint).
+	workers, err := fleet.List(ctx)
+	if err != nil {
+		return err
+	}
+	classic, err := policy.NewClassic(o.classic)
+	if err != nil {
+		return err
+	}
+	s, err := scaler.New(o.scaler, scaler.Deps{Queue: queue, Fleet: fleet, Policy: classic, Logger: log})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "scaler: managing the workers of stack %s (%d now, at most %d) for %s\n",
+		o.stack, len(workers), o.classic.Max, o.queueURL)
+	if err := s.Run(ctx); err != nil && ctx.Err() == nil {
+		return err
+	}
+	log.Info("scaler stopped")
+	return nil
+}
+
+// required reports the named flags of fs that are empty after parsing. (The
+// same helper is in each distributed program; it belongs in flagenv.)
+func required(fs *flag.FlagSet, names ...string) error {
+	var missing []string
+	for _, name := range names {
+		if fs.Lookup(name).Value.String() == "" {
+			missing = append(missing, fmt.Sprintf("-%s (or %s)", name, flagenv.EnvName(name)))
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing required flags: %s", strings.Join(missing, ", "))
+	}
+	return nil
+}

@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"io"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/elastiq/elastiq/services/elastiq"
+	"github.com/elastiq/elastiq/services/elastiq/ec2fleet"
+	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
+	"github.com/elastiq/elastiq/services/elastiq/sqsqueue"
+)
+
+func env(kv map[string]string) func(string) string {
+	return func(k string) string { return kv[k] }
+}
+
+func TestParse(t *testing.T) {
+	base := []string{"-request-queue-url", "http://q", "-stack", "s", "-launch-template-name", "lt"}
+	t.Run("defaults", func(t *testing.T) {
+		o, err := parse(append([]string{"scaler"}, base...), env(nil), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.classic.Max != 19 || o.classic.TerminateAfter != 2*time.Minute || o.scaler.Interval != time.Second ||
+			o.fleet.LaunchTemplateVersion != "$Default" || o.fleet.Tags[ec2fleet.TagStack] != "s" {
+			t.Errorf("parse() = max %d, terminate after %v, interval %v, version %q, tags %v; want 19, 2m, 1s, $Default, stack s",
+				o.classic.Max, o.classic.TerminateAfter, o.scaler.Interval, o.fleet.LaunchTemplateVersion, o.fleet.Tags)
+		}
+	})
+	t.Run("environment", func(t *testing.T) {
+		o, err := parse([]string{"scaler"}, env(map[string]string{
+			"ELASTIQ_REQUEST_QUEUE_URL": "http://q", "ELASTIQ_STACK": "prod", "ELASTIQ_LAUNCH_TEMPLATE_ID": "lt-1",
+			"ELASTIQ_MAX_WORKERS": "4", "ELASTIQ_INTERVAL": "3s", "ELASTIQ_REGION": "eu-west-1",
+		}), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.queueURL != "http://q" || o.stack != "prod" || o.fleet.LaunchTemplateID != "lt-1" || o.classic.Max != 4 ||
+			o.scaler.Interval != 3*time.Second || o.aws.Region != "eu-west-1" {
+			t.Errorf("parse() = %+v; want the environment's values", o)
+		}
+	})
+	t.Run("flag wins over environment", func(t *testing.T) {
+		o, err := parse(append([]string{"scaler", "-max-workers", "7"}, base...), env(map[string]string{"ELASTIQ_MAX_WORKERS": "4"}), io.Discard)
+		if err != nil || o.classic.Max != 7 {
+			t.Errorf("parse() max = %d, %v; want 7", o.classic.Max, err)
+		}
+	})
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{name: "no queue", args: []string{"-stack", "s", "-launch-template-id", "lt-1"}, want: "-request-queue-url (or ELASTIQ_REQUEST_QUEUE_URL)"},
+		{name: "no stack", args: []string{"-request-queue-url", "http://q", "-launch-template-id", "lt-1"}, want: "-stack (or ELASTIQ_STACK)"},
+		{name: "no template", args: []string{"-request-queue-url", "http://q", "-stack", "s"}, want: "exactly one of -launch-template-id and -launch-template-name"},
+		{name: "two templates", args: append([]string{"-launch-template-id", "lt-1"}, base...), want: "exactly one of"},
+		{name: "zero workers", args: append([]string{"-max-workers", "0"}, base...), want: "Max"},
+		{name: "zero interval", args: append([]string{"-interval", "0s"}, base...), want: "Interval"},
+		{name: "stray argument", args: append(base, "now"), want: "now"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parse(append([]string{"scaler"}, tc.args...), env(nil), io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("parse(%q) = %v, want an error containing %q", tc.args, err, tc.want)
+			}
+		})
+	}
+}
+
+// TestRunScalesOutAndIn runs the scaler against moto: queued requests get
+// workers launched for them, tagged for the stack; once the queue is idle
+// and the workers have stopped themselves, they are terminated.
+func TestRunScalesOutAndIn(t *testing.T) {
+	endpoint := elastiqtest.AWSEnv(t)
+	awsCfg := elastiqtest.AWSConfig(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	name := elastiqtest.UniqueName(t)
+	queues, err := sqsqueue.CreateWithDeadLetter(ctx, awsCfg, name, sqsqueue.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	template := elastiqtest.LaunchTemplate(ctx, t, awsCfg)
+	// The test's own view of the stack's fleet, to check and to stop workers
+	// as they would stop themselves.
+	fleet, err := ec2fleet.New(awsCfg, ec2fleet.Config{Tags: ec2fleet.WorkerTags(name), LaunchTemplateID: template})
+	if err != nil {
+		t.Fatal(err)
+	}
+	queue, err := sqsqueue.Open(ctx, awsCfg, queues.URL, sqsqueue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	p := elastiqtest.StartProgram(t, run, []string{"scaler", "-endpoint", endpoint, "-request-queue-url", queues.URL,
+		"-stack", name, "-launch-template-id", template, "-max-workers", "3", "-terminate-after", "2s",
+		"-interval", "100ms", "-log-level", "debug"}, env(nil))
+	p.WaitOutput(regexp.MustCompile(`managing the workers of stack \S+ \(0 now, at most 3\)`), time.Minute)
+
+	for range 2 {
+		if err := queue.Send(ctx, []byte(`{"id":"x"}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ids []string
+	elastiqtest.Eventually(t, "two workers launched for two queued requests", func() bool {
+		ids = activeIDs(t, ctx, fleet)
+		return len(ids) == 2
+	})
+
+	// The workers take the requests, then stop themselves when the queue
+	// is empty.
+	for taken := 0; taken < 2; {
+		msgs, err := queue.Receive(ctx, 2, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range msgs {
+			if err := queue.Delete(ctx, m.ReceiptHandle); err != nil {
+				t.Fatal(err)
+			}
+			taken++
+		}
+	}
+	if got := activeIDs(t, ctx, fleet); len(got) != 2 {
+		t.Errorf("after the queue emptied, active workers = %v, want the 2 launched %v (the scaler never stops workers)", got, ids)
+	}
+	if err := fleet.Stop(ctx, ids); err != nil {
+		t.Fatal(err)
+	}
+	elastiqtest.Eventually(t, "the stopped workers terminated after -terminate-after with an idle queue", func() bool {
+		instances, err := fleet.List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, in := range instances {
+			if in.State != elastiq.InstanceShuttingDown && in.State != elastiq.InstanceTerminated {
+				return false
+			}
+		}
+		return true
+	})
+	if err := p.Stop(); err != nil {
+		t.Errorf("run() after SIGTERM = %v, want nil", err)
+	}
+	if logs := p.Stderr.String(); !strings.Contains(logs, "terminate") {
+		t.Errorf("scaler logs do not mention a termination:\n%s", logs)
+	}
+}
+
+// activeIDs returns the fleet's running and pending workers.
+func activeIDs(t *testing.T, ctx context.Context, fleet *ec2fleet.Fleet) []string {
+	t.Helper()
+	instances, err := fleet.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, in := range instances {
+		if in.State == elastiq.InstanceRunning || in.State == elastiq.InstancePending {
+			ids = append(ids, in.ID)
+		}
+	}
+	return ids
+}
+
+func TestRunBadConfig(t *testing.T) {
+	endpoint := elastiqtest.AWSEnv(t)
+	err := run(t.Context(), []string{"scaler", "-endpoint", endpoint, "-request-queue-url", endpoint + "/123456789012/no-such-queue",
+		"-stack", "s", "-launch-template-name", "lt"}, env(nil), io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "request queue") || !strings.Contains(err.Error(), "not found") {
+		t.Errorf("run() with a missing queue = %v, want a request queue not found error", err)
+	}
+}
