@@ -156,21 +156,7 @@ func TestClassicDecide(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := p.Decide(tt.obs)
-			if !slices.Equal(got.Start, tt.want.Start) || got.Launch != tt.want.Launch ||
-				!slices.Equal(got.Stop, tt.want.Stop) || !slices.Equal(got.Terminate, tt.want.Terminate) {
-				t.Errorf("Decide(%v) = %v, want start %v, launch %d, stop %v, terminate %v",
-					tt.obs.LogValue(), got, tt.want.Start, tt.want.Launch, tt.want.Stop, tt.want.Terminate)
-			}
-			if !strings.Contains(got.Reason, tt.wantReason) {
-				t.Errorf("Decide(%v).Reason = %q, want it to contain %q", tt.obs.LogValue(), got.Reason, tt.wantReason)
-			}
-			if got.Acts() != tt.want.Acts() {
-				t.Errorf("Decide(%v).Acts() = %v, want %v", tt.obs.LogValue(), got.Acts(), tt.want.Acts())
-			}
-			if active := tt.obs.Active() + len(got.Start) + got.Launch; got.Acts() && active > p.Config().Max {
-				t.Errorf("Decide(%v) leaves %d active, want at most %d", tt.obs.LogValue(), active, p.Config().Max)
-			}
+			checkDecide(t, p, p.Config().Max, tt.obs, tt.want, tt.wantReason)
 		})
 	}
 }
@@ -206,5 +192,31 @@ func TestClassicConfigValidate(t *testing.T) {
 				t.Errorf("NewClassic(%+v) error = %v, want error %v", tt.cfg, err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// checkDecide runs p.Decide(obs) and checks the actions against want, the
+// reason against wantReason (a substring), that a decision that acts leaves
+// at most max active instances, and that no running worker is stopped
+// (neither policy stops one).
+func checkDecide(t *testing.T, p Policy, max int, obs Observation, want Decision, wantReason string) {
+	t.Helper()
+	got := p.Decide(obs)
+	if !slices.Equal(got.Start, want.Start) || got.Launch != want.Launch ||
+		!slices.Equal(got.Stop, want.Stop) || !slices.Equal(got.Terminate, want.Terminate) {
+		t.Errorf("Decide(%v) = %v, want start %v, launch %d, stop %v, terminate %v",
+			obs.LogValue(), got, want.Start, want.Launch, want.Stop, want.Terminate)
+	}
+	if !strings.Contains(got.Reason, wantReason) {
+		t.Errorf("Decide(%v).Reason = %q, want it to contain %q", obs.LogValue(), got.Reason, wantReason)
+	}
+	if got.Acts() != want.Acts() {
+		t.Errorf("Decide(%v).Acts() = %v, want %v", obs.LogValue(), got.Acts(), want.Acts())
+	}
+	if active := obs.Active() + len(got.Start) + got.Launch; got.Acts() && active > max {
+		t.Errorf("Decide(%v) leaves %d active, want at most %d", obs.LogValue(), active, max)
+	}
+	if len(got.Stop) > 0 {
+		t.Errorf("Decide(%v) stops %v, want no running worker stopped", obs.LogValue(), got.Stop)
 	}
 }

@@ -39,6 +39,12 @@ type Observation struct {
 	// launched, and last stopped or terminated, instances successfully
 	// (zero if never): what a policy needs for cooldowns.
 	LastScaleOut, LastScaleIn time.Time
+	// ServiceTime is the measured mean time one instance takes per
+	// message, and ArrivalRate the measured requests per second (see
+	// RateEstimate); zero when not measured. Policies that use them fall
+	// back to their configuration.
+	ServiceTime time.Duration
+	ArrivalRate float64
 }
 
 // Observe builds an Observation from raw queue stats and a fleet listing,
@@ -78,6 +84,8 @@ func (o Observation) LogValue() slog.Value {
 		slog.Int("stopping", len(o.Stopping)),
 		slog.Int("stopped", len(o.Stopped)),
 		slog.Duration("idle_for", o.IdleFor),
+		slog.Duration("service_time", o.ServiceTime),
+		slog.Float64("arrival_rate", o.ArrivalRate),
 	)
 }
 
