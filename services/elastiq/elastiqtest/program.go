@@ -86,11 +86,14 @@ func (p *Program) Wait(timeout time.Duration) error {
 	}
 }
 
+// Interrupt cancels run's context, as SIGTERM would, and returns at once.
+func (p *Program) Interrupt() { p.cancel() }
+
 // Stop cancels run's context, as SIGTERM would, and returns what run
 // returns. It fails the test if run does not return within Timeout.
 func (p *Program) Stop() error {
 	p.tb.Helper()
-	p.cancel()
+	p.Interrupt()
 	return p.Wait(Timeout)
 }
 
