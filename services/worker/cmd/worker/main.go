@@ -1,0 +1,242 @@
+// Command worker is one elastiq worker in distributed mode, as it runs on a
+// worker EC2 instance: it long-polls the SQS request queue, classifies each
+// request's input from S3, writes the result to output/<id> and sends it on
+// the response queue (package worker).
+//
+// When the queue has stayed empty for -idle it returns, and with -self-stop
+// it first stops its own EC2 instance (found through IMDSv2), which the
+// scaler starts again when requests arrive. On SIGTERM (the instance being
+// stopped or terminated, through systemd) it takes no new message, finishes
+// the ones in hand within -grace, releases any still unfinished for another
+// worker, and exits 0.
+//
+// Every flag can also be set by an environment variable: ELASTIQ_ and the
+// flag's name in upper case with dashes as underscores (-request-queue-url is
+// ELASTIQ_REQUEST_QUEUE_URL). A flag on the command line wins. AWS
+// credentials come from the SDK's default chain (the instance profile on
+// EC2).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/elastiq/elastiq/services/classify"
+	"github.com/elastiq/elastiq/services/elastiq/awsconfig"
+	"github.com/elastiq/elastiq/services/elastiq/ec2fleet"
+	"github.com/elastiq/elastiq/services/elastiq/flagenv"
+	"github.com/elastiq/elastiq/services/elastiq/s3store"
+	"github.com/elastiq/elastiq/services/elastiq/sqsqueue"
+	"github.com/elastiq/elastiq/services/worker"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		os.Exit(1)
+	}
+}
+
+// options are the command line of worker.
+type options struct {
+	aws          awsconfig.Flags
+	bucket       string
+	requestsURL  string
+	responsesURL string
+	worker       worker.Config // Name is set in run when -name is empty
+	classify     classify.Config
+	selfStop     bool
+	imdsEndpoint string
+	grace        time.Duration
+	logLevel     slog.Level
+}
+
+func parse(args []string, getenv func(string) string, stderr io.Writer) (options, error) {
+	o := options{worker: worker.DefaultConfig(""), classify: classify.DefaultConfig(), grace: 10 * time.Second}
+	o.worker.VisibilityTimeout = sqsqueue.DefaultVisibility
+	o.worker.Concurrency = runtime.GOMAXPROCS(0)
+	o.worker.ReceiveWait = 5 * time.Second
+	o.classify.Gallery = "datasets/cse546-faces"
+	o.classify.Sessions = runtime.GOMAXPROCS(0)
+
+	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	w := &o.worker
+	o.aws.Register(fs)
+	fs.StringVar(&o.bucket, "bucket", "", "S3 bucket of the inputs and outputs (required)")
+	fs.StringVar(&o.requestsURL, "request-queue-url", "", "URL of the SQS request queue (required)")
+	fs.StringVar(&o.responsesURL, "response-queue-url", "", "URL of the SQS response queue (required)")
+	fs.StringVar(&w.Name, "name", "", "this worker's name in results (default: the EC2 instance ID with -self-stop, else <hostname>-<pid>)")
+	fs.IntVar(&w.Concurrency, "concurrency", w.Concurrency, "requests handled at once")
+	fs.DurationVar(&w.IdleTimeout, "idle", w.IdleTimeout, "stop after the queue has stayed empty this long (0: never)")
+	fs.DurationVar(&w.ReceiveWait, "receive-wait", w.ReceiveWait,
+		"long-poll wait of one receive, at most 20s; on SIGTERM the poll in progress is waited for (within -grace), so keep it shorter than -grace")
+	fs.DurationVar(&w.VisibilityTimeout, "visibility", w.VisibilityTimeout,
+		"the request queue's visibility timeout (must match the queue's): a message in hand is extended by this every half of it")
+	fs.BoolVar(&o.selfStop, "self-stop", false, "when idle, stop this EC2 instance (found through IMDSv2) before exiting")
+	fs.StringVar(&o.imdsEndpoint, "imds-endpoint", "", "URL of the instance metadata service (default: the SDK's, http://169.254.169.254)")
+	fs.DurationVar(&o.grace, "grace", o.grace, "on SIGTERM, time to finish the requests in hand before releasing them to other workers")
+	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
+	o.classify.RegisterFlags(fs)
+
+	if err := flagenv.Parse(fs, args[1:], getenv); err != nil {
+		return o, err
+	}
+	if err := required(fs, "bucket", "request-queue-url", "response-queue-url"); err != nil {
+		return o, err
+	}
+	if o.grace < 0 {
+		return o, fmt.Errorf("-grace %v: want >= 0", o.grace)
+	}
+	named := *w
+	named.Name = "placeholder" // the real one may need IMDS: see run
+	if err := named.Validate(); err != nil {
+		return o, err
+	}
+	return o, o.classify.Validate()
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) (err error) {
+	stop, cancelStop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer cancelStop()
+	defer func() {
+		// Stopped while starting (loading the classifier, say): a stop,
+		// not a failure.
+		if errors.Is(err, context.Canceled) && stop.Err() != nil {
+			err = nil
+		}
+	}()
+	o, err := parse(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
+
+	// work outlives the stop signal by the grace period: the worker finishes
+	// the messages in hand with it.
+	work, cancelWork := context.WithCancel(context.WithoutCancel(stop))
+	defer cancelWork()
+
+	awsCfg, err := o.aws.Load(stop)
+	if err != nil {
+		return err
+	}
+	var self *ec2fleet.Self
+	if o.selfStop {
+		if self, err = ec2fleet.NewSelf(awsCfg, ec2fleet.SelfConfig{IMDSEndpoint: o.imdsEndpoint, Logger: log}); err != nil {
+			return err
+		}
+	}
+	if o.worker.Name == "" {
+		if o.worker.Name, err = defaultName(stop, self); err != nil {
+			return err
+		}
+	}
+	log = log.With("worker", o.worker.Name)
+
+	requests, err := sqsqueue.Open(stop, awsCfg, o.requestsURL, sqsqueue.Options{})
+	if err != nil {
+		return fmt.Errorf("request queue: %w", err)
+	}
+	responses, err := sqsqueue.Open(stop, awsCfg, o.responsesURL, sqsqueue.Options{})
+	if err != nil {
+		return fmt.Errorf("response queue: %w", err)
+	}
+	store, err := s3store.Open(stop, awsCfg, o.bucket, s3store.Options{UsePathStyle: o.aws.PathStyle()})
+	if err != nil {
+		return fmt.Errorf("bucket: %w", err)
+	}
+	classifier, err := classify.Open(stop, o.classify, log)
+	if err != nil {
+		return err
+	}
+	defer classifier.Close()
+
+	draining := newDrainingQueue(requests, stop, log)
+	w, err := worker.New(o.worker, worker.Deps{
+		Requests:   draining,
+		Responses:  responses,
+		Store:      store,
+		Classifier: classifier,
+		Logger:     log,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "worker %s: taking requests from %s (classifier %s, %d at once)\n",
+		o.worker.Name, o.requestsURL, o.classify.Backend, o.worker.Concurrency)
+
+	done := make(chan struct{})
+	var runErr error
+	go func() {
+		defer close(done)
+		runErr = w.Run(work)
+	}()
+	select {
+	case <-done:
+	case <-stop.Done():
+		log.Info("stopping: finishing the requests in hand", "in_hand", draining.InHand(), "grace", o.grace)
+		if !draining.Drain(o.grace, done) {
+			log.Warn("stopping: grace period over; releasing the requests still in hand to other workers", "in_hand", draining.InHand())
+		}
+		cancelWork()
+		<-done
+		log.Info("worker stopped", "stats", fmt.Sprintf("%+v", w.Stats()))
+		return nil
+	}
+	if runErr != nil {
+		return runErr
+	}
+	// The worker stopped itself: the queue stayed empty for -idle.
+	log.Info("worker stopped: idle", "stats", fmt.Sprintf("%+v", w.Stats()))
+	if self == nil {
+		return nil
+	}
+	id, err := self.Stop(work)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "worker %s: idle; stopping instance %s\n", o.worker.Name, id)
+	return nil
+}
+
+// defaultName is the EC2 instance ID with self-stop, <hostname>-<pid>
+// otherwise.
+func defaultName(ctx context.Context, self *ec2fleet.Self) (string, error) {
+	if self != nil {
+		return self.InstanceID(ctx)
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		return "", fmt.Errorf("worker name: %w", err)
+	}
+	return fmt.Sprintf("%s-%d", host, os.Getpid()), nil
+}
+
+// required reports the named flags of fs that are empty after parsing. (The
+// same helper is in each distributed program; it belongs in flagenv.)
+func required(fs *flag.FlagSet, names ...string) error {
+	var missing []string
+	for _, name := range names {
+		if fs.Lookup(name).Value.String() == "" {
+			missing = append(missing, fmt.Sprintf("-%s (or %s)", name, flagenv.EnvName(name)))
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing required flags: %s", strings.Join(missing, ", "))
+	}
+	return nil
+}
