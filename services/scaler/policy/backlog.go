@@ -42,7 +42,7 @@ type BacklogConfig struct {
 
 // DefaultBacklogConfig is sized for EC2 with AWS's warm-pool example: a new
 // instance ready in 260 s, a stopped one in 36 s; one second per message;
-// backlog drained within 30 s of the capacity being ready; two warm
+// backlog drained within 30 s of the capacity being ready; four warm
 // instances; extra stopped instances kept for 10 idle minutes (a stopped
 // instance costs only its disk); 90% utilisation; at most 19 instances as
 // the original system.
@@ -53,7 +53,7 @@ func DefaultBacklogConfig() BacklogConfig {
 		TargetLatency:  30 * time.Second,
 		LaunchReady:    260 * time.Second,
 		StartReady:     36 * time.Second,
-		WarmPool:       2,
+		WarmPool:       4,
 		TerminateAfter: 10 * time.Minute,
 		Utilization:    0.9,
 	}
@@ -84,13 +84,19 @@ func (c BacklogConfig) Validate() error {
 // plus in-flight requests: a busy worker is capacity in use, not spare)
 // within a target latency, counting when each instance will be ready:
 //
-//   - While there is work it finds the shortest drain horizon H, among
-//     TargetLatency after each moment new capacity can be ready, at which
-//     running and pending instances plus the fewest additions (stopped ones
-//     first: a warm start is much faster than a launch) serve the backlog
-//     by H, each instance serving (H - its ready time) / ServiceTime. If no
-//     horizon works it adds all it may (up to Max). With a measured
-//     arrival rate it also keeps rate*ServiceTime/Utilization active.
+//   - While there is work it looks for the shortest drain horizon H at
+//     which running and pending instances plus the fewest additions serve
+//     the backlog and the arrivals expected until H (ArrivalRate * H). Each
+//     instance serves (H - its ready time) / ServiceTime messages. Stopped
+//     instances are added before new ones (a warm start is much faster than
+//     a launch), and what a shorter horizon added is kept. Candidate
+//     horizons are TargetLatency after each running or pending instance is
+//     ready, and, for additions, ready + max(TargetLatency, ready): an
+//     instance is added only if it will serve at least as long as it took
+//     to be ready, so a launch that would mostly be billed for booting is
+//     not made. If no horizon works it adds all it may (up to Max). With a
+//     measured arrival rate it also keeps rate*ServiceTime/Utilization
+//     instances active.
 //   - With an empty queue it fills the warm pool, and after TerminateAfter
 //     it terminates stopped instances beyond the pool.
 //
@@ -182,7 +188,7 @@ func (p Backlog) scaleOut(o Observation) Decision {
 	var c plan
 	met := false
 	for _, h := range p.horizons(ready, stopped > 0, room > stopped) {
-		if c, met = p.fill(h, ready, backlog, svc, stopped, room, c); met {
+		if c, met = p.fill(h, ready, backlog, o.ArrivalRate, svc, stopped, room, c); met {
 			break
 		}
 	}
@@ -260,10 +266,10 @@ func (p Backlog) horizons(ready []time.Duration, canStart, canLaunch bool) []tim
 		hs = append(hs, r+p.cfg.TargetLatency)
 	}
 	if canStart {
-		hs = append(hs, p.cfg.StartReady+p.cfg.TargetLatency)
+		hs = append(hs, p.useful(p.cfg.StartReady))
 	}
 	if canLaunch {
-		hs = append(hs, p.cfg.LaunchReady+p.cfg.TargetLatency)
+		hs = append(hs, p.useful(p.cfg.LaunchReady))
 	}
 	slices.Sort(hs)
 	return slices.Compact(hs)
@@ -272,23 +278,29 @@ func (p Backlog) horizons(ready []time.Duration, canStart, canLaunch bool) []tim
 // fill adds to c the fewest instances, stopped ones first, with which the
 // backlog is served by horizon h; ok is false if even all it may add do
 // not.
-func (p Backlog) fill(h time.Duration, ready []time.Duration, backlog int, svc time.Duration, stopped, room int, c plan) (plan, bool) {
+func (p Backlog) fill(h time.Duration, ready []time.Duration, backlog int, rate float64, svc time.Duration, stopped, room int, c plan) (plan, bool) {
 	serves := func(r time.Duration) float64 { return max(0, (h-r).Seconds()) / svc.Seconds() }
 	capacity := float64(c.start)*serves(p.cfg.StartReady) + float64(c.launch)*serves(p.cfg.LaunchReady)
 	for _, r := range ready {
 		capacity += serves(r)
 	}
-	need := float64(backlog) - 1e-9
-	for capacity < need && c.start < stopped && h > p.cfg.StartReady {
+	need := float64(backlog) + rate*h.Seconds() - 1e-9
+	for capacity < need && c.start < stopped && h >= p.useful(p.cfg.StartReady) {
 		capacity += serves(p.cfg.StartReady)
 		c.start++
 	}
-	for capacity < need && c.start+c.launch < room && h > p.cfg.LaunchReady {
+	for capacity < need && c.start+c.launch < room && h >= p.useful(p.cfg.LaunchReady) {
 		capacity += serves(p.cfg.LaunchReady)
 		c.launch++
 	}
 	return c, capacity >= need
 }
+
+// useful is the shortest horizon at which an instance ready after r is
+// worth adding: it serves for at least TargetLatency, and for at least as
+// long as it took to be ready, so booting is at most half of what it is
+// billed for the backlog.
+func (p Backlog) useful(r time.Duration) time.Duration { return r + max(p.cfg.TargetLatency, r) }
 
 // remaining is how long a pending instance still needs to be ready at now:
 // StartReady after a start, LaunchReady after a launch (an instance whose

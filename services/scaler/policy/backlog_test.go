@@ -99,27 +99,35 @@ func TestBacklogDecide(t *testing.T) {
 			wantReason: "start 0 of 0 stopped, launch 1, drained in ~4m21s",
 		},
 		{
+			name:       "a launch must serve as long as it boots: the warm pool drains 900 alone",
+			obs:        Observation{Now: now, Visible: 900, Stopped: fleet(elastiq.InstanceStopped, "s", 2)},
+			want:       Decision{Start: []string{"s-01", "s-02"}},
+			wantReason: "start 2 of 2 stopped, launch 0, drained in ~8m6s",
+		},
+		{
 			name:       "burst after idle: warm pool first, no launch when it drains by the launch horizon",
 			obs:        Observation{Now: now, Visible: 100, IdleFor: time.Hour, Stopped: fleet(elastiq.InstanceStopped, "s", 2)},
 			want:       Decision{Start: []string{"s-01", "s-02"}},
 			wantReason: "start 2 of 2 stopped, launch 0, drained in ~1m26s",
 		},
 		{
-			name:       "burst after idle, enough stopped to meet the target",
-			obs:        Observation{Now: now, Visible: 100, Stopped: fleet(elastiq.InstanceStopped, "s", 6)},
-			want:       Decision{Start: []string{"s-01", "s-02", "s-03", "s-04"}},
-			wantReason: "start 4 of 6 stopped, launch 0, drained in ~1m1s",
+			name: "burst after idle, enough stopped to meet the target",
+			obs:  Observation{Now: now, Visible: 100, Stopped: fleet(elastiq.InstanceStopped, "s", 6)},
+			// A start counts from 36 + max(30, 36) = 72 s: 36 each.
+			want:       Decision{Start: []string{"s-01", "s-02", "s-03"}},
+			wantReason: "start 3 of 6 stopped, launch 0, drained in ~1m9s",
 		},
 		{
 			name: "large burst: warm pool and launches",
-			obs:  Observation{Now: now, Visible: 600, Stopped: fleet(elastiq.InstanceStopped, "s", 2)},
-			// by 290 s: 2 starts serve 2*254 = 508; each launch 30 more.
-			want:       Decision{Start: []string{"s-01", "s-02"}, Launch: 4},
-			wantReason: "start 2 of 2 stopped, launch 4",
+			obs:  Observation{Now: now, Visible: 1200, Stopped: fleet(elastiq.InstanceStopped, "s", 2)},
+			// A launch counts from 260 + max(30, 260) = 520 s: by then 2
+			// starts serve 2*484 = 968, each launch 260 more.
+			want:       Decision{Start: []string{"s-01", "s-02"}, Launch: 1},
+			wantReason: "start 2 of 2 stopped, launch 1, drained in ~8m31s",
 		},
 		{
 			name:       "backlog beyond any horizon: all it may",
-			obs:        Observation{Now: now, Visible: 5000, Running: fleet(elastiq.InstanceRunning, "r", 3), Stopped: fleet(elastiq.InstanceStopped, "s", 2)},
+			obs:        Observation{Now: now, Visible: 10000, Running: fleet(elastiq.InstanceRunning, "r", 3), Stopped: fleet(elastiq.InstanceStopped, "s", 2)},
 			want:       Decision{Start: []string{"s-01", "s-02"}, Launch: 14},
 			wantReason: "no horizon met: all it may",
 		},
@@ -136,12 +144,12 @@ func TestBacklogDecide(t *testing.T) {
 			wantReason: "backlog 3 (visible 0, in flight 3)",
 		},
 		{
-			// Not by 30 s, but by 66 s (when a warm start could help): 2*66 = 132
-			// short of 200 by 68; each start serves 30 more.
+			// Not by 30 s, but by 72 s (when a warm start counts): 2*72 = 144
+			// short of 200 by 56; each start serves 36 more.
 			name:       "in-flight only beyond the fleet: scale out",
 			obs:        Observation{Now: now, InFlight: 200, Running: fleet(elastiq.InstanceRunning, "r", 2), Stopped: fleet(elastiq.InstanceStopped, "s", 4)},
-			want:       Decision{Start: []string{"s-01", "s-02", "s-03"}},
-			wantReason: "backlog 200 (visible 0, in flight 200) at 1s/message, active 2: start 3 of 4 stopped, launch 0",
+			want:       Decision{Start: []string{"s-01", "s-02"}},
+			wantReason: "backlog 200 (visible 0, in flight 200) at 1s/message, active 2: start 2 of 4 stopped, launch 0, drained in ~1m8s",
 		},
 		{
 			name:       "all pending, ready soon enough: hold",

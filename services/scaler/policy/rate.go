@@ -1,48 +1,69 @@
 package policy
 
 import (
-	"math"
+	"slices"
 	"time"
 )
 
 // RateEstimate turns counts of arrivals, reported at irregular times, into
-// an arrival rate: an exponentially weighted moving average with time
-// constant Window, so a burst of n raises it by about n/Window and it
-// decays by 1/e every Window without arrivals. It reads no clock: the live
-// scaler and the simulator feed it the same way. The zero value is not
-// usable; set Window.
+// a sustained arrival rate that a single burst does not move: arrivals are
+// counted in buckets of Bucket, and the rate is the median count of the
+// last Buckets complete ones, per second. With the defaults (10 s, 3) a
+// steady flow shows within 20 to 30 s and a burst inside one bucket is
+// ignored (it is backlog, not rate). It reads no clock: the live scaler and
+// the simulator feed it the same way.
 type RateEstimate struct {
-	// Window is the averaging time constant.
-	Window time.Duration
+	// Bucket is the counting interval and Buckets how many complete ones
+	// the median is taken over; zero values mean 10 s and 3.
+	Bucket  time.Duration
+	Buckets int
 
-	rate float64
-	last time.Time
+	start  time.Time // of the current bucket
+	counts []int     // complete buckets, latest last
+	cur    int       // arrivals in the current bucket
 }
 
 // Add records n arrivals since the previous call, at now, and returns the
-// estimate in arrivals per second. The first call only starts the clock;
-// its arrivals count as if they spanned Window.
+// estimate in arrivals per second.
 func (r *RateEstimate) Add(now time.Time, n int) float64 {
-	w := r.Window.Seconds()
-	if w <= 0 {
-		return 0
+	size, keep := r.size()
+	if r.start.IsZero() {
+		r.start = now
 	}
-	if r.last.IsZero() {
-		r.last = now
-		r.rate = float64(n) / w
-		return r.rate
+	for !now.Before(r.start.Add(size)) {
+		r.counts = append(r.counts, r.cur)
+		r.cur = 0
+		r.start = r.start.Add(size)
+		if len(r.counts) > keep {
+			r.counts = r.counts[1:]
+		}
+		if now.Sub(r.start) > time.Duration(keep)*size { // long gap: all empty
+			r.counts = make([]int, keep)
+			r.start = now
+		}
 	}
-	dt := now.Sub(r.last).Seconds()
-	if dt <= 0 {
-		r.rate += float64(n) / w
-		return r.rate
-	}
-	r.last = now
-	decay := math.Exp(-dt / w)
-	// The exact EWMA of a rate that was n/dt over the last dt.
-	r.rate = r.rate*decay + float64(n)/dt*(1-decay)
-	return r.rate
+	r.cur += n
+	return r.Rate()
 }
 
-// Rate is the latest estimate.
-func (r *RateEstimate) Rate() float64 { return r.rate }
+// Rate is the latest estimate: zero until Buckets buckets are complete.
+func (r *RateEstimate) Rate() float64 {
+	size, keep := r.size()
+	if len(r.counts) < keep {
+		return 0
+	}
+	c := slices.Clone(r.counts)
+	slices.Sort(c)
+	return float64(c[len(c)/2]) / size.Seconds()
+}
+
+func (r *RateEstimate) size() (time.Duration, int) {
+	size, keep := r.Bucket, r.Buckets
+	if size <= 0 {
+		size = 10 * time.Second
+	}
+	if keep <= 0 {
+		keep = 3
+	}
+	return size, keep
+}
