@@ -82,10 +82,14 @@ type Scaler struct {
 
 	nudge   chan struct{}
 	running atomic.Bool
+	// arrivals counts nudges since the last evaluation: the requests the
+	// arrival rate is estimated from.
+	arrivals atomic.Int64
 
 	// Loop state, touched only by Run's goroutine. The idle clock starts
 	// at New and restarts at Run.
 	lastBusy, lastScaleOut, lastScaleIn time.Time
+	rate                                policy.RateEstimate
 	// retryLaunch is the token of a launch that failed; a retry of the
 	// same size reuses it, so a launch that did happen is not repeated.
 	retryLaunch struct {
@@ -130,8 +134,11 @@ func New(cfg Config, deps Deps) (*Scaler, error) {
 
 // Nudge asks for an evaluation now rather than at the next tick, so that
 // scale-out from zero starts with the first request. It never blocks; nudges
-// that arrive while one is pending are merged.
+// that arrive while one is pending are merged. Call it once per accepted
+// request: the nudges are also counted, and give the policy its
+// Observation.ArrivalRate (zero without nudges).
 func (s *Scaler) Nudge() {
+	s.arrivals.Add(1)
 	select {
 	case s.nudge <- struct{}{}:
 	default:
@@ -204,6 +211,7 @@ func (s *Scaler) evaluate(ctx context.Context) {
 	}
 	obs := policy.Observe(now, stats, instances, now.Sub(s.lastBusy))
 	obs.LastScaleOut, obs.LastScaleIn = s.lastScaleOut, s.lastScaleIn
+	obs.ArrivalRate = s.rate.Add(now, int(s.arrivals.Swap(0)))
 	d := s.deps.Policy.Decide(obs)
 
 	level := slog.LevelDebug

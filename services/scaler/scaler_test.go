@@ -269,3 +269,22 @@ func TestNewValidates(t *testing.T) {
 		t.Errorf("New(defaults) = %v, want nil", err)
 	}
 }
+
+func TestArrivalRateFromNudges(t *testing.T) {
+	h := newHarness(t, DefaultConfig())
+	// Two requests a second for 40 s, evaluated every second: the rate
+	// (median of 10 s buckets) shows once three buckets are complete.
+	for range 40 {
+		h.scaler.Nudge()
+		h.scaler.Nudge()
+		h.scaler.evaluate(t.Context())
+		h.clock.Advance(time.Second)
+	}
+	h.scaler.evaluate(t.Context())
+	if got := h.scaler.Last().Observation.ArrivalRate; got != 2 {
+		t.Errorf("ArrivalRate after 2 nudges/s for 40 s = %v, want 2", got)
+	}
+	if !strings.Contains(h.logs.String(), "arrival_rate=2") {
+		t.Errorf("decision log lacks arrival_rate=2")
+	}
+}
