@@ -42,3 +42,18 @@ func Parse(fs *flag.FlagSet, args []string, getenv func(string) string) error {
 	})
 	return err
 }
+
+// Required reports, in one error, every named flag of fs that is still
+// empty after Parse, each with its environment variable.
+func Required(fs *flag.FlagSet, names ...string) error {
+	var missing []string
+	for _, name := range names {
+		if fs.Lookup(name).Value.String() == "" {
+			missing = append(missing, fmt.Sprintf("-%s (or %s)", name, EnvName(name)))
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing required flags: %s", strings.Join(missing, ", "))
+	}
+	return nil
+}

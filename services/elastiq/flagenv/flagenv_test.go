@@ -49,3 +49,21 @@ func TestParseErrors(t *testing.T) {
 		t.Errorf("EnvName(request-queue-url) = %q, want ELASTIQ_REQUEST_QUEUE_URL", got)
 	}
 }
+
+func TestRequired(t *testing.T) {
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	fs.String("bucket", "", "")
+	fs.String("request-queue-url", "", "")
+	fs.String("given", "", "")
+	if err := fs.Parse([]string{"-given", "x"}); err != nil {
+		t.Fatal(err)
+	}
+	err := flagenv.Required(fs, "bucket", "request-queue-url", "given")
+	want := "missing required flags: -bucket (or ELASTIQ_BUCKET), -request-queue-url (or ELASTIQ_REQUEST_QUEUE_URL)"
+	if err == nil || err.Error() != want {
+		t.Errorf("Required() = %v, want %q", err, want)
+	}
+	if err := flagenv.Required(fs, "given"); err != nil {
+		t.Errorf("Required(given) = %v, want nil", err)
+	}
+}

@@ -23,7 +23,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/elastiq/elastiq/services/elastiq/awsconfig"
@@ -77,7 +76,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 	if err := flagenv.Parse(fs, args[1:], getenv); err != nil {
 		return o, err
 	}
-	if err := required(fs, "request-queue-url", "stack"); err != nil {
+	if err := flagenv.Required(fs, "request-queue-url", "stack"); err != nil {
 		return o, err
 	}
 	if (o.fleet.LaunchTemplateID == "") == (o.fleet.LaunchTemplateName == "") {
@@ -136,20 +135,5 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	log.Info("scaler stopped")
-	return nil
-}
-
-// required reports the named flags of fs that are empty after parsing. (The
-// same helper is in each distributed program; it belongs in flagenv.)
-func required(fs *flag.FlagSet, names ...string) error {
-	var missing []string
-	for _, name := range names {
-		if fs.Lookup(name).Value.String() == "" {
-			missing = append(missing, fmt.Sprintf("-%s (or %s)", name, flagenv.EnvName(name)))
-		}
-	}
-	if len(missing) > 0 {
-		return fmt.Errorf("missing required flags: %s", strings.Join(missing, ", "))
-	}
 	return nil
 }

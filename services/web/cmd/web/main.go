@@ -86,7 +86,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 	if err := flagenv.Parse(fs, args[1:], getenv); err != nil {
 		return o, err
 	}
-	if err := required(fs, "bucket", "request-queue-url", "response-queue-url", "memcached"); err != nil {
+	if err := flagenv.Required(fs, "bucket", "request-queue-url", "response-queue-url", "memcached"); err != nil {
 		return o, err
 	}
 	if o.shutdownTimeout <= 0 {
@@ -251,18 +251,3 @@ func (readOnlyFleet) Launch(context.Context, int, string) ([]elastiq.Instance, e
 }
 func (readOnlyFleet) Stop(context.Context, []string) error      { return errReadOnly }
 func (readOnlyFleet) Terminate(context.Context, []string) error { return errReadOnly }
-
-// required reports the named flags of fs that are empty after parsing. (The
-// same helper is in each distributed program; it belongs in flagenv.)
-func required(fs *flag.FlagSet, names ...string) error {
-	var missing []string
-	for _, name := range names {
-		if fs.Lookup(name).Value.String() == "" {
-			missing = append(missing, fmt.Sprintf("-%s (or %s)", name, flagenv.EnvName(name)))
-		}
-	}
-	if len(missing) > 0 {
-		return fmt.Errorf("missing required flags: %s", strings.Join(missing, ", "))
-	}
-	return nil
-}

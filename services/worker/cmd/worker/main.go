@@ -27,7 +27,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
-	"strings"
 	"syscall"
 	"time"
 
@@ -92,7 +91,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 	if err := flagenv.Parse(fs, args[1:], getenv); err != nil {
 		return o, err
 	}
-	if err := required(fs, "bucket", "request-queue-url", "response-queue-url"); err != nil {
+	if err := flagenv.Required(fs, "bucket", "request-queue-url", "response-queue-url"); err != nil {
 		return o, err
 	}
 	if o.grace < 0 {
@@ -224,19 +223,4 @@ func defaultName(ctx context.Context, self *ec2fleet.Self) (string, error) {
 		return "", fmt.Errorf("worker name: %w", err)
 	}
 	return fmt.Sprintf("%s-%d", host, os.Getpid()), nil
-}
-
-// required reports the named flags of fs that are empty after parsing. (The
-// same helper is in each distributed program; it belongs in flagenv.)
-func required(fs *flag.FlagSet, names ...string) error {
-	var missing []string
-	for _, name := range names {
-		if fs.Lookup(name).Value.String() == "" {
-			missing = append(missing, fmt.Sprintf("-%s (or %s)", name, flagenv.EnvName(name)))
-		}
-	}
-	if len(missing) > 0 {
-		return fmt.Errorf("missing required flags: %s", strings.Join(missing, ", "))
-	}
-	return nil
 }
