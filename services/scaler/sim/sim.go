@@ -73,9 +73,10 @@ type Config struct {
 	Nudge       bool
 	NudgeSettle time.Duration
 	// MeasureRate feeds the policy the arrival rate as the live scaler
-	// measures it (policy.RateEstimate over the arrivals between
-	// evaluations); MeasureServiceTime the mean service time of the
-	// messages completed so far.
+	// measures it: policy.RateEstimate over the arrivals between
+	// evaluations, counted from nudges, so only with Nudge.
+	// MeasureServiceTime feeds it the mean service time of the messages
+	// completed so far.
 	MeasureRate, MeasureServiceTime bool
 
 	// MinBilled is the least billed per launch or start.
@@ -507,7 +508,7 @@ func (r *run) evaluate() {
 	if r.everIn {
 		o.LastScaleIn = epoch.Add(r.scaleIn)
 	}
-	if r.cfg.MeasureRate {
+	if r.cfg.MeasureRate && r.cfg.Nudge {
 		o.ArrivalRate = r.rate.Add(o.Now, r.sinceEval)
 		r.sinceEval = 0
 	}

@@ -36,9 +36,15 @@ func WriteSVG(w io.Writer, r Result) error {
 	fmt.Fprintf(bw, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n",
 		svgWidth, svgHeight, svgWidth, svgHeight)
 	fmt.Fprintf(bw, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
-	fmt.Fprintf(bw, `<text x="%d" y="20" font-size="15" font-weight="bold">%s</text>`+"\n", svgLeft,
-		html.EscapeString(fmt.Sprintf("%s on %s: %d requests, drain %v, p99 %v, %.0f instance-s, max fleet %d",
-			r.Policy, r.Workload, r.Requests, r.Drain.Round(time.Second), r.P99.Round(100*time.Millisecond), r.InstanceSeconds, r.MaxFleet)))
+	title := fmt.Sprintf("%s on %s: %d requests, drain %v", r.Policy, r.Workload, r.Requests, roughly(r.Drain))
+	if r.P99 > 0 {
+		title += fmt.Sprintf(", p99 %v", roughly(r.P99))
+	}
+	if r.InstanceSeconds > 0 {
+		title += fmt.Sprintf(", %.0f instance-s", r.InstanceSeconds)
+	}
+	title += fmt.Sprintf(", max fleet %d", r.MaxFleet)
+	fmt.Fprintf(bw, `<text x="%d" y="20" font-size="15" font-weight="bold">%s</text>`+"\n", svgLeft, html.EscapeString(title))
 	end := r.Duration
 	if n := len(r.Samples); n > 0 {
 		end = max(end, r.Samples[n-1].At)
@@ -135,6 +141,14 @@ func panel(w io.Writer, top int, title string, stacked bool, ss []series, sample
 		fmt.Fprintf(w, `<rect x="%d" y="%d" width="12" height="12" fill="%s"/><text x="%d" y="%d">%s</text>`+"\n",
 			svgLeft+svgPlotW+12, ly-10, x.color, svgLeft+svgPlotW+30, ly, html.EscapeString(x.name))
 	}
+}
+
+// roughly rounds d to seconds from a minute up, else to tenths.
+func roughly(d time.Duration) time.Duration {
+	if d >= time.Minute {
+		return d.Round(time.Second)
+	}
+	return d.Round(100 * time.Millisecond)
 }
 
 // niceCeil rounds v up to 1, 2 or 5 times a power of ten (1 for v <= 0).

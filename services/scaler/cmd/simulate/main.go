@@ -5,8 +5,9 @@
 // From the repository root:
 //
 //	go run ./services/scaler/cmd/simulate               # the standard comparison, SVGs in sim-out/
-//	go run ./services/scaler/cmd/simulate -local -boot-delay 3s -service-time 15ms \
+//	go run ./services/scaler/cmd/simulate -local -boot-delay 3s -service-time 17ms -service-sigma 0.2 \
 //	    -policies classic -workloads burst-cold:100      # mirror `make demo` for calibration
+//	go run ./services/scaler/cmd/simulate -series demo.csv  # draw a real run (loadgen -series) the same way
 //
 // Workloads are the standard set by name (burst-100, burst-100-cold,
 // burst-1000, poisson-0.05/s, ..., day-0.05-4/s) or specs: burst:N (after
@@ -49,6 +50,7 @@ type options struct {
 	policies  []string
 	workloads []sim.Workload
 	out       string
+	series    string // a loadgen -series CSV to draw instead of simulating
 }
 
 func parse(args []string, getenv func(string) string, stderr io.Writer) (options, error) {
@@ -65,6 +67,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 	)
 	c := &o.sim
 	fs.StringVar(&o.out, "out", "sim-out", "folder for the SVG timelines (empty: none)")
+	fs.StringVar(&o.series, "series", "", "instead of simulating, draw this loadgen -series CSV of a real run as <out>/live_<name>.svg and print its drain time")
 	fs.Uint64Var(&c.Seed, "seed", c.Seed, "seed of the arrivals and service times")
 	fs.DurationVar(&c.LaunchReady, "launch-ready", c.LaunchReady, "launch to serving")
 	fs.DurationVar(&c.StartReady, "start-ready", c.StartReady, "start of a stopped instance to serving")
@@ -74,6 +77,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 	fs.IntVar(&c.CPUs, "cpus", c.CPUs, "processors all instances share (0: one machine each)")
 	fs.DurationVar(&c.Interval, "interval", c.Interval, "scaler interval")
 	fs.BoolVar(&c.Nudge, "nudge", c.Nudge, "the web tier nudges the scaler on each request (false for the distributed scaler)")
+	fs.DurationVar(&c.Tail, "tail", c.Tail, "simulated time after the last completion (the fleet scaling in)")
 	fs.DurationVar(&o.backlog.TargetLatency, "target-latency", o.backlog.TargetLatency, "backlog policy: drain within this after capacity is ready")
 	fs.IntVar(&o.backlog.WarmPool, "warm-pool", o.backlog.WarmPool, "backlog policy: stopped instances kept")
 	fs.DurationVar(&o.backlog.TerminateAfter, "terminate-after", o.backlog.TerminateAfter, "backlog policy: terminate stopped instances beyond the warm pool after an idle queue this long")
@@ -183,6 +187,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	if o.series != "" {
+		return drawSeries(o, stdout)
+	}
 	var ps []policy.Policy
 	for _, name := range o.policies {
 		p, err := o.policy(name)
@@ -228,6 +235,30 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintf(stdout, "\ntimelines: %s/*.svg\n", o.out)
 	}
 	return nil
+}
+
+// drawSeries draws a real run's series like a simulated run.
+func drawSeries(o options, stdout io.Writer) error {
+	f, err := os.Open(o.series)
+	if err != nil {
+		return err
+	}
+	samples, err := sim.ReadSeries(f)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("%s: %w", o.series, err)
+	}
+	r := sim.SeriesResult(strings.TrimSuffix(filepath.Base(o.series), filepath.Ext(o.series)), samples)
+	fmt.Fprintf(stdout, "%s: %d requests, drain %s (to the series' resolution), max fleet %d\n", o.series, r.Requests, dur(r.Drain), r.MaxFleet)
+	if o.out == "" {
+		return nil
+	}
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return fmt.Errorf("output folder: %w", err)
+	}
+	path := filepath.Join(o.out, fileName(r))
+	fmt.Fprintf(stdout, "timeline: %s\n", path)
+	return writeSVG(path, r)
 }
 
 // fileName is a run's SVG name: policy_workload.svg, "/s" spelt "-per-s".

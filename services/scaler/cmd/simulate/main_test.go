@@ -137,3 +137,26 @@ func TestCheckTargets(t *testing.T) {
 		}
 	}
 }
+
+func TestDrawSeries(t *testing.T) {
+	dir := t.TempDir()
+	csv := filepath.Join(dir, "demo.csv")
+	err := os.WriteFile(csv, []byte("t_s,sent,answered,correct,queue_visible,queue_in_flight,instances_pending,instances_running,instances_stopping,instances_stopped\n"+
+		"0.1,10,0,0,10,0,2,0,0,0\n3.2,10,10,10,0,0,0,2,0,0\n"), 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"simulate", "-series", csv, "-out", dir}, noEnv, &out, io.Discard); err != nil {
+		t.Fatalf("run(-series): %v", err)
+	}
+	if !strings.Contains(out.String(), "10 requests, drain 3.1s") {
+		t.Errorf("run(-series) output = %q, want 10 requests, drain 3.1s", out.String())
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "live_demo.svg")); err != nil || !bytes.Contains(b, []byte("live on demo")) {
+		t.Errorf("live_demo.svg: %v", err)
+	}
+	if err := run(context.Background(), []string{"simulate", "-series", filepath.Join(dir, "missing.csv")}, noEnv, io.Discard, io.Discard); err == nil {
+		t.Errorf("run(-series missing.csv) = nil error, want one")
+	}
+}
