@@ -85,8 +85,9 @@ type Config struct {
 	// of them and Launch puts them on new instances. Required; see
 	// WorkerTags.
 	Tags map[string]string
-	// LaunchTemplateID or LaunchTemplateName (exactly one) names the
-	// launch template new workers are run from.
+	// LaunchTemplateID or LaunchTemplateName (at most one) names the
+	// launch template new workers are run from. Without either the fleet
+	// can list, start, stop and terminate workers but not launch them.
 	LaunchTemplateID   string
 	LaunchTemplateName string
 	// LaunchTemplateVersion is a version number, "$Latest" or "$Default"
@@ -108,8 +109,8 @@ func (c *Config) validate() error {
 			return fmt.Errorf("worker tag key %q: empty, reserved or %s", k, TagLaunchToken)
 		}
 	}
-	if (c.LaunchTemplateID == "") == (c.LaunchTemplateName == "") {
-		return errors.New("want exactly one of LaunchTemplateID and LaunchTemplateName")
+	if c.LaunchTemplateID != "" && c.LaunchTemplateName != "" {
+		return errors.New("want at most one of LaunchTemplateID and LaunchTemplateName")
 	}
 	if c.Timeout < 0 {
 		return fmt.Errorf("timeout %v: want >= 0", c.Timeout)
@@ -176,6 +177,9 @@ func (f *Fleet) Launch(ctx context.Context, n int, token string) ([]elastiq.Inst
 	}
 	if err := checkToken(token); err != nil {
 		return nil, fmt.Errorf("launch %d instances: %w", n, err)
+	}
+	if f.cfg.LaunchTemplateID == "" && f.cfg.LaunchTemplateName == "" {
+		return nil, fmt.Errorf("launch %d instances: no launch template configured", n)
 	}
 	if token != "" {
 		// Terminated instances count: the token was spent on them.

@@ -94,8 +94,8 @@ func TestConfigValidate(t *testing.T) {
 		{name: "no tags", cfg: Config{LaunchTemplateID: "lt-1"}, wantErr: "no worker tags"},
 		{name: "aws tag", cfg: Config{Tags: map[string]string{"aws:x": "y"}, LaunchTemplateID: "lt-1"}, wantErr: "reserved"},
 		{name: "token tag", cfg: Config{Tags: map[string]string{TagLaunchToken: "y"}, LaunchTemplateID: "lt-1"}, wantErr: TagLaunchToken},
-		{name: "no template", cfg: Config{Tags: WorkerTags("s")}, wantErr: "exactly one"},
-		{name: "both templates", cfg: Config{Tags: WorkerTags("s"), LaunchTemplateID: "lt-1", LaunchTemplateName: "w"}, wantErr: "exactly one"},
+		{name: "no template: list only", cfg: Config{Tags: WorkerTags("s")}},
+		{name: "both templates", cfg: Config{Tags: WorkerTags("s"), LaunchTemplateID: "lt-1", LaunchTemplateName: "w"}, wantErr: "at most one"},
 		{name: "negative timeout", cfg: Config{Tags: WorkerTags("s"), LaunchTemplateID: "lt-1", Timeout: -1}, wantErr: "timeout"},
 	}
 	for _, tt := range tests {
@@ -105,6 +105,17 @@ func TestConfigValidate(t *testing.T) {
 				t.Errorf("newFleet(%+v) = %v, want error containing %q", tt.cfg, err, tt.wantErr)
 			}
 		})
+	}
+}
+
+func TestLaunchWithoutTemplate(t *testing.T) {
+	api := &pagedEC2{}
+	f, err := newFleet(api, Config{Tags: WorkerTags("s")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Launch(t.Context(), 1, "tok"); err == nil || !strings.Contains(err.Error(), "no launch template") {
+		t.Errorf("Launch() without a template = %v, want an error saying so", err)
 	}
 }
 

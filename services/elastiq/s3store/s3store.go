@@ -106,9 +106,15 @@ func New(api API, bucket string, opts Options) (*Store, error) {
 	return &Store{api: api, bucket: bucket, opts: opts}, nil
 }
 
-// newClient returns the S3 client for cfg and opts that Open uses.
+// newClient returns the S3 client for cfg and opts that Open uses. A GET
+// whose answer carries a checksum is still validated; the SDK's warning for
+// one that carries none (every GET from AWS-compatible servers such as
+// moto_server, and objects written without checksums) is not printed.
 func newClient(cfg aws.Config, opts Options) *s3.Client {
-	return s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = opts.UsePathStyle })
+	return s3.NewFromConfig(cfg, func(o *s3.Options) {
+		o.UsePathStyle = opts.UsePathStyle
+		o.DisableLogOutputChecksumValidationSkipped = true
+	})
 }
 
 // Open returns the store of bucket with an S3 client made from cfg, after

@@ -237,10 +237,8 @@ var errReadOnly = errors.New("the web tier's view of the fleet is read only")
 
 func newReadOnlyFleet(awsCfg aws.Config, stack string) (readOnlyFleet, error) {
 	f, err := ec2fleet.New(awsCfg, ec2fleet.Config{
-		Tags: ec2fleet.WorkerTags(stack),
-		// ec2fleet wants a launch template; this view never launches.
-		LaunchTemplateName: "unused-read-only",
-		Timeout:            5 * time.Second,
+		Tags:    ec2fleet.WorkerTags(stack),
+		Timeout: 5 * time.Second,
 	})
 	return readOnlyFleet{f}, err
 }
