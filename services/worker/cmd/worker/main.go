@@ -61,10 +61,9 @@ type options struct {
 }
 
 func parse(args []string, getenv func(string) string, stderr io.Writer) (options, error) {
-	o := options{worker: worker.DefaultConfig(""), classify: classify.DefaultConfig(), grace: 10 * time.Second}
+	o := options{worker: worker.DefaultConfig(""), classify: classify.DefaultConfig(), grace: 25 * time.Second}
 	o.worker.VisibilityTimeout = sqsqueue.DefaultVisibility
 	o.worker.Concurrency = runtime.GOMAXPROCS(0)
-	o.worker.ReceiveWait = 5 * time.Second
 	o.classify.Gallery = "datasets/cse546-faces"
 	o.classify.Sessions = runtime.GOMAXPROCS(0)
 
@@ -79,7 +78,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 	fs.IntVar(&w.Concurrency, "concurrency", w.Concurrency, "requests handled at once")
 	fs.DurationVar(&w.IdleTimeout, "idle", w.IdleTimeout, "stop after the queue has stayed empty this long (0: never)")
 	fs.DurationVar(&w.ReceiveWait, "receive-wait", w.ReceiveWait,
-		"long-poll wait of one receive, at most 20s; on SIGTERM the poll in progress is waited for (within -grace), so keep it shorter than -grace")
+		"long-poll wait of one receive, at most 20s (SQS's longest); on SIGTERM the poll in progress is waited for within -grace, so keep -grace longer")
 	fs.DurationVar(&w.VisibilityTimeout, "visibility", w.VisibilityTimeout,
 		"the request queue's visibility timeout (must match the queue's): a message in hand is extended by this every half of it")
 	fs.BoolVar(&o.selfStop, "self-stop", false, "when idle, stop this EC2 instance (found through IMDSv2) before exiting")

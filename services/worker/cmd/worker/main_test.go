@@ -33,9 +33,9 @@ func TestParse(t *testing.T) {
 		}
 		n := runtime.GOMAXPROCS(0)
 		if o.classify.Backend != "face" || o.worker.Concurrency != n || o.worker.IdleTimeout != time.Minute ||
-			o.worker.VisibilityTimeout != 15*time.Second || o.grace != 10*time.Second || o.selfStop || o.worker.Name != "" {
+			o.worker.VisibilityTimeout != 15*time.Second || o.grace != 25*time.Second || o.selfStop || o.worker.Name != "" {
 			t.Errorf("parse() = backend %q, concurrency %d, idle %v, visibility %v, grace %v, self-stop %v, name %q; "+
-				"want face, %d, 1m, 15s, 10s, false, empty", o.classify.Backend, o.worker.Concurrency, o.worker.IdleTimeout,
+				"want face, %d, 1m, 15s, 25s, false, empty", o.classify.Backend, o.worker.Concurrency, o.worker.IdleTimeout,
 				o.worker.VisibilityTimeout, o.grace, o.selfStop, o.worker.Name, n)
 		}
 	})
