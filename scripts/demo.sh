@@ -1,21 +1,32 @@
 #!/usr/bin/env bash
 # demo.sh ADDR DATA: start the embedded stack with a visible boot delay, send it
-# the CSE546 workload (100 images at once), check every answer, stop the stack.
+# the CSE546 workload (100 images at once), check every answer, keep watching
+# while the fleet scales in, draw the run's timeline, stop the stack.
+#   POLICY=backlog|classic  scaling policy (default backlog)
+#   BOOT_DELAY=3s           how long a new worker instance takes to boot
+#   TAIL=70s                how long to watch after the last answer
 set -euo pipefail
 addr=${1:-127.0.0.1:8080}
 data=${2:-.data}
 boot=${BOOT_DELAY:-3s}
+policy=${POLICY:-backlog}
+tail=${TAIL:-70s}
 root=$(cd "$(dirname "$0")/.." && pwd)
+mkdir -p "$root/sim-out"
+series="$root/sim-out/demo-$policy.csv"
 log=$(mktemp)
 
-"$root/bin/elastiq" -addr "$addr" -data "$data" -boot-delay "$boot" >"$log" 2>&1 &
+"$root/bin/elastiq" -addr "$addr" -data "$data" -boot-delay "$boot" -policy "$policy" >"$log" 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -f "$log"' EXIT
 
 status=0
 "$root/bin/loadgen" -url "http://$addr/" \
 	-images "$root/datasets/cse546-faces/face_images_100" \
-	-labels "$root/datasets/cse546-faces/labels.csv" || status=$?
-echo "--- scaling decisions of this run:"
+	-labels "$root/datasets/cse546-faces/labels.csv" \
+	-series "$series" -series-every 100ms -series-after "$tail" || status=$?
+echo "--- scaling decisions of this run ($policy policy):"
 grep -E 'component=scaler' "$log" | grep -v 'level=DEBUG' | tail -n 20 || true
+echo "--- timeline:"
+"$root/bin/simulate" -series "$series" -out "$root/sim-out" || true
 exit "$status"

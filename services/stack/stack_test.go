@@ -15,39 +15,43 @@ import (
 
 // TestClassicContracts sends the course's workload, 100 images at once, with
 // both of its clients' contracts, and checks that every answer is the label
-// of its own image.
+// of its own image, under each scaling policy.
 func TestClassicContracts(t *testing.T) {
 	imgs := loadWorkload(t)
-	h := start(t, testConfig(t), newContentClassifier(imgs), nil)
-	for _, tt := range []struct {
-		field string
-		want  func(image) string
-	}{
-		{field: "myfile", want: func(img image) string { return img.label }},
-		{field: "inputFile", want: func(img image) string {
-			return strings.TrimSuffix(img.name, ".jpg") + ":" + img.label
-		}},
-	} {
-		t.Run(tt.field, func(t *testing.T) {
-			var wg sync.WaitGroup
-			for _, img := range imgs {
-				wg.Go(func() {
-					code, body, err := h.post("/", tt.field, img.name, img.data)
-					if err != nil || code != http.StatusOK || body != tt.want(img) {
-						t.Errorf("POST / %s=%s = %d %q, %v; want 200 %q", tt.field, img.name, code, body, err, tt.want(img))
-					}
-				})
+	for _, pol := range []string{PolicyBacklog, PolicyClassic} {
+		t.Run(pol, func(t *testing.T) {
+			cfg := testConfig(t)
+			cfg.Policy = pol
+			h := start(t, cfg, newContentClassifier(imgs), nil)
+			for _, tt := range []struct {
+				field string
+				want  func(image) string
+			}{
+				{field: "myfile", want: func(img image) string { return img.label }},
+				{field: "inputFile", want: func(img image) string {
+					return strings.TrimSuffix(img.name, ".jpg") + ":" + img.label
+				}},
+			} {
+				var wg sync.WaitGroup
+				for _, img := range imgs {
+					wg.Go(func() {
+						code, body, err := h.post("/", tt.field, img.name, img.data)
+						if err != nil || code != http.StatusOK || body != tt.want(img) {
+							t.Errorf("POST / %s=%s = %d %q, %v; want 200 %q", tt.field, img.name, code, body, err, tt.want(img))
+						}
+					})
+				}
+				wg.Wait()
 			}
-			wg.Wait()
+			// The scaler launched workers, and never more than the maximum.
+			instances, err := h.s.Fleet.List(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := len(instances); n == 0 || n > cfg.Classic.Max || n > cfg.Backlog.Max {
+				t.Errorf("fleet has %d instances, want 1..%d", n, min(cfg.Classic.Max, cfg.Backlog.Max))
+			}
 		})
-	}
-	// The scaler launched workers, and never more than the maximum.
-	instances, err := h.s.Fleet.List(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := len(instances); n == 0 || n > h.s.cfg.Classic.Max {
-		t.Errorf("fleet has %d instances, want 1..%d", n, h.s.cfg.Classic.Max)
 	}
 }
 
@@ -289,7 +293,9 @@ func TestConfigValidate(t *testing.T) {
 		{name: "no receives", modify: func(c *Config) { c.MaxReceives = 0 }},
 		{name: "negative boot", modify: func(c *Config) { c.BootDelay = -time.Second }},
 		{name: "bad web", modify: func(c *Config) { c.Web.MaxUploadBytes = 0 }},
-		{name: "bad max", modify: func(c *Config) { c.Classic.Max = 0 }},
+		{name: "bad classic max", modify: func(c *Config) { c.Policy, c.Classic.Max = PolicyClassic, 0 }},
+		{name: "bad backlog max", modify: func(c *Config) { c.Backlog.Max = 0 }},
+		{name: "unknown policy", modify: func(c *Config) { c.Policy = "magic" }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := DefaultConfig()
@@ -306,6 +312,6 @@ func TestConfigValidate(t *testing.T) {
 
 func ExampleDefaultConfig() {
 	cfg := DefaultConfig()
-	fmt.Println(cfg.Classic.Max, cfg.VisibilityTimeout)
-	// Output: 19 15s
+	fmt.Println(cfg.Policy, cfg.Backlog.Max, cfg.VisibilityTimeout)
+	// Output: backlog 19 15s
 }

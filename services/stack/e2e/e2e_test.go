@@ -347,4 +347,3 @@ func metric(t *testing.T, url, name string) float64 {
 	}
 	return 0
 }
-

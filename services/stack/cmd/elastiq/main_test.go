@@ -164,9 +164,9 @@ func TestParse(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if o.addr != "127.0.0.1:8080" || o.stack.Classic.Max != 19 || o.classify.Backend != "face" {
+		if o.addr != "127.0.0.1:8080" || o.stack.Backlog.Max != 19 || o.classify.Backend != "face" {
 			t.Errorf("parse() = addr %q, max %d, backend %q; want 127.0.0.1:8080, 19, face",
-				o.addr, o.stack.Classic.Max, o.classify.Backend)
+				o.addr, o.stack.Backlog.Max, o.classify.Backend)
 		}
 	})
 	t.Run("environment", func(t *testing.T) {
@@ -176,14 +176,25 @@ func TestParse(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if o.addr != "127.0.0.1:9999" || o.stack.BootDelay != 3*time.Second || o.stack.Classic.Max != 4 {
-			t.Errorf("parse() = addr %q, boot %v, max %d; want 127.0.0.1:9999, 3s, 4", o.addr, o.stack.BootDelay, o.stack.Classic.Max)
+		if o.addr != "127.0.0.1:9999" || o.stack.BootDelay != 3*time.Second || o.stack.Backlog.Max != 4 {
+			t.Errorf("parse() = addr %q, boot %v, max %d; want 127.0.0.1:9999, 3s, 4", o.addr, o.stack.BootDelay, o.stack.Backlog.Max)
 		}
 	})
 	t.Run("flag wins over environment", func(t *testing.T) {
 		o, err := parse([]string{"elastiq", "-max-workers", "7"}, env(map[string]string{"ELASTIQ_MAX_WORKERS": "4"}), io.Discard)
-		if err != nil || o.stack.Classic.Max != 7 {
-			t.Errorf("parse() max = %d, %v; want 7", o.stack.Classic.Max, err)
+		if err != nil || o.stack.Backlog.Max != 7 {
+			t.Errorf("parse() max = %d, %v; want 7", o.stack.Backlog.Max, err)
+		}
+	})
+	t.Run("policy flags", func(t *testing.T) {
+		o, err := parse([]string{"elastiq", "-policy", "classic", "-max-workers", "5", "-terminate-after", "30s"}, env(nil), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.stack.Policy != "classic" || o.stack.Classic.Max != 5 || o.stack.Classic.TerminateAfter != 30*time.Second ||
+			o.stack.Backlog.Max != 5 || o.stack.Backlog.TerminateAfter != 30*time.Second {
+			t.Errorf("parse() = policy %q, classic %+v, backlog max %d terminate %v; want classic, 5, 30s",
+				o.stack.Policy, o.stack.Classic, o.stack.Backlog.Max, o.stack.Backlog.TerminateAfter)
 		}
 	})
 	t.Run("exec command", func(t *testing.T) {
@@ -202,6 +213,7 @@ func TestParse(t *testing.T) {
 		{name: "bad duration", args: []string{"-boot-delay", "soon"}},
 		{name: "bad environment", env: map[string]string{"ELASTIQ_MAX_WORKERS": "many"}},
 		{name: "zero workers", args: []string{"-max-workers", "0"}},
+		{name: "unknown policy", args: []string{"-policy", "magic"}},
 		{name: "stray argument", args: []string{"serve"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
