@@ -1,15 +1,58 @@
-// Command infra is the Pulumi program that stands up elastiq on AWS.
+// Command infra is the Pulumi program that stands up elastiq on AWS: the
+// bucket, the queues, the roles, the security groups, the web instance
+// (memcached, web tier, scaler) and the workers' launch template, with the
+// services built from this repository and uploaded as the deployment bundle.
 //
-// It is a placeholder until the Pulumi issue lands: it only says so. The
-// embedded stack (`make run`) needs no AWS at all.
+// Run it with the Pulumi CLI from the repository root (Pulumi.yaml names
+// infra/ as the program): `pulumi up`. The settings are the elastiq:* keys
+// of Pulumi.<stack>.yaml (see Config and parseConfig).
 package main
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"os"
+	"path/filepath"
+
+	"github.com/elastiq/elastiq/infra/deploy"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/config"
 )
 
 func main() {
-	fmt.Fprintln(os.Stderr, "infra: the Pulumi program is not written yet; run the embedded stack with `make run`")
-	os.Exit(1)
+	pulumi.Run(run)
+}
+
+// run is the program: read the settings once, build the bundle, make the
+// stack and export its outputs.
+func run(ctx *pulumi.Context) error {
+	cfg, err := parseConfig(config.New(ctx, configNamespace).Get)
+	if err != nil {
+		return err
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return fmt.Errorf("infra: %w", err)
+	}
+	root, err := deploy.FindRoot(wd)
+	if err != nil {
+		return fmt.Errorf("infra: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("component", "deploy")
+	cfg.Build = func(ctx context.Context) (deploy.Bundle, error) {
+		return deploy.Build(ctx, deploy.BuildOptions{
+			Root:   root,
+			Out:    filepath.Join(root, "infra", ".bundle"),
+			Logger: log,
+		})
+	}
+	st, err := newStack(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	for name, value := range st.outputs() {
+		ctx.Export(name, value)
+	}
+	return nil
 }

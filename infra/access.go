@@ -1,0 +1,98 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/iam"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+)
+
+// access is the stack's IAM: a role and an instance profile for the web
+// instance (web tier and scaler) and for the workers, each with one inline
+// policy of least privilege (webPolicy, workerPolicy).
+//
+// It is made in two steps, because the web policy names the worker launch
+// template, which needs the worker instance profile: newAccess makes the
+// roles and profiles, grant their policies.
+type access struct {
+	pulumi.ResourceState
+
+	WebRole       *iam.Role
+	WorkerRole    *iam.Role
+	WebProfile    *iam.InstanceProfile
+	WorkerProfile *iam.InstanceProfile
+	// WebPolicy and WorkerPolicy are nil until grant.
+	WebPolicy    *iam.RolePolicy
+	WorkerPolicy *iam.RolePolicy
+
+	name string
+}
+
+func newAccess(ctx *pulumi.Context, name string, tags map[string]string, opts ...pulumi.ResourceOption) (*access, error) {
+	a := &access{name: name}
+	if err := ctx.RegisterComponentResource("elastiq:infra:Access", name, a, opts...); err != nil {
+		return nil, fmt.Errorf("access %s: %w", name, err)
+	}
+	trust, err := assumeRolePolicy().JSON()
+	if err != nil {
+		return nil, fmt.Errorf("access %s: %w", name, err)
+	}
+	role := func(suffix, description string) (*iam.Role, *iam.InstanceProfile, error) {
+		n := name + "-" + suffix
+		r, err := iam.NewRole(ctx, n, &iam.RoleArgs{
+			Description:      pulumi.String(description),
+			AssumeRolePolicy: pulumi.String(trust),
+			Tags:             pulumi.ToStringMap(tags),
+		}, pulumi.Parent(a))
+		if err != nil {
+			return nil, nil, fmt.Errorf("role %s: %w", n, err)
+		}
+		p, err := iam.NewInstanceProfile(ctx, n, &iam.InstanceProfileArgs{
+			Role: r.Name,
+			Tags: pulumi.ToStringMap(tags),
+		}, pulumi.Parent(a))
+		if err != nil {
+			return nil, nil, fmt.Errorf("instance profile %s: %w", n, err)
+		}
+		return r, p, nil
+	}
+	if a.WebRole, a.WebProfile, err = role("web", "elastiq web tier and scaler"); err != nil {
+		return nil, err
+	}
+	if a.WorkerRole, a.WorkerProfile, err = role("worker", "elastiq workers"); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// grant attaches the roles' policies, rendered from g (a grants), and
+// completes the component.
+func (a *access) grant(ctx *pulumi.Context, g pulumi.AnyOutput) error {
+	policy := func(suffix string, role *iam.Role, doc func(grants) policyDocument) (*iam.RolePolicy, error) {
+		n := a.name + "-" + suffix
+		p, err := iam.NewRolePolicy(ctx, n, &iam.RolePolicyArgs{
+			Role: role.Name,
+			Policy: g.ApplyT(func(v any) (string, error) {
+				return doc(v.(grants)).JSON()
+			}).(pulumi.StringOutput),
+		}, pulumi.Parent(a))
+		if err != nil {
+			return nil, fmt.Errorf("role policy %s: %w", n, err)
+		}
+		return p, nil
+	}
+	var err error
+	if a.WebPolicy, err = policy("web", a.WebRole, webPolicy); err != nil {
+		return err
+	}
+	if a.WorkerPolicy, err = policy("worker", a.WorkerRole, workerPolicy); err != nil {
+		return err
+	}
+	if err := ctx.RegisterResourceOutputs(a, pulumi.Map{
+		"webRoleArn":    a.WebRole.Arn,
+		"workerRoleArn": a.WorkerRole.Arn,
+	}); err != nil {
+		return fmt.Errorf("access %s: %w", a.name, err)
+	}
+	return nil
+}

@@ -1,0 +1,190 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// configNamespace is the namespace of the program's keys in Pulumi.<stack>.yaml
+// (elastiq:maxWorkers, ...).
+const configNamespace = "elastiq"
+
+// Config is the deployment's settings, read once from the stack's
+// configuration by parseConfig, plus what builds the deployment bundle.
+type Config struct {
+	// WebInstanceType and WorkerInstanceType are EC2 instance types. The
+	// binaries are built for linux/amd64, so both must be x86_64 types.
+	WebInstanceType    string
+	WorkerInstanceType string
+	// MaxWorkers is the most worker instances the scaler runs.
+	MaxWorkers int
+	// WorkerIdleStop is how long a worker waits on an empty queue before it
+	// stops its own instance.
+	WorkerIdleStop time.Duration
+	// TerminateStoppedAfter is how long after the last request the scaler
+	// terminates the stopped workers.
+	TerminateStoppedAfter time.Duration
+	// Policy is the scaler's policy.
+	Policy string
+	// MaxReceives is the request queue's maxReceiveCount: a request received
+	// that many times without an answer goes to the dead-letter queue.
+	MaxReceives int
+	// ClientCIDR may reach the web tier's HTTPPort.
+	ClientCIDR string
+	HTTPPort   int
+	// SSHCIDR may reach the web instance on port 22 ("": nobody, the
+	// default); KeyName is the key pair put on it ("": none, for EC2
+	// Instance Connect).
+	SSHCIDR string
+	KeyName string
+	// ForceDestroy lets `pulumi destroy` delete the bucket with its objects.
+	ForceDestroy bool
+	// LifecycleDays expires input/ and output/ objects this many days after
+	// they were written; 0 keeps them.
+	LifecycleDays int
+	// WorkerAMI is the worker image baked by ami/ ("": Amazon Linux 2023,
+	// with user data that installs the worker from the deployment bundle).
+	WorkerAMI string
+
+	// Build builds the deployment bundle; main sets deploy.Build.
+	Build buildFunc
+}
+
+// Defaults of the optional keys.
+const (
+	defaultWebInstanceType       = "t3.micro"
+	defaultWorkerInstanceType    = "t3.small"
+	defaultMaxWorkers            = 19
+	defaultWorkerIdleStop        = 60 * time.Second
+	defaultTerminateStoppedAfter = 2 * time.Minute
+	defaultPolicy                = "classic"
+	defaultMaxReceives           = 5
+	defaultHTTPPort              = 80
+)
+
+// parseConfig reads the settings through get, which returns a key of the
+// elastiq namespace or "" when it is not set (config.Config.Get), applies the
+// defaults and validates them. clientCidr is required.
+func parseConfig(get func(key string) string) (Config, error) {
+	c := Config{
+		WebInstanceType:    or(get("webInstanceType"), defaultWebInstanceType),
+		WorkerInstanceType: or(get("workerInstanceType"), defaultWorkerInstanceType),
+		Policy:             or(get("policy"), defaultPolicy),
+		ClientCIDR:         get("clientCidr"),
+		SSHCIDR:            get("sshCidr"),
+		KeyName:            get("keyName"),
+		WorkerAMI:          get("workerAmi"),
+	}
+	var errs []error
+	intKey := func(key string, def int) int {
+		s := get(key)
+		if s == "" {
+			return def
+		}
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s:%s = %q: not an integer", configNamespace, key, s))
+		}
+		return n
+	}
+	durationKey := func(key string, def time.Duration) time.Duration {
+		s := get(key)
+		if s == "" {
+			return def
+		}
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s:%s = %q: not a duration like 90s or 2m", configNamespace, key, s))
+		}
+		return d
+	}
+	c.MaxWorkers = intKey("maxWorkers", defaultMaxWorkers)
+	c.MaxReceives = intKey("maxReceives", defaultMaxReceives)
+	c.HTTPPort = intKey("httpPort", defaultHTTPPort)
+	c.LifecycleDays = intKey("lifecycleDays", 0)
+	c.WorkerIdleStop = durationKey("workerIdleStop", defaultWorkerIdleStop)
+	c.TerminateStoppedAfter = durationKey("terminateStoppedAfter", defaultTerminateStoppedAfter)
+	if s := get("forceDestroy"); s != "" {
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s:forceDestroy = %q: not true or false", configNamespace, s))
+		}
+		c.ForceDestroy = b
+	}
+	if len(errs) > 0 {
+		return Config{}, fmt.Errorf("config: %w", errors.Join(errs...))
+	}
+	if err := c.validate(); err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	return c, nil
+}
+
+// validate checks the settings (not Build).
+func (c Config) validate() error {
+	var errs []error
+	bad := func(key string, value any, want string) {
+		errs = append(errs, fmt.Errorf("%s:%s = %v: %s", configNamespace, key, value, want))
+	}
+	if c.WebInstanceType == "" {
+		bad("webInstanceType", `""`, "want an instance type such as "+defaultWebInstanceType)
+	}
+	if c.WorkerInstanceType == "" {
+		bad("workerInstanceType", `""`, "want an instance type such as "+defaultWorkerInstanceType)
+	}
+	if c.MaxWorkers < 1 {
+		bad("maxWorkers", c.MaxWorkers, "want at least 1")
+	}
+	if c.MaxReceives < 1 || c.MaxReceives > 1000 {
+		bad("maxReceives", c.MaxReceives, "want 1..1000 (SQS's maxReceiveCount)")
+	}
+	if c.HTTPPort < 1 || c.HTTPPort > 65535 {
+		bad("httpPort", c.HTTPPort, "want a TCP port")
+	}
+	if c.LifecycleDays < 0 {
+		bad("lifecycleDays", c.LifecycleDays, "want 0 (keep) or more days")
+	}
+	if c.WorkerIdleStop <= 0 {
+		bad("workerIdleStop", c.WorkerIdleStop, "want more than 0 (the workers always stop their instance when idle)")
+	}
+	if c.TerminateStoppedAfter <= 0 {
+		bad("terminateStoppedAfter", c.TerminateStoppedAfter, "want more than 0")
+	}
+	// bin/scaler runs the classic policy only (README, "Distributed
+	// mode"); the key is here so that a -policy flag there needs no
+	// configuration change.
+	if c.Policy != "classic" {
+		bad("policy", c.Policy, `want "classic" (bin/scaler has no other policy yet)`)
+	}
+	if c.ClientCIDR == "" {
+		bad("clientCidr", `""`, "required: who may use the service, e.g. 203.0.113.7/32 (0.0.0.0/0: anyone)")
+	} else if !isIPv4CIDR(c.ClientCIDR) {
+		bad("clientCidr", c.ClientCIDR, "want an IPv4 CIDR such as 203.0.113.7/32 (no host bits set)")
+	}
+	if c.SSHCIDR != "" && !isIPv4CIDR(c.SSHCIDR) {
+		bad("sshCidr", c.SSHCIDR, "want an IPv4 CIDR such as 203.0.113.7/32 (no host bits set), or unset for no SSH")
+	}
+	if c.WorkerAMI != "" && !strings.HasPrefix(c.WorkerAMI, "ami-") {
+		bad("workerAmi", c.WorkerAMI, "want an image ID ami-... (the one ami/ built), or unset")
+	}
+	return errors.Join(errs...)
+}
+
+// isIPv4CIDR reports whether s is an IPv4 CIDR block with no host bits set,
+// as a security group rule takes it.
+func isIPv4CIDR(s string) bool {
+	p, err := netip.ParsePrefix(s)
+	return err == nil && p.Addr().Is4() && p == p.Masked()
+}
+
+// or returns s, or def when s is empty.
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// policyDocument is an IAM policy document.
+type policyDocument struct {
+	Version   string      `json:"Version"`
+	Statement []statement `json:"Statement"`
+}
+
+// statement is one statement of a policyDocument. Action and Resource are
+// always lists, so a test can check every action.
+type statement struct {
+	Sid       string                       `json:"Sid,omitempty"`
+	Effect    string                       `json:"Effect"`
+	Principal map[string]string            `json:"Principal,omitempty"`
+	Action    []string                     `json:"Action"`
+	Resource  []string                     `json:"Resource,omitempty"`
+	Condition map[string]map[string]string `json:"Condition,omitempty"`
+}
+
+// policyVersion is the current policy language version.
+const policyVersion = "2012-10-17"
+
+// JSON returns the document as IAM takes it.
+func (d policyDocument) JSON() (string, error) {
+	b, err := json.Marshal(d)
+	if err != nil {
+		return "", fmt.Errorf("policy document: %w", err)
+	}
+	return string(b), nil
+}
+
+// assumeRolePolicy lets EC2 instances take the role (through their instance
+// profile).
+func assumeRolePolicy() policyDocument {
+	return policyDocument{Version: policyVersion, Statement: []statement{{
+		Effect:    "Allow",
+		Principal: map[string]string{"Service": "ec2.amazonaws.com"},
+		Action:    []string{"sts:AssumeRole"},
+	}}}
+}
+
+// account locates ARNs: the partition, region and account of the stack.
+type account struct {
+	Partition string
+	Region    string
+	ID        string
+}
+
+// ec2ARN is the ARN of an EC2 resource ("instance/*") of the account in the
+// region.
+func (a account) ec2ARN(resource string) string {
+	return fmt.Sprintf("arn:%s:ec2:%s:%s:%s", a.Partition, a.Region, a.ID, resource)
+}
+
+// imageARN is the ARN of an image: images have no account in their ARN.
+func (a account) imageARN(id string) string {
+	return fmt.Sprintf("arn:%s:ec2:%s::image/%s", a.Partition, a.Region, id)
+}
+
+// grants are the resolved ARNs and names the roles' policies are scoped to.
+type grants struct {
+	Account account
+	// Stack is the value of the workers' elastiq:stack tag.
+	Stack              string
+	BucketARN          string
+	RequestQueueARN    string
+	ResponseQueueARN   string
+	DeadLetterQueueARN string
+	LaunchTemplateARN  string
+	// WorkerImageID is the image the launch template runs.
+	WorkerImageID string
+	WorkerRoleARN string
+	// WorkerFetchesBundle says the workers install the bundle from
+	// deploy/ (plain Amazon Linux); a baked image needs no read there.
+	WorkerFetchesBundle bool
+}
+
+// objects is the ARN of the objects under prefix in the bucket.
+func (g grants) objects(prefix string) string { return g.BucketARN + "/" + prefix + "*" }
+
+// workerCondition matches the instances carrying the stack's worker tags, as
+// they exist (aws:ResourceTag) or as a request creates them
+// (aws:RequestTag).
+func (g grants) workerCondition(key string) map[string]map[string]string {
+	c := map[string]string{}
+	for k, v := range workerTags(g.Stack) {
+		c[key+"/"+k] = v
+	}
+	return map[string]map[string]string{"StringEquals": c}
+}
+
+// webPolicy is the web instance's policy: the web tier's and the scaler's
+// permissions as README.md ("Distributed mode") lists them, plus reading
+// the bundle it installs at boot.
+func webPolicy(g grants) policyDocument {
+	fromTemplate := map[string]string{"ec2:LaunchTemplate": g.LaunchTemplateARN}
+	taggedWorkers := g.workerCondition("aws:RequestTag")
+	taggedWorkers["ArnEquals"] = fromTemplate
+	return policyDocument{Version: policyVersion, Statement: []statement{
+		// web tier
+		{Sid: "ListBucket", Effect: "Allow", Action: []string{"s3:ListBucket"}, Resource: []string{g.BucketARN}},
+		{Sid: "Inputs", Effect: "Allow",
+			Action:   []string{"s3:PutObject", "s3:GetObject", "s3:DeleteObject"},
+			Resource: []string{g.objects(inputPrefix)}},
+		{Sid: "Outputs", Effect: "Allow",
+			// PutObject: the dead-letter handler writes the failure answers.
+			Action:   []string{"s3:GetObject", "s3:PutObject"},
+			Resource: []string{g.objects(outputPrefix)}},
+		{Sid: "Bundle", Effect: "Allow", Action: []string{"s3:GetObject"}, Resource: []string{g.objects(deployPrefix)}},
+		{Sid: "SendRequests", Effect: "Allow",
+			Action:   []string{"sqs:SendMessage", "sqs:GetQueueAttributes"},
+			Resource: []string{g.RequestQueueARN}},
+		{Sid: "ConsumeResponses", Effect: "Allow",
+			Action:   []string{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"},
+			Resource: []string{g.ResponseQueueARN, g.DeadLetterQueueARN}},
+		{Sid: "AnswerDeadLetters", Effect: "Allow", Action: []string{"sqs:SendMessage"}, Resource: []string{g.ResponseQueueARN}},
+		// web tier (-stack) and scaler. DescribeInstances has no
+		// resource-level permissions: its only resource is "*" (the
+		// action is named; the scaler filters on the stack's tags).
+		{Sid: "ListInstances", Effect: "Allow", Action: []string{"ec2:DescribeInstances"}, Resource: []string{"*"}},
+		// scaler: launch workers from this stack's template only, tagged
+		// as this stack's workers.
+		{Sid: "LaunchFromTemplate", Effect: "Allow", Action: []string{"ec2:RunInstances"},
+			Resource: []string{
+				g.LaunchTemplateARN,
+				g.Account.imageARN(g.WorkerImageID),
+				g.Account.ec2ARN("volume/*"),
+				g.Account.ec2ARN("network-interface/*"),
+				g.Account.ec2ARN("security-group/*"),
+				g.Account.ec2ARN("subnet/*"),
+			},
+			Condition: map[string]map[string]string{"ArnEquals": fromTemplate}},
+		{Sid: "LaunchTaggedWorkers", Effect: "Allow", Action: []string{"ec2:RunInstances"},
+			Resource:  []string{g.Account.ec2ARN("instance/*")},
+			Condition: taggedWorkers},
+		{Sid: "TagOnLaunch", Effect: "Allow", Action: []string{"ec2:CreateTags"},
+			Resource:  []string{g.Account.ec2ARN("instance/*"), g.Account.ec2ARN("volume/*")},
+			Condition: map[string]map[string]string{"StringEquals": {"ec2:CreateAction": "RunInstances"}}},
+		{Sid: "ManageWorkers", Effect: "Allow",
+			Action:    []string{"ec2:StartInstances", "ec2:StopInstances", "ec2:TerminateInstances"},
+			Resource:  []string{g.Account.ec2ARN("instance/*")},
+			Condition: g.workerCondition("aws:ResourceTag")},
+		{Sid: "PassWorkerRole", Effect: "Allow", Action: []string{"iam:PassRole"},
+			Resource:  []string{g.WorkerRoleARN},
+			Condition: map[string]map[string]string{"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}},
+	}}
+}
+
+// workerPolicy is the workers' policy, as README.md ("Distributed mode")
+// lists it (with -self-stop, which the workers always run with), plus reading
+// the bundle when they install it at boot.
+func workerPolicy(g grants) policyDocument {
+	st := []statement{
+		{Sid: "ListBucket", Effect: "Allow", Action: []string{"s3:ListBucket"}, Resource: []string{g.BucketARN}},
+		{Sid: "Inputs", Effect: "Allow", Action: []string{"s3:GetObject"}, Resource: []string{g.objects(inputPrefix)}},
+		{Sid: "Outputs", Effect: "Allow", Action: []string{"s3:GetObject", "s3:PutObject"}, Resource: []string{g.objects(outputPrefix)}},
+	}
+	if g.WorkerFetchesBundle {
+		st = append(st, statement{Sid: "Bundle", Effect: "Allow", Action: []string{"s3:GetObject"}, Resource: []string{g.objects(deployPrefix)}})
+	}
+	return policyDocument{Version: policyVersion, Statement: append(st,
+		statement{Sid: "ConsumeRequests", Effect: "Allow",
+			Action:   []string{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"},
+			Resource: []string{g.RequestQueueARN}},
+		statement{Sid: "SendResponses", Effect: "Allow", Action: []string{"sqs:SendMessage"}, Resource: []string{g.ResponseQueueARN}},
+		// -self-stop: a worker stops its own instance; the condition
+		// keeps it to the stack's workers.
+		statement{Sid: "StopSelf", Effect: "Allow", Action: []string{"ec2:StopInstances"},
+			Resource:  []string{g.Account.ec2ARN("instance/*")},
+			Condition: g.workerCondition("aws:ResourceTag")},
+	)}
+}

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/sqs"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+)
+
+// Queue settings. The visibility timeout is the one the services are written
+// for (sqsqueue.DefaultVisibility); 20 s is SQS's longest long poll.
+const (
+	visibilitySeconds      = 15
+	receiveWaitSeconds     = 20
+	deadLetterRetentionSec = 14 * 24 * 3600 // SQS's longest: dead letters stay for inspection
+)
+
+// queues are the request queue (web tier to workers), the response queue
+// (workers to web tier) and the request queue's dead-letter queue, all
+// standard queues encrypted with SQS-managed keys.
+type queues struct {
+	pulumi.ResourceState
+
+	Requests    *sqs.Queue
+	Responses   *sqs.Queue
+	DeadLetters *sqs.Queue
+}
+
+type queuesArgs struct {
+	Tags map[string]string
+	// MaxReceives is the redrive policy's maxReceiveCount.
+	MaxReceives int
+}
+
+func newQueues(ctx *pulumi.Context, name string, args queuesArgs, opts ...pulumi.ResourceOption) (*queues, error) {
+	q := &queues{}
+	if err := ctx.RegisterComponentResource("elastiq:infra:Queues", name, q, opts...); err != nil {
+		return nil, fmt.Errorf("queues %s: %w", name, err)
+	}
+	parent := pulumi.Parent(q)
+	queue := func(suffix string, a *sqs.QueueArgs) (*sqs.Queue, error) {
+		a.VisibilityTimeoutSeconds = pulumi.Int(visibilitySeconds)
+		a.ReceiveWaitTimeSeconds = pulumi.Int(receiveWaitSeconds)
+		a.SqsManagedSseEnabled = pulumi.Bool(true)
+		a.Tags = pulumi.ToStringMap(args.Tags)
+		queue, err := sqs.NewQueue(ctx, name+"-"+suffix, a, parent)
+		if err != nil {
+			return nil, fmt.Errorf("queue %s-%s: %w", name, suffix, err)
+		}
+		return queue, nil
+	}
+	var err error
+	if q.DeadLetters, err = queue("dead-letters", &sqs.QueueArgs{
+		MessageRetentionSeconds: pulumi.Int(deadLetterRetentionSec),
+	}); err != nil {
+		return nil, err
+	}
+	redrive := q.DeadLetters.Arn.ApplyT(func(arn string) (string, error) {
+		b, err := json.Marshal(map[string]any{"deadLetterTargetArn": arn, "maxReceiveCount": args.MaxReceives})
+		return string(b), err
+	}).(pulumi.StringOutput)
+	if q.Requests, err = queue("requests", &sqs.QueueArgs{RedrivePolicy: redrive}); err != nil {
+		return nil, err
+	}
+	if q.Responses, err = queue("responses", &sqs.QueueArgs{}); err != nil {
+		return nil, err
+	}
+	if err := ctx.RegisterResourceOutputs(q, pulumi.Map{
+		"requestQueueUrl":    q.Requests.Url,
+		"responseQueueUrl":   q.Responses.Url,
+		"deadLetterQueueUrl": q.DeadLetters.Url,
+	}); err != nil {
+		return nil, fmt.Errorf("queues %s: %w", name, err)
+	}
+	return q, nil
+}

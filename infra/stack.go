@@ -1,0 +1,306 @@
+package main
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/elastiq/elastiq/infra/deploy"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/ec2"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+)
+
+// stack is every resource the program makes.
+type stack struct {
+	// Name is the deployment's name: the prefix of its resources' names and
+	// the value of its elastiq:stack tag ("elastiq-dev").
+	Name    string
+	Account account
+
+	Storage    *storage
+	Queues     *queues
+	Network    *network
+	Deployment *deployment
+	Access     *access
+	// Workers is the launch template the scaler runs workers from.
+	Workers *ec2.LaunchTemplate
+	// Web is the web instance: memcached, the web tier and the scaler.
+	Web *ec2.Instance
+	// URL is the web tier's address.
+	URL pulumi.StringOutput
+}
+
+// newStack makes the whole deployment described by cfg.
+func newStack(ctx *pulumi.Context, cfg Config) (*stack, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("stack: %w", err)
+	}
+	if cfg.Build == nil {
+		return nil, errors.New("stack: no bundle builder")
+	}
+	st := &stack{Name: stackName(ctx.Project(), ctx.Stack())}
+	var err error
+	if st.Account, err = lookupAccount(ctx); err != nil {
+		return nil, err
+	}
+	tags := func(what string) map[string]string { return resourceTags(st.Name, what) }
+
+	if st.Storage, err = newStorage(ctx, st.Name, storageArgs{
+		Tags:          tags("bucket"),
+		ForceDestroy:  cfg.ForceDestroy,
+		LifecycleDays: cfg.LifecycleDays,
+	}); err != nil {
+		return nil, err
+	}
+	if st.Queues, err = newQueues(ctx, st.Name, queuesArgs{Tags: tags("queue"), MaxReceives: cfg.MaxReceives}); err != nil {
+		return nil, err
+	}
+	if st.Network, err = newNetwork(ctx, st.Name, networkArgs{
+		Tags:       tags("sg"),
+		HTTPPort:   cfg.HTTPPort,
+		ClientCIDR: cfg.ClientCIDR,
+		SSHCIDR:    cfg.SSHCIDR,
+	}); err != nil {
+		return nil, err
+	}
+	bundle, err := cfg.Build(ctx.Context())
+	if err != nil {
+		return nil, fmt.Errorf("stack: %w", err)
+	}
+	if st.Deployment, err = newDeployment(ctx, st.Name+"-deploy", deploymentArgs{
+		Bucket:      st.Storage.Bucket,
+		Bundle:      bundle,
+		WorkerBaked: cfg.WorkerAMI != "",
+	}); err != nil {
+		return nil, err
+	}
+	if st.Access, err = newAccess(ctx, st.Name, tags("role")); err != nil {
+		return nil, err
+	}
+	al2023, err := ec2.LookupAmi(ctx, &ec2.LookupAmiArgs{
+		MostRecent: pulumi.BoolRef(true),
+		Owners:     []string{deploy.AmazonLinuxOwner},
+		Filters: []ec2.GetAmiFilter{
+			{Name: "name", Values: []string{deploy.AL2023NameFilter}},
+			{Name: "architecture", Values: []string{"x86_64"}},
+			{Name: "virtualization-type", Values: []string{"hvm"}},
+			{Name: "root-device-type", Values: []string{"ebs"}},
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("stack: amazon linux 2023 image: %w", err)
+	}
+	if st.Workers, err = st.newLaunchTemplate(ctx, cfg, bundle, or(cfg.WorkerAMI, al2023.Id)); err != nil {
+		return nil, err
+	}
+	if err := st.Access.grant(ctx, st.grants(cfg, or(cfg.WorkerAMI, al2023.Id))); err != nil {
+		return nil, err
+	}
+	if st.Web, err = st.newWebInstance(ctx, cfg, bundle, al2023.Id); err != nil {
+		return nil, err
+	}
+	st.URL = st.Web.PublicIp.ApplyT(func(ip string) string { return webURL(ip, cfg.HTTPPort) }).(pulumi.StringOutput)
+	return st, nil
+}
+
+// outputs are the stack outputs.
+func (st *stack) outputs() map[string]pulumi.Input {
+	return map[string]pulumi.Input{
+		"url":                st.URL,
+		"bucket":             st.Storage.Bucket.Bucket,
+		"requestQueueUrl":    st.Queues.Requests.Url,
+		"responseQueueUrl":   st.Queues.Responses.Url,
+		"deadLetterQueueUrl": st.Queues.DeadLetters.Url,
+		"launchTemplateId":   st.Workers.ID(),
+		"stack":              pulumi.String(st.Name),
+	}
+}
+
+// metadataOptions require IMDSv2 (a session token) on an instance; the hop
+// limit of 1 keeps the token on the instance itself.
+const (
+	imdsEndpoint = "enabled"
+	imdsTokens   = "required"
+	imdsHops     = 1
+)
+
+// newLaunchTemplate makes the workers' launch template from image: with
+// IMDSv2 only, the worker profile, the worker tags on the instances and
+// their volumes, stop on shutdown from inside (a worker stopping itself),
+// and each new version the default, which the scaler launches.
+func (st *stack) newLaunchTemplate(ctx *pulumi.Context, cfg Config, bundle deploy.Bundle, image string) (*ec2.LaunchTemplate, error) {
+	q := st.Queues
+	userData := pulumi.All(st.Storage.Bucket.Bucket, q.Requests.Url, q.Responses.Url).ApplyT(func(v []any) (string, error) {
+		ud, err := deploy.WorkerUserData(deploy.WorkerConfig{
+			Region:           st.Account.Region,
+			Bucket:           v[0].(string),
+			RequestQueueURL:  v[1].(string),
+			ResponseQueueURL: v[2].(string),
+			IdleStop:         cfg.WorkerIdleStop,
+			BakedImage:       cfg.WorkerAMI != "",
+			Worker:           bundle.Worker.Object,
+			Models:           bundle.Models.Object,
+		})
+		return base64.StdEncoding.EncodeToString([]byte(ud)), err
+	}).(pulumi.StringOutput)
+	instanceTags := resourceTags(st.Name, roleWorker)
+	for k, v := range workerTags(st.Name) {
+		instanceTags[k] = v
+	}
+	name := st.Name + "-worker"
+	lt, err := ec2.NewLaunchTemplate(ctx, name, &ec2.LaunchTemplateArgs{
+		Description:  pulumi.String("elastiq workers of " + st.Name),
+		ImageId:      pulumi.String(image),
+		InstanceType: pulumi.String(cfg.WorkerInstanceType),
+		IamInstanceProfile: &ec2.LaunchTemplateIamInstanceProfileArgs{
+			Arn: st.Access.WorkerProfile.Arn,
+		},
+		VpcSecurityGroupIds:               pulumi.StringArray{st.Network.Worker.ID()},
+		InstanceInitiatedShutdownBehavior: pulumi.String("stop"),
+		MetadataOptions: &ec2.LaunchTemplateMetadataOptionsArgs{
+			HttpEndpoint:            pulumi.String(imdsEndpoint),
+			HttpTokens:              pulumi.String(imdsTokens),
+			HttpPutResponseHopLimit: pulumi.Int(imdsHops),
+		},
+		UserData:             userData,
+		UpdateDefaultVersion: pulumi.Bool(true),
+		TagSpecifications: ec2.LaunchTemplateTagSpecificationArray{
+			&ec2.LaunchTemplateTagSpecificationArgs{ResourceType: pulumi.String("instance"), Tags: pulumi.ToStringMap(instanceTags)},
+			&ec2.LaunchTemplateTagSpecificationArgs{ResourceType: pulumi.String("volume"), Tags: pulumi.ToStringMap(instanceTags)},
+		},
+		Tags: pulumi.ToStringMap(resourceTags(st.Name, "worker-template")),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("launch template %s: %w", name, err)
+	}
+	return lt, nil
+}
+
+// grants resolves what the roles' policies are scoped to.
+func (st *stack) grants(cfg Config, workerImage string) pulumi.AnyOutput {
+	q := st.Queues
+	return pulumi.All(st.Storage.Bucket.Arn, q.Requests.Arn, q.Responses.Arn, q.DeadLetters.Arn,
+		st.Workers.Arn, st.Access.WorkerRole.Arn).ApplyT(func(v []any) any {
+		return grants{
+			Account:             st.Account,
+			Stack:               st.Name,
+			BucketARN:           v[0].(string),
+			RequestQueueARN:     v[1].(string),
+			ResponseQueueARN:    v[2].(string),
+			DeadLetterQueueARN:  v[3].(string),
+			LaunchTemplateARN:   v[4].(string),
+			WorkerImageID:       workerImage,
+			WorkerRoleARN:       v[5].(string),
+			WorkerFetchesBundle: cfg.WorkerAMI == "",
+		}
+	}).(pulumi.AnyOutput)
+}
+
+// newWebInstance makes the web instance from Amazon Linux 2023 image: IMDSv2
+// only, the web profile, user data that runs memcached, the web tier and the
+// scaler. A change of user data (a new bundle) replaces it; a newer Amazon
+// Linux image does not.
+func (st *stack) newWebInstance(ctx *pulumi.Context, cfg Config, bundle deploy.Bundle, image string) (*ec2.Instance, error) {
+	q := st.Queues
+	userData := pulumi.All(st.Storage.Bucket.Bucket, q.Requests.Url, q.Responses.Url, q.DeadLetters.Url,
+		st.Workers.ID()).ApplyT(func(v []any) (string, error) {
+		return deploy.WebUserData(deploy.WebConfig{
+			Region:             st.Account.Region,
+			Bucket:             v[0].(string),
+			RequestQueueURL:    v[1].(string),
+			ResponseQueueURL:   v[2].(string),
+			DeadLetterQueueURL: v[3].(string),
+			StackName:          st.Name,
+			LaunchTemplateID:   string(v[4].(pulumi.ID)),
+			Port:               cfg.HTTPPort,
+			MaxWorkers:         cfg.MaxWorkers,
+			TerminateAfter:     cfg.TerminateStoppedAfter,
+			Web:                bundle.Web.Object,
+			Scaler:             bundle.Scaler.Object,
+		})
+	}).(pulumi.StringOutput)
+	tags := resourceTags(st.Name, roleWeb)
+	tags[tagRole] = roleWeb
+	args := &ec2.InstanceArgs{
+		Ami:                      pulumi.String(image),
+		InstanceType:             pulumi.String(cfg.WebInstanceType),
+		IamInstanceProfile:       st.Access.WebProfile.Name,
+		VpcSecurityGroupIds:      pulumi.StringArray{st.Network.Web.ID()},
+		AssociatePublicIpAddress: pulumi.Bool(true),
+		MetadataOptions: &ec2.InstanceMetadataOptionsArgs{
+			HttpEndpoint:            pulumi.String(imdsEndpoint),
+			HttpTokens:              pulumi.String(imdsTokens),
+			HttpPutResponseHopLimit: pulumi.Int(imdsHops),
+		},
+		UserData:                userData,
+		UserDataReplaceOnChange: pulumi.Bool(true),
+		Tags:                    pulumi.ToStringMap(tags),
+		VolumeTags:              pulumi.ToStringMap(resourceTags(st.Name, roleWeb)),
+	}
+	if cfg.KeyName != "" {
+		args.KeyName = pulumi.String(cfg.KeyName)
+	}
+	// The instance starts its services at boot: its objects and both
+	// policies (the scaler launches workers that need theirs) come first.
+	deps := append(st.Deployment.dependencies(), st.Access.WebPolicy, st.Access.WorkerPolicy)
+	name := st.Name + "-web"
+	web, err := ec2.NewInstance(ctx, name, args, pulumi.DependsOn(deps), pulumi.IgnoreChanges([]string{"ami"}))
+	if err != nil {
+		return nil, fmt.Errorf("instance %s: %w", name, err)
+	}
+	return web, nil
+}
+
+// lookupAccount finds the partition, region and account the stack deploys to.
+func lookupAccount(ctx *pulumi.Context) (account, error) {
+	partition, err := aws.GetPartition(ctx, nil)
+	if err != nil {
+		return account{}, fmt.Errorf("stack: partition: %w", err)
+	}
+	region, err := aws.GetRegion(ctx, nil)
+	if err != nil {
+		return account{}, fmt.Errorf("stack: region: %w", err)
+	}
+	caller, err := aws.GetCallerIdentity(ctx, nil)
+	if err != nil {
+		return account{}, fmt.Errorf("stack: account: %w", err)
+	}
+	return account{Partition: partition.Partition, Region: region.Name, ID: caller.AccountId}, nil
+}
+
+// maxStackName keeps the generated names within AWS's limits (64
+// characters for an IAM role, with Pulumi's 8-character suffix and ours).
+const maxStackName = 40
+
+// stackName is the deployment's name from the Pulumi project and stack:
+// lower-case letters, digits and dashes, as bucket names need.
+func stackName(project, stack string) string {
+	var b strings.Builder
+	dash := true // no leading dash, no two in a row
+	for _, r := range strings.ToLower(project + "-" + stack) {
+		switch {
+		case r >= 'a' && r <= 'z' || r >= '0' && r <= '9':
+			b.WriteRune(r)
+			dash = false
+		case !dash:
+			b.WriteByte('-')
+			dash = true
+		}
+	}
+	s := b.String()
+	if len(s) > maxStackName {
+		s = s[:maxStackName]
+	}
+	return strings.TrimRight(s, "-")
+}
+
+// webURL is the web tier's URL at ip.
+func webURL(ip string, port int) string {
+	if port == 80 {
+		return "http://" + ip + "/"
+	}
+	return "http://" + ip + ":" + strconv.Itoa(port) + "/"
+}
