@@ -1,0 +1,257 @@
+package deploy
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"path"
+	"strconv"
+	"strings"
+	"text/template"
+	"time"
+)
+
+// WebConfig is what the web instance's user data needs: the stack's
+// resources (plain values: the caller resolves the Pulumi outputs with
+// ApplyT) and the bundle's web and scaler objects.
+type WebConfig struct {
+	Region             string
+	Bucket             string
+	RequestQueueURL    string
+	ResponseQueueURL   string
+	DeadLetterQueueURL string
+	// StackName names the stack's workers (tag elastiq:stack): the scaler
+	// manages them, the web tier counts them on /metrics.
+	StackName        string
+	LaunchTemplateID string
+	// LaunchTemplateVersion is the version the scaler launches; 0 is the
+	// scaler's default, the template's default version (set the template's
+	// updateDefaultVersion so that a new version is launched).
+	LaunchTemplateVersion int
+	// Port is the web tier's HTTP port on 0.0.0.0.
+	Port int
+	// MaxWorkers is the scaler's -max-workers.
+	MaxWorkers int
+	// TerminateAfter is the scaler's -terminate-after: stopped workers are
+	// terminated after no request for this long.
+	TerminateAfter time.Duration
+	// Web and Scaler are the bundle's objects (Bundle.Web.Object...).
+	Web, Scaler Object
+}
+
+// Validate reports every missing or malformed field.
+func (c WebConfig) Validate() error {
+	errs := []error{checkValues(
+		field{"region", c.Region}, field{"bucket", c.Bucket},
+		field{"request queue URL", c.RequestQueueURL}, field{"response queue URL", c.ResponseQueueURL},
+		field{"dead-letter queue URL", c.DeadLetterQueueURL}, field{"stack name", c.StackName},
+		field{"launch template ID", c.LaunchTemplateID},
+	)}
+	if c.LaunchTemplateVersion < 0 {
+		errs = append(errs, fmt.Errorf("launch template version %d: want >= 0", c.LaunchTemplateVersion))
+	}
+	if c.Port < 1 || c.Port > 65535 {
+		errs = append(errs, fmt.Errorf("port %d: want 1..65535", c.Port))
+	}
+	if c.MaxWorkers < 1 {
+		errs = append(errs, fmt.Errorf("max workers %d: want >= 1", c.MaxWorkers))
+	}
+	if c.TerminateAfter <= 0 {
+		errs = append(errs, fmt.Errorf("terminate after %v: want > 0", c.TerminateAfter))
+	}
+	errs = append(errs, c.Web.validate(WebName), c.Scaler.validate(ScalerName))
+	return errors.Join(errs...)
+}
+
+// WebEnv is the web tier's environment file.
+func (c WebConfig) WebEnv() string {
+	return renderEnv("elastiq web tier of stack "+c.StackName, []envLine{
+		{"ELASTIQ_ADDR", "0.0.0.0:" + strconv.Itoa(c.Port)},
+		{"ELASTIQ_REGION", c.Region},
+		{"ELASTIQ_BUCKET", c.Bucket},
+		{"ELASTIQ_REQUEST_QUEUE_URL", c.RequestQueueURL},
+		{"ELASTIQ_RESPONSE_QUEUE_URL", c.ResponseQueueURL},
+		{"ELASTIQ_DEAD_LETTER_QUEUE_URL", c.DeadLetterQueueURL},
+		{"ELASTIQ_MEMCACHED", MemcachedAddr},
+		{"ELASTIQ_STACK", c.StackName},
+	})
+}
+
+// ScalerEnv is the scaler's environment file.
+func (c WebConfig) ScalerEnv() string {
+	lines := []envLine{
+		{"ELASTIQ_REGION", c.Region},
+		{"ELASTIQ_REQUEST_QUEUE_URL", c.RequestQueueURL},
+		{"ELASTIQ_STACK", c.StackName},
+		{"ELASTIQ_LAUNCH_TEMPLATE_ID", c.LaunchTemplateID},
+	}
+	if c.LaunchTemplateVersion > 0 {
+		lines = append(lines, envLine{"ELASTIQ_LAUNCH_TEMPLATE_VERSION", strconv.Itoa(c.LaunchTemplateVersion)})
+	}
+	lines = append(lines,
+		envLine{"ELASTIQ_MAX_WORKERS", strconv.Itoa(c.MaxWorkers)},
+		envLine{"ELASTIQ_TERMINATE_AFTER", c.TerminateAfter.String()})
+	return renderEnv("elastiq scaler of stack "+c.StackName, lines)
+}
+
+// WorkerConfig is what a worker instance's user data needs.
+type WorkerConfig struct {
+	Region           string
+	Bucket           string
+	RequestQueueURL  string
+	ResponseQueueURL string
+	// IdleStop is the worker's -idle: it stops its instance after the
+	// queue has stayed empty this long (0: the worker's default).
+	IdleStop time.Duration
+	// BakedImage says the instance runs the image of ami/, with the worker,
+	// models and unit installed: the user data only configures and starts
+	// it. Otherwise (plain Amazon Linux 2023) it installs Worker and Models
+	// from S3 first.
+	BakedImage bool
+	// Worker and Models are the bundle's objects; unused with BakedImage.
+	Worker, Models Object
+}
+
+// Validate reports every missing or malformed field.
+func (c WorkerConfig) Validate() error {
+	errs := []error{checkValues(
+		field{"region", c.Region}, field{"bucket", c.Bucket},
+		field{"request queue URL", c.RequestQueueURL}, field{"response queue URL", c.ResponseQueueURL},
+	)}
+	if c.IdleStop < 0 {
+		errs = append(errs, fmt.Errorf("idle stop %v: want >= 0", c.IdleStop))
+	}
+	if !c.BakedImage {
+		errs = append(errs, c.Worker.validate(WorkerName), c.Models.validate(ModelsName))
+	}
+	return errors.Join(errs...)
+}
+
+// WorkerEnv is the worker's environment file (the install paths are in its
+// unit).
+func (c WorkerConfig) WorkerEnv() string {
+	lines := []envLine{
+		{"ELASTIQ_REGION", c.Region},
+		{"ELASTIQ_BUCKET", c.Bucket},
+		{"ELASTIQ_REQUEST_QUEUE_URL", c.RequestQueueURL},
+		{"ELASTIQ_RESPONSE_QUEUE_URL", c.ResponseQueueURL},
+	}
+	if c.IdleStop > 0 {
+		lines = append(lines, envLine{"ELASTIQ_IDLE", c.IdleStop.String()})
+	}
+	return renderEnv("elastiq worker", lines)
+}
+
+// WebUserData renders the web instance's user data: a bash script that
+// cloud-init runs once, as root, at first boot of Amazon Linux 2023. It
+// installs memcached, fetches and verifies the web and scaler binaries,
+// creates the elastiq user, writes /etc/elastiq/{web,scaler}.env and the
+// units, starts memcached, elastiq-web and elastiq-scaler, and fails
+// (cloud-init reports it) unless the web tier answers /healthz.
+func WebUserData(c WebConfig) (string, error) {
+	if err := c.Validate(); err != nil {
+		return "", fmt.Errorf("web user data: %w", err)
+	}
+	files := []scriptFile{
+		{envFile("web"), "0644", c.WebEnv()},
+		{envFile("scaler"), "0644", c.ScalerEnv()},
+	}
+	for _, u := range []Unit{MemcachedUnit(), WebUnit(), ScalerUnit()} {
+		files = append(files, unitFile(u))
+	}
+	return render("web", map[string]any{
+		"C":        c,
+		"Files":    files,
+		"Fetch":    []fetchSpec{{c.Web, program(WebName)}, {c.Scaler, program(ScalerName)}},
+		"Services": []string{MemcachedService, WebService, ScalerService},
+	})
+}
+
+// WorkerUserData renders a worker instance's user data (see WorkerConfig's
+// BakedImage): it writes /etc/elastiq/worker.env and enables and starts
+// elastiq-worker, after installing the worker, models, gallery and unit from
+// S3 on plain Amazon Linux 2023.
+func WorkerUserData(c WorkerConfig) (string, error) {
+	if err := c.Validate(); err != nil {
+		return "", fmt.Errorf("worker user data: %w", err)
+	}
+	files := []scriptFile{{envFile("worker"), "0644", c.WorkerEnv()}}
+	if !c.BakedImage {
+		files = append(files, unitFile(WorkerUnit()))
+	}
+	return render("worker", map[string]any{
+		"C":     c,
+		"Files": files,
+	})
+}
+
+// ProvisionScript renders ami/provision.sh, which Packer runs as root to
+// install the worker into the image from the uploaded bundle folder: the
+// same user, files and unit (checked against its SHA-256 here) as the
+// plain-image user data, the unit installed but not enabled (the instance's
+// user data configures and enables it).
+func ProvisionScript() (string, error) {
+	u := WorkerUnit()
+	return render("provision", map[string]any{"Unit": u, "UnitSum": sumBytes([]byte(u.Text))})
+}
+
+// scriptFile is a file a script writes.
+type scriptFile struct {
+	Path, Mode, Text string
+}
+
+func unitFile(u Unit) scriptFile { return scriptFile{path.Join(unitDir, u.Name), "0644", u.Text} }
+
+// fetchSpec is an object a script fetches and installs as an executable.
+type fetchSpec struct {
+	Object Object
+	Dest   string
+}
+
+// heredocEnd ends every here-document of the scripts; render checks that no
+// file contains it as a line.
+const heredocEnd = "ELASTIQ_EOF"
+
+// quote quotes s for bash: single quotes, with each ' as '\”.
+func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+var scripts = template.Must(template.New("scripts").Funcs(template.FuncMap{
+	"q":       quote,
+	"heredoc": func() string { return heredocEnd },
+	"join":    strings.Join,
+	"base":    path.Base,
+	"dir":     path.Dir,
+	// The install paths and names, for the templates.
+	"optDir":        func() string { return optDir },
+	"modelsDir":     func() string { return modelsDir },
+	"galleryDir":    func() string { return galleryDir },
+	"etcDir":        func() string { return etcDir },
+	"user":          func() string { return User },
+	"workerBin":     func() string { return program(WorkerName) },
+	"workerUnit":    func() string { return path.Join(unitDir, WorkerService) },
+	"workerService": func() string { return WorkerService },
+	"webService":    func() string { return WebService },
+	"runtimeLib":    func() string { return runtimeLib },
+}).Parse(scriptTemplates))
+
+// render executes one of the scripts' templates, refusing a file that
+// would end its here-document early.
+func render(name string, data map[string]any) (string, error) {
+	if files, ok := data["Files"].([]scriptFile); ok {
+		for _, f := range files {
+			if !strings.HasSuffix(f.Text, "\n") {
+				return "", fmt.Errorf("render %s: %s does not end in a newline", name, f.Path)
+			}
+			for _, line := range strings.Split(f.Text, "\n") {
+				if line == heredocEnd {
+					return "", fmt.Errorf("render %s: %s contains the line %s", name, f.Path, heredocEnd)
+				}
+			}
+		}
+	}
+	var b bytes.Buffer
+	if err := scripts.ExecuteTemplate(&b, name, data); err != nil {
+		return "", fmt.Errorf("render %s: %w", name, err)
+	}
+	return b.String(), nil
+}
