@@ -21,12 +21,12 @@ import (
 )
 
 func main() {
-	pulumi.Run(run)
+	pulumi.Run(func(ctx *pulumi.Context) error { return run(ctx, bundleBuilder) })
 }
 
-// run is the program: read the settings once, build the bundle, make the
-// stack and export its outputs.
-func run(ctx *pulumi.Context) error {
+// run is the program: read the settings once, make the stack with the bundle
+// builder for the repository and export the stack's outputs.
+func run(ctx *pulumi.Context, builder func(root string) buildFunc) error {
 	cfg, err := parseConfig(config.New(ctx, configNamespace).Get)
 	if err != nil {
 		return err
@@ -39,14 +39,7 @@ func run(ctx *pulumi.Context) error {
 	if err != nil {
 		return fmt.Errorf("infra: %w", err)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("component", "deploy")
-	cfg.Build = func(ctx context.Context) (deploy.Bundle, error) {
-		return deploy.Build(ctx, deploy.BuildOptions{
-			Root:   root,
-			Out:    filepath.Join(root, "infra", ".bundle"),
-			Logger: log,
-		})
-	}
+	cfg.Build = builder(root)
 	st, err := newStack(ctx, cfg)
 	if err != nil {
 		return err
@@ -55,4 +48,17 @@ func run(ctx *pulumi.Context) error {
 		ctx.Export(name, value)
 	}
 	return nil
+}
+
+// bundleBuilder builds the bundle of the repository at root with
+// deploy.Build into infra/.bundle (ignored by git), logging its progress.
+func bundleBuilder(root string) buildFunc {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("component", "deploy")
+	return func(ctx context.Context) (deploy.Bundle, error) {
+		return deploy.Build(ctx, deploy.BuildOptions{
+			Root:   root,
+			Out:    filepath.Join(root, "infra", ".bundle"),
+			Logger: log,
+		})
+	}
 }

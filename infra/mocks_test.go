@@ -228,3 +228,15 @@ func testConfig(t *testing.T, overrides map[string]string) Config {
 	cfg.Build = fakeBuild(t, "v1")
 	return cfg
 }
+
+// workerImages are the two ways workers run: Amazon Linux 2023 installing
+// the bundle at boot, and the image ami/ baked (elastiq:workerAmi).
+var workerImages = []struct {
+	name      string
+	overrides map[string]string
+	image     string // the launch template's
+	baked     bool
+}{
+	{name: "amazon linux workers", image: mockAL2023},
+	{name: "baked workers", overrides: map[string]string{"workerAmi": testWorkerAMI}, image: testWorkerAMI, baked: true},
+}
