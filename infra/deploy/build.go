@@ -193,12 +193,15 @@ func checkWorkerGlibc(path string) error {
 	if err != nil {
 		return err
 	}
-	if newest[0] > MaxGlibc[0] || newest[0] == MaxGlibc[0] && newest[1] > MaxGlibc[1] {
+	if glibcAfter(newest, MaxGlibc) {
 		return fmt.Errorf("check worker: it needs GLIBC_%d.%d, Amazon Linux 2023 has %d.%d: build on an older distribution",
 			newest[0], newest[1], MaxGlibc[0], MaxGlibc[1])
 	}
 	return nil
 }
+
+// glibcAfter reports whether glibc version a is newer than b.
+func glibcAfter(a, b [2]int) bool { return a[0] > b[0] || a[0] == b[0] && a[1] > b[1] }
 
 // newestGlibc returns the newest GLIBC_x.y version an x86-64 ELF executable
 // needs ({0, 0} for a static one).
@@ -234,8 +237,8 @@ func newestGlibc(path string) ([2]int, error) {
 			if err1 != nil || err2 != nil {
 				continue
 			}
-			if major > newest[0] || major == newest[0] && minor > newest[1] {
-				newest = [2]int{major, minor}
+			if v := [2]int{major, minor}; glibcAfter(v, newest) {
+				newest = v
 			}
 		}
 	}

@@ -71,7 +71,7 @@ func writeTarGz(dst string, entries []tarEntry) (err error) {
 			err = cerr
 		}
 	}()
-	zw, err := gzip.NewWriterLevel(f, gzip.BestCompression)
+	zw, err := gzip.NewWriterLevel(f, gzip.DefaultCompression)
 	if err != nil {
 		return err
 	}
