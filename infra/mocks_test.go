@@ -45,6 +45,9 @@ type mockResource struct {
 	Custom  bool
 	Inputs  map[string]any
 	Outputs map[string]any
+	// DeleteBeforeReplace and IgnoreChanges are the resource options.
+	DeleteBeforeReplace bool
+	IgnoreChanges       []string
 }
 
 func (m *mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.PropertyMap, error) {
@@ -85,6 +88,8 @@ func (m *mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 	m.resources = append(m.resources, mockResource{
 		Type: args.TypeToken, Name: args.Name, ID: id, Custom: args.Custom,
 		Inputs: args.Inputs.Mappable(), Outputs: out,
+		DeleteBeforeReplace: args.RegisterRPC.GetDeleteBeforeReplace(),
+		IgnoreChanges:       args.RegisterRPC.GetIgnoreChanges(),
 	})
 	return id, resource.NewPropertyMapFromMap(out), nil
 }

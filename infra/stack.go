@@ -247,7 +247,10 @@ func (st *stack) newWebInstance(ctx *pulumi.Context, cfg Config, bundle deploy.B
 	// policies (the scaler launches workers that need theirs) come first.
 	deps := append(st.Deployment.dependencies(), st.Access.WebPolicy, st.Access.WorkerPolicy)
 	name := st.Name + "-web"
-	web, err := ec2.NewInstance(ctx, name, args, pulumi.DependsOn(deps), pulumi.IgnoreChanges([]string{"ami"}))
+	// Delete before replace: two web instances at once would be two
+	// scalers acting on one fleet, each up to MaxWorkers.
+	web, err := ec2.NewInstance(ctx, name, args, pulumi.DependsOn(deps), pulumi.IgnoreChanges([]string{"ami"}),
+		pulumi.DeleteBeforeReplace(true))
 	if err != nil {
 		return nil, fmt.Errorf("instance %s: %w", name, err)
 	}

@@ -233,7 +233,14 @@ func TestInstances(t *testing.T) {
 	for _, tt := range workerImages {
 		t.Run(tt.name, func(t *testing.T) {
 			d := deployStack(t, testConfig(t, tt.overrides))
-			web := d.one(t, typeInstance, testStack+"-web").Inputs
+			webInstance := d.one(t, typeInstance, testStack+"-web")
+			if !webInstance.DeleteBeforeReplace {
+				t.Errorf("web instance deleteBeforeReplace = false, want true (one scaler at a time)")
+			}
+			if !slices.Equal(webInstance.IgnoreChanges, []string{"ami"}) {
+				t.Errorf("web instance ignoreChanges = %v, want [ami] (a new Amazon Linux does not replace it)", webInstance.IgnoreChanges)
+			}
+			web := webInstance.Inputs
 			lt := d.one(t, typeTemplate, testStack+"-worker").Inputs
 			for name, opts := range map[string]any{"web instance": web["metadataOptions"], "launch template": lt["metadataOptions"]} {
 				if got := at(opts, "httpTokens"); got != "required" {
@@ -353,6 +360,16 @@ func TestUserData(t *testing.T) {
 					if strings.Contains(script, p) {
 						t.Errorf("%s user data contains %q", what, p)
 					}
+				}
+			}
+			// EC2 takes at most 16 KiB of user data; cloud-init runs
+			// it as a script only with a shebang.
+			for what, script := range map[string]string{"web": web, "worker": worker} {
+				if len(script) > 16<<10 {
+					t.Errorf("%s user data is %d bytes, want at most 16 KiB", what, len(script))
+				}
+				if !strings.HasPrefix(script, "#!/") {
+					t.Errorf("%s user data starts %.20q, want a script", what, script)
 				}
 			}
 			mustHave("web", web, o["bucket"], o["requestQueueUrl"], o["responseQueueUrl"], o["deadLetterQueueUrl"],
