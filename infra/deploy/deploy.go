@@ -146,6 +146,9 @@ const (
 	galleryDir = optDir + "/gallery"
 	etcDir     = "/etc/elastiq"
 	unitDir    = "/etc/systemd/system"
+	// amiUploadDir is where ami/worker.pkr.hcl uploads the bundle for
+	// provision.sh.
+	amiUploadDir = "/tmp/elastiq-bundle"
 	// cacheName is the worker's systemd CacheDirectory= under /var/cache.
 	cacheName = "elastiq-worker"
 )

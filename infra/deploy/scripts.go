@@ -149,7 +149,7 @@ log "done: {{workerService}} started"
 {{- define "provision"}}#!/bin/bash
 # ami/provision.sh: installs the elastiq worker into the image Packer builds
 # (ami/worker.pkr.hcl) from the bundle folder it uploaded ($1, default
-# /tmp/elastiq-bundle): worker, models.tar.gz and SHA256SUMS (from
+# {{uploadDir}}): worker, models.tar.gz and SHA256SUMS (from
 # infra/deploy's Build) and elastiq-worker.service (ami/). The unit is
 # installed but not enabled: a worker's user data (infra/deploy,
 # BakedImage) writes {{etcDir}}/worker.env, then enables and starts it.
@@ -158,7 +158,7 @@ log "done: {{workerService}} started"
 # "go generate ./infra/deploy" to rewrite it; its tests fail while it differs.
 set -euo pipefail
 umask 022
-bundle="${1:-/tmp/elastiq-bundle}"
+bundle="${1:-{{uploadDir}}}"
 {{template "common" .}}
 {{- template "install_models"}}
 

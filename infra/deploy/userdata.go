@@ -232,6 +232,7 @@ var scripts = template.Must(template.New("scripts").Funcs(template.FuncMap{
 	"workerService": func() string { return WorkerService },
 	"webService":    func() string { return WebService },
 	"runtimeLib":    func() string { return runtimeLib },
+	"uploadDir":     func() string { return amiUploadDir },
 }).Parse(scriptTemplates))
 
 // render executes one of the scripts' templates, refusing a file that
