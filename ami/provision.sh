@@ -39,6 +39,7 @@ ensure_user() {
 # install_models TARBALL: ONNX Runtime, the face models and the gallery
 # (the bundle's models.tar.gz) into /opt/elastiq.
 install_models() {
+	command -v tar >/dev/null || dnf install -y tar
 	rm -rf "$root/opt/elastiq/models" "$root/opt/elastiq/gallery"
 	install -d -m 0755 "$root/opt/elastiq"
 	tar -xzf "$1" -C "$root/opt/elastiq" --no-same-owner

@@ -58,6 +58,7 @@ fetch() {
 # install_models TARBALL: ONNX Runtime, the face models and the gallery
 # (the bundle's models.tar.gz) into {{optDir}}.
 install_models() {
+	command -v tar >/dev/null || dnf install -y tar
 	rm -rf "$root{{modelsDir}}" "$root{{galleryDir}}"
 	install -d -m 0755 "$root{{optDir}}"
 	tar -xzf "$1" -C "$root{{optDir}}" --no-same-owner

@@ -102,6 +102,7 @@ Group=memcached
 ExecStart=/usr/bin/memcached -l 127.0.0.1 -p 11211 -U 0 -m 64 -c 1024
 Restart=on-failure
 RestartSec=2s
+CapabilityBoundingSet=
 `, hardening, noWX)}
 }
 

@@ -160,8 +160,11 @@ func TestWorkerUnitStop(t *testing.T) {
 
 // TestUnitsVerify runs systemd-analyze verify on every unit, with the
 // programs of ExecStart replaced by an executable of a scratch folder (the
-// real ones are not installed here). Any warning fails the test.
+// real ones are not installed here): any warning fails the test. Then
+// systemd-analyze security rates each sandbox: its exposure must be at most
+// maxExposure (0 to 10, lower is safer; 2 is well inside systemd's "OK").
 func TestUnitsVerify(t *testing.T) {
+	const maxExposure = "20" // tenths
 	analyze, err := exec.LookPath("systemd-analyze")
 	if err != nil {
 		needTool(t, "systemd-analyze", "apt-get install systemd")
@@ -188,6 +191,10 @@ func TestUnitsVerify(t *testing.T) {
 			out, err := exec.Command(analyze, "verify", "--man=no", path).CombinedOutput()
 			if err != nil || len(out) > 0 {
 				t.Errorf("systemd-analyze verify %s: %v\n%s", u.Name, err, out)
+			}
+			out, err = exec.Command(analyze, "security", "--offline=true", "--no-pager", "--threshold="+maxExposure, path).CombinedOutput()
+			if err != nil {
+				t.Errorf("systemd-analyze security %s: %v (exposure above %s tenths)\n%s", u.Name, err, maxExposure, out)
 			}
 		})
 	}

@@ -159,7 +159,7 @@ func WebUserData(c WebConfig) (string, error) {
 	for _, u := range []Unit{MemcachedUnit(), WebUnit(), ScalerUnit()} {
 		files = append(files, unitFile(u))
 	}
-	return render("web", map[string]any{
+	return userData("web", map[string]any{
 		"C":        c,
 		"Files":    files,
 		"Fetch":    []fetchSpec{{c.Web, program(WebName)}, {c.Scaler, program(ScalerName)}},
@@ -179,7 +179,7 @@ func WorkerUserData(c WorkerConfig) (string, error) {
 	if !c.BakedImage {
 		files = append(files, unitFile(WorkerUnit()))
 	}
-	return render("worker", map[string]any{
+	return userData("worker", map[string]any{
 		"C":     c,
 		"Files": files,
 	})
@@ -206,6 +206,21 @@ func unitFile(u Unit) scriptFile { return scriptFile{path.Join(unitDir, u.Name),
 type fetchSpec struct {
 	Object Object
 	Dest   string
+}
+
+// MaxUserData is EC2's limit on user data, in bytes before base64.
+const MaxUserData = 16 << 10
+
+// userData renders a user-data template, refusing what EC2 would refuse.
+func userData(name string, data map[string]any) (string, error) {
+	script, err := render(name, data)
+	if err != nil {
+		return "", err
+	}
+	if len(script) > MaxUserData {
+		return "", fmt.Errorf("%s user data: %d bytes, EC2 takes at most %d", name, len(script), MaxUserData)
+	}
+	return script, nil
 }
 
 // heredocEnd ends every here-document of the scripts; render checks that no

@@ -77,6 +77,9 @@ func TestScriptsSyntax(t *testing.T) {
 				t.Error("script has no set -euo pipefail line")
 			}
 			bashSyntax(t, script)
+			if len(script) > MaxUserData/2 {
+				t.Errorf("script of %d bytes: want well under EC2's user data limit of %d", len(script), MaxUserData)
+			}
 		})
 	}
 }
