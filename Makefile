@@ -11,7 +11,7 @@ export ELASTIQ_MODELS := $(MODELS)
 MODULES := services/elastiq services/classify services/web services/worker services/scaler services/stack services/loadgen infra
 GOTEST  ?= go test -count=1
 
-.PHONY: run test bench demo simulate models build vet clean
+.PHONY: run test bench demo simulate bundle models build vet clean
 
 ## models: fetch the ONNX Runtime library and the face models by package name (idempotent, offline afterwards)
 models:
@@ -27,9 +27,11 @@ build:
 run: models build
 	bin/elastiq -addr "$(ADDR)" -data "$(DATA)"
 
-## test: vet and test every module (with the race detector); fetches the models and starts (then stops) the
-## servers the integration tests talk to on loopback: moto_server (SQS, S3, EC2) and memcached
+## test: vet and test every module (with the race detector); fetches the models, validates the worker image's Packer
+## template, and starts (then stops) the servers the integration tests talk to on loopback: moto_server (SQS, S3,
+## EC2) and memcached
 test: models
+	scripts/check-ami.sh
 	@trap 'scripts/test-servers.sh stop' EXIT; \
 	env="$$(scripts/test-servers.sh start)"; eval "$$env"; \
 	for m in $(MODULES); do echo "=== module $$m"; (cd $$m && go vet ./... && $(GOTEST) -race ./...); done
@@ -43,6 +45,10 @@ bench: models
 ## scale in, draw the timeline into sim-out/ (POLICY=classic for the original policy, BOOT_DELAY, TAIL)
 demo: models build
 	@scripts/demo.sh "$(ADDR)" "$(DATA)"
+
+## bundle: the deployment bundle (linux/amd64 web, scaler, worker; models.tar.gz; SHA256SUMS) into .bundle/ (see ami/README.md)
+bundle: models
+	go run ./infra/deploy/cmd/bundle -out .bundle
 
 ## simulate: compare the scaling policies (classic vs backlog) in the simulator: table on stdout, SVG timelines in sim-out/
 simulate:
