@@ -20,7 +20,7 @@ import (
 
 // pipelineVersion changes whenever pre- or post-processing changes what an
 // enrolled embedding is, so older caches stop matching.
-const pipelineVersion = "face-pipeline-1"
+const pipelineVersion = "face-pipeline-2"
 
 // LabelsFile is the labels CSV of the CSE546 gallery layout.
 const LabelsFile = "labels.csv"

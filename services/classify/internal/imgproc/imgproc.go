@@ -301,18 +301,7 @@ func (s Spec) Fill(dst []float32, src *Image, t Affine) {
 	}
 	w := s.writer(dst)
 	if t.B == 0 && t.D == 0 {
-		// A crop or resize: the source column depends only on x and the
-		// row only on y, so both are computed once.
-		xs := make([]tap, s.W)
-		for x := range xs {
-			xs[x] = taps(t.A*float64(x)+t.C, src.W, 3)
-		}
-		for y := 0; y < s.H; y++ {
-			ty := taps(t.E*float64(y)+t.F, src.H, 3*src.W)
-			for x, tx := range xs {
-				w.put(y*s.W+x, src.Pix, ty, tx)
-			}
-		}
+		s.fillScaled(w, src, t)
 		return
 	}
 	for y := 0; y < s.H; y++ {
@@ -375,6 +364,11 @@ func (w *writer) put(i int, pix []uint8, ty, tx tap) {
 		bot := float32(p10[c]) + tx.f*(float32(p11[c])-float32(p10[c]))
 		v[c] = top + ty.f*(bot-top)
 	}
+	w.store(i, v)
+}
+
+// store normalises the RGB value v and writes it as tensor pixel i.
+func (w *writer) store(i int, v [3]float32) {
 	if w.gray {
 		w.dst[i] = (0.299*v[0]+0.587*v[1]+0.114*v[2])*w.scale[0] + w.offset[0]
 		return
@@ -382,6 +376,36 @@ func (w *writer) put(i int, pix []uint8, ty, tx tap) {
 	o := i * w.pixStride
 	for c := range 3 {
 		w.dst[o+c*w.chanStride] = v[w.order[c]]*w.scale[c] + w.offset[c]
+	}
+}
+
+// fillScaled is Fill for a crop or resize (no rotation or shear): bilinear
+// sampling is separable, so each output row first blends its two source rows
+// once, then every output pixel blends two columns of that blend. This is
+// the detector's whole-image resize, the hottest loop of the face pipeline.
+func (s Spec) fillScaled(w writer, src *Image, t Affine) {
+	xs := make([]tap, s.W)
+	for x := range xs {
+		xs[x] = taps(t.A*float64(x)+t.C, src.W, 3)
+	}
+	rowLen := 3 * src.W
+	row := make([]float32, rowLen)
+	for y := 0; y < s.H; y++ {
+		ty := taps(t.E*float64(y)+t.F, src.H, rowLen)
+		r0, r1 := src.Pix[ty.o0:ty.o0+rowLen], src.Pix[ty.o1:ty.o1+rowLen]
+		for i := range row {
+			a := float32(r0[i])
+			row[i] = a + ty.f*(float32(r1[i])-a)
+		}
+		base := y * s.W
+		for x, tx := range xs {
+			p0, p1 := row[tx.o0:tx.o0+3], row[tx.o1:tx.o1+3]
+			w.store(base+x, [3]float32{
+				p0[0] + tx.f*(p1[0]-p0[0]),
+				p0[1] + tx.f*(p1[1]-p0[1]),
+				p0[2] + tx.f*(p1[2]-p0[2]),
+			})
+		}
 	}
 }
 
