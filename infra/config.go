@@ -154,11 +154,9 @@ func (c Config) validate() error {
 	if c.TerminateStoppedAfter <= 0 {
 		bad("terminateStoppedAfter", c.TerminateStoppedAfter, "want more than 0")
 	}
-	// bin/scaler runs the classic policy only (README, "Distributed
-	// mode"); the key is here so that a -policy flag there needs no
-	// configuration change.
-	if c.Policy != "classic" {
-		bad("policy", c.Policy, `want "classic" (bin/scaler has no other policy yet)`)
+	// bin/scaler's -policy.
+	if c.Policy != "classic" && c.Policy != "backlog" {
+		bad("policy", c.Policy, `want "classic" or "backlog"`)
 	}
 	if c.ClientCIDR == "" {
 		bad("clientCidr", `""`, "required: who may use the service, e.g. 203.0.113.7/32 (0.0.0.0/0: anyone)")

@@ -33,7 +33,7 @@ func TestParseConfig(t *testing.T) {
 			name: "every key",
 			keys: map[string]string{
 				"webInstanceType": "t3.small", "workerInstanceType": "c5.large", "maxWorkers": "5",
-				"workerIdleStop": "90s", "terminateStoppedAfter": "10m", "policy": "classic", "maxReceives": "3",
+				"workerIdleStop": "90s", "terminateStoppedAfter": "10m", "policy": "backlog", "maxReceives": "3",
 				"clientCidr": "198.51.100.0/24", "httpPort": "8080", "sshCidr": "203.0.113.7/32", "keyName": "me",
 				"forceDestroy": "true", "lifecycleDays": "3", "workerAmi": "ami-0abc",
 			},
@@ -41,7 +41,7 @@ func TestParseConfig(t *testing.T) {
 				return c.WebInstanceType == "t3.small" && c.WorkerInstanceType == "c5.large" && c.MaxWorkers == 5 &&
 					c.WorkerIdleStop == 90*time.Second && c.TerminateStoppedAfter == 10*time.Minute && c.MaxReceives == 3 &&
 					c.ClientCIDR == "198.51.100.0/24" && c.HTTPPort == 8080 && c.SSHCIDR == "203.0.113.7/32" &&
-					c.KeyName == "me" && c.ForceDestroy && c.LifecycleDays == 3 && c.WorkerAMI == "ami-0abc"
+					c.KeyName == "me" && c.ForceDestroy && c.LifecycleDays == 3 && c.WorkerAMI == "ami-0abc" && c.Policy == "backlog"
 			},
 		},
 		{name: "no client cidr", keys: map[string]string{}, wantErr: "elastiq:clientCidr"},
@@ -53,7 +53,7 @@ func TestParseConfig(t *testing.T) {
 		{name: "idle without unit", keys: map[string]string{"clientCidr": "0.0.0.0/0", "workerIdleStop": "60"}, wantErr: "elastiq:workerIdleStop"},
 		{name: "never idle", keys: map[string]string{"clientCidr": "0.0.0.0/0", "workerIdleStop": "0s"}, wantErr: "elastiq:workerIdleStop"},
 		{name: "terminate at once", keys: map[string]string{"clientCidr": "0.0.0.0/0", "terminateStoppedAfter": "0s"}, wantErr: "elastiq:terminateStoppedAfter"},
-		{name: "policy", keys: map[string]string{"clientCidr": "0.0.0.0/0", "policy": "backlog"}, wantErr: "elastiq:policy"},
+		{name: "policy", keys: map[string]string{"clientCidr": "0.0.0.0/0", "policy": "magic"}, wantErr: "elastiq:policy"},
 		{name: "port", keys: map[string]string{"clientCidr": "0.0.0.0/0", "httpPort": "70000"}, wantErr: "elastiq:httpPort"},
 		{name: "receives", keys: map[string]string{"clientCidr": "0.0.0.0/0", "maxReceives": "0"}, wantErr: "elastiq:maxReceives"},
 		{name: "force destroy", keys: map[string]string{"clientCidr": "0.0.0.0/0", "forceDestroy": "yes please"}, wantErr: "elastiq:forceDestroy"},

@@ -217,6 +217,7 @@ func (st *stack) newWebInstance(ctx *pulumi.Context, cfg Config, bundle deploy.B
 			LaunchTemplateID:   string(v[4].(pulumi.ID)),
 			Port:               cfg.HTTPPort,
 			MaxWorkers:         cfg.MaxWorkers,
+			Policy:             cfg.Policy,
 			TerminateAfter:     cfg.TerminateStoppedAfter,
 			Web:                bundle.Web.Object,
 			Scaler:             bundle.Scaler.Object,

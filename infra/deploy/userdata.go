@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"path"
@@ -32,6 +33,8 @@ type WebConfig struct {
 	Port int
 	// MaxWorkers is the scaler's -max-workers.
 	MaxWorkers int
+	// Policy is the scaler's -policy (classic when empty).
+	Policy string
 	// TerminateAfter is the scaler's -terminate-after: stopped workers are
 	// terminated after no request for this long.
 	TerminateAfter time.Duration
@@ -90,6 +93,7 @@ func (c WebConfig) ScalerEnv() string {
 	}
 	lines = append(lines,
 		envLine{"ELASTIQ_MAX_WORKERS", strconv.Itoa(c.MaxWorkers)},
+		envLine{"ELASTIQ_POLICY", cmp.Or(c.Policy, "classic")},
 		envLine{"ELASTIQ_TERMINATE_AFTER", c.TerminateAfter.String()})
 	return renderEnv("elastiq scaler of stack "+c.StackName, lines)
 }

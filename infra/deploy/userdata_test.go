@@ -26,6 +26,7 @@ func testWebConfig() WebConfig {
 		LaunchTemplateID:   "lt-0123456789abcdef0",
 		Port:               80,
 		MaxWorkers:         19,
+		Policy:             "backlog",
 		TerminateAfter:     2 * time.Minute,
 		Web:                Object{Name: WebName, SHA256: sumOf('a')},
 		Scaler:             Object{Name: ScalerName, SHA256: sumOf('b')},
@@ -352,6 +353,7 @@ func TestWebUserDataRuns(t *testing.T) {
 		"ELASTIQ_LAUNCH_TEMPLATE_ID":      c.LaunchTemplateID,
 		"ELASTIQ_LAUNCH_TEMPLATE_VERSION": "7",
 		"ELASTIQ_MAX_WORKERS":             "19",
+		"ELASTIQ_POLICY":                  "backlog",
 		"ELASTIQ_TERMINATE_AFTER":         "2m0s",
 	}
 	if got := parseEnv(t, s.file(t, "/etc/elastiq/scaler.env", 0o644)); !reflect.DeepEqual(got, wantScalerEnv) {

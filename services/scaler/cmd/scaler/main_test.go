@@ -50,11 +50,24 @@ func TestParse(t *testing.T) {
 			t.Errorf("parse() max = %d, %v; want 7", o.classic.Max, err)
 		}
 	})
+	t.Run("backlog policy", func(t *testing.T) {
+		o, err := parse(append([]string{"scaler", "-policy", "backlog", "-max-workers", "6", "-terminate-after", "5m",
+			"-warm-pool", "2", "-launch-ready", "90s"}, base...), env(nil), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := o.newPolicy()
+		if err != nil || p.Name() != "backlog" || o.backlog.Max != 6 || o.backlog.TerminateAfter != 5*time.Minute ||
+			o.backlog.WarmPool != 2 || o.backlog.LaunchReady != 90*time.Second {
+			t.Errorf("parse() = policy %v (%v), backlog %+v; want backlog, max 6, 5m, warm pool 2, launch ready 90s", p, err, o.backlog)
+		}
+	})
 	for _, tc := range []struct {
 		name string
 		args []string
 		want string
 	}{
+		{name: "unknown policy", args: append([]string{"-policy", "magic"}, base...), want: "-policy"},
 		{name: "no queue", args: []string{"-stack", "s", "-launch-template-id", "lt-1"}, want: "-request-queue-url (or ELASTIQ_REQUEST_QUEUE_URL)"},
 		{name: "no stack", args: []string{"-request-queue-url", "http://q", "-launch-template-id", "lt-1"}, want: "-stack (or ELASTIQ_STACK)"},
 		{name: "no template", args: []string{"-request-queue-url", "http://q", "-stack", "s"}, want: "exactly one of -launch-template-id and -launch-template-name"},
