@@ -129,10 +129,15 @@ func WebUnit() Unit {
 }
 
 // ScalerUnit runs the scaler with /etc/elastiq/scaler.env.
+//
+// -terminate-workers-with-host: when the web instance is being terminated
+// (pulumi destroy, or its replacement after a code change), the scaler
+// terminates the workers it launched, which no deployment tool tracks, on
+// its way down; the unit gives it two minutes for that.
 func ScalerUnit() Unit {
 	return Unit{Name: ScalerService, Text: unit("elastiq scaler: starts, stops and terminates the stack's worker instances",
 		afterNetwork,
-		programService(ScalerName, "", "2s", 30*time.Second, "")+"CapabilityBoundingSet=\n",
+		programService(ScalerName, "-terminate-workers-with-host", "2s", 2*time.Minute, "")+"CapabilityBoundingSet=\n",
 		hardening, noWX)}
 }
 

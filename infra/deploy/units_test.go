@@ -69,7 +69,7 @@ func TestUnits(t *testing.T) {
 	}{
 		{MemcachedUnit(), "memcached", "/usr/bin/memcached -l 127.0.0.1 -p 11211 -U 0 -m 64 -c 1024", ""},
 		{WebUnit(), User, "/opt/elastiq/bin/web", "/etc/elastiq/web.env"},
-		{ScalerUnit(), User, "/opt/elastiq/bin/scaler", "/etc/elastiq/scaler.env"},
+		{ScalerUnit(), User, "/opt/elastiq/bin/scaler -terminate-workers-with-host", "/etc/elastiq/scaler.env"},
 		{WorkerUnit(), User, "/opt/elastiq/bin/worker -self-stop -grace 25s", "/etc/elastiq/worker.env"},
 	}
 	if len(Units()) != len(tests) {

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/elastiq/elastiq/services/elastiq"
 )
 
 // Self is the EC2 instance this process runs on. A worker that has been
@@ -25,7 +26,7 @@ import (
 // token.
 type Self struct {
 	imds    metadataAPI
-	ec2     stopAPI
+	ec2     selfAPI
 	timeout time.Duration
 	log     *slog.Logger
 }
@@ -47,9 +48,10 @@ type metadataAPI interface {
 	GetMetadata(context.Context, *imds.GetMetadataInput, ...func(*imds.Options)) (*imds.GetMetadataOutput, error)
 }
 
-// stopAPI is the part of the EC2 API Self uses; *ec2.Client has it.
-type stopAPI interface {
+// selfAPI is the part of the EC2 API Self uses; *ec2.Client has it.
+type selfAPI interface {
 	StopInstances(context.Context, *ec2.StopInstancesInput, ...func(*ec2.Options)) (*ec2.StopInstancesOutput, error)
+	DescribeInstances(context.Context, *ec2.DescribeInstancesInput, ...func(*ec2.Options)) (*ec2.DescribeInstancesOutput, error)
 }
 
 // NewSelf returns the instance this process runs on, reached with awsCfg
@@ -111,4 +113,27 @@ func (s *Self) Stop(ctx context.Context) (string, error) {
 	}
 	s.log.Info("stopping own instance", "id", id)
 	return id, nil
+}
+
+// State returns this instance's state as EC2 reports it: shutting-down
+// while it is being terminated, stopping while it is being stopped.
+func (s *Self) State(ctx context.Context) (string, elastiq.InstanceState, error) {
+	id, err := s.InstanceID(ctx)
+	if err != nil {
+		return "", "", fmt.Errorf("own state: %w", err)
+	}
+	callCtx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	out, err := s.ec2.DescribeInstances(callCtx, &ec2.DescribeInstancesInput{InstanceIds: []string{id}})
+	if err != nil {
+		return id, "", fmt.Errorf("own state %s: %w", id, mapError(err))
+	}
+	for _, r := range out.Reservations {
+		for _, in := range r.Instances {
+			if aws.ToString(in.InstanceId) == id {
+				return id, toInstance(in).State, nil
+			}
+		}
+	}
+	return id, "", fmt.Errorf("own state %s: %w", id, elastiq.ErrNotFound)
 }

@@ -115,6 +115,33 @@ func TestSelfStopStopsOwnInstance(t *testing.T) {
 	}
 }
 
+func TestSelfState(t *testing.T) {
+	env := newTestEnv(t)
+	f := env.fleet(t, nil)
+	ctx := testCtx(t)
+	launched, err := f.Launch(ctx, 1, "")
+	if err != nil {
+		t.Fatalf("Launch: %v", err)
+	}
+	me := launched[0].ID
+	waitStates(t, f, []string{me}, elastiq.InstanceRunning)
+	_, endpoint := newFakeIMDS(t, me, false)
+	self, err := NewSelf(env.awsCfg, SelfConfig{IMDSEndpoint: endpoint, Timeout: time.Minute})
+	if err != nil {
+		t.Fatalf("NewSelf: %v", err)
+	}
+	if id, state, err := self.State(ctx); err != nil || id != me || state != elastiq.InstanceRunning {
+		t.Fatalf("State() = %q, %q, %v; want %q, running", id, state, err, me)
+	}
+	if err := f.Terminate(ctx, []string{me}); err != nil {
+		t.Fatal(err)
+	}
+	// moto moves to terminated at once; EC2 shows shutting-down first.
+	if _, state, err := self.State(ctx); err != nil || (state != elastiq.InstanceShuttingDown && state != elastiq.InstanceTerminated) {
+		t.Errorf("State() after Terminate = %q, %v; want shutting-down or terminated", state, err)
+	}
+}
+
 func TestSelfInstanceIDRefusesIMDSv1(t *testing.T) {
 	md, endpoint := newFakeIMDS(t, "i-0123456789abcdef0", true)
 	self, err := NewSelf(aws.Config{Region: awstest.Region}, SelfConfig{IMDSEndpoint: endpoint, Timeout: time.Minute})

@@ -2,6 +2,9 @@ package elastiqtest
 
 import (
 	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"testing"
 
@@ -106,4 +109,25 @@ func LaunchTemplate(ctx context.Context, tb testing.TB, cfg aws.Config) string {
 		tb.Fatalf("CreateLaunchTemplate: %v", err)
 	}
 	return aws.ToString(lt.LaunchTemplate.LaunchTemplateId)
+}
+
+// IMDS starts a test double of the EC2 instance metadata service, IMDSv2
+// only (a token from PUT /latest/api/token, then the instance ID to a GET
+// that carries it), and returns its URL for a program's -imds-endpoint.
+func IMDS(tb testing.TB, instanceID string) string {
+	const token = "tok"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodPut && r.URL.Path == "/latest/api/token":
+			w.Header().Set("X-aws-ec2-metadata-token-ttl-seconds", r.Header.Get("X-aws-ec2-metadata-token-ttl-seconds"))
+			io.WriteString(w, token)
+		case r.Method == http.MethodGet && r.URL.Path == "/latest/meta-data/instance-id" &&
+			r.Header.Get("X-aws-ec2-metadata-token") == token:
+			io.WriteString(w, instanceID)
+		default:
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+		}
+	}))
+	tb.Cleanup(srv.Close)
+	return srv.URL
 }

@@ -25,6 +25,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/elastiq/elastiq/services/elastiq"
 	"github.com/elastiq/elastiq/services/elastiq/awsconfig"
 	"github.com/elastiq/elastiq/services/elastiq/ec2fleet"
 	"github.com/elastiq/elastiq/services/elastiq/flagenv"
@@ -51,6 +53,10 @@ type options struct {
 	backlog  policy.BacklogConfig
 	scaler   scaler.Config
 	logLevel slog.Level
+	// withHost: when the host itself is being terminated, terminate the
+	// stack's workers too (see -terminate-workers-with-host).
+	withHost     bool
+	imdsEndpoint string
 }
 
 func parse(args []string, getenv func(string) string, stderr io.Writer) (options, error) {
@@ -82,6 +88,9 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 		"how often the scaler looks at the queue and the fleet (the web tier, another process, cannot nudge it on each request: keep it short)")
 	fs.DurationVar(&o.scaler.ActionTimeout, "action-timeout", o.scaler.ActionTimeout, "time limit of each SQS and EC2 call")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
+	fs.BoolVar(&o.withHost, "terminate-workers-with-host", false, "on SIGTERM, if this EC2 instance itself is being terminated "+
+		"(as `pulumi destroy` or a replacement does), terminate the stack's workers too, which no one else would")
+	fs.StringVar(&o.imdsEndpoint, "imds-endpoint", "", "URL of the instance metadata service, for -terminate-workers-with-host (default: the SDK's)")
 
 	if err := flagenv.Parse(fs, args[1:], getenv); err != nil {
 		return o, err
@@ -160,5 +169,48 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	log.Info("scaler stopped")
+	if o.withHost {
+		return terminateWithHost(o, awsCfg, fleet, log)
+	}
+	return nil
+}
+
+// terminateWithHost terminates the stack's workers when this host is itself
+// being terminated. The workers are launched by this scaler, not by the
+// deployment tool, so nothing else would remove them: `pulumi destroy`
+// would leave them running and could not delete their security group.
+// When the host is only stopped or rebooted, the workers are left alone.
+func terminateWithHost(o options, awsCfg aws.Config, fleet *ec2fleet.Fleet, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*o.scaler.ActionTimeout)
+	defer cancel()
+	self, err := ec2fleet.NewSelf(awsCfg, ec2fleet.SelfConfig{IMDSEndpoint: o.imdsEndpoint, Timeout: o.scaler.ActionTimeout})
+	if err != nil {
+		return err
+	}
+	id, state, err := self.State(ctx)
+	if err != nil {
+		return fmt.Errorf("terminate workers with host: %w", err)
+	}
+	if state != elastiq.InstanceShuttingDown && state != elastiq.InstanceTerminated {
+		log.Info("host not terminating; workers left alone", "host", id, "state", state)
+		return nil
+	}
+	workers, err := fleet.List(ctx)
+	if err != nil {
+		return fmt.Errorf("terminate workers with host: %w", err)
+	}
+	ids := make([]string, 0, len(workers))
+	for _, w := range workers {
+		if w.State != elastiq.InstanceShuttingDown && w.State != elastiq.InstanceTerminated {
+			ids = append(ids, w.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	if err := fleet.Terminate(ctx, ids); err != nil {
+		return fmt.Errorf("terminate workers with host: %w", err)
+	}
+	log.Info("host terminating: terminated the stack's workers", "host", id, "workers", ids)
 	return nil
 }

@@ -113,7 +113,7 @@ func TestRunScalesOutAndIn(t *testing.T) {
 	p := elastiqtest.StartProgram(t, run, []string{"scaler", "-endpoint", endpoint, "-request-queue-url", queues.URL,
 		"-stack", name, "-launch-template-id", template, "-max-workers", "3", "-terminate-after", "2s",
 		"-interval", "100ms", "-log-level", "debug"}, env(nil))
-	p.WaitOutput(regexp.MustCompile(`managing the workers of stack \S+ \(0 now, at most 3\)`), time.Minute)
+	p.WaitOutput(regexp.MustCompile(`managing the workers of stack \S+ \(0 now, at most 3, classic policy\)`), time.Minute)
 
 	for range 2 {
 		if err := queue.Send(ctx, []byte(`{"id":"x"}`)); err != nil {
@@ -188,5 +188,62 @@ func TestRunBadConfig(t *testing.T) {
 		"-stack", "s", "-launch-template-name", "lt"}, env(nil), io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "request queue") || !strings.Contains(err.Error(), "not found") {
 		t.Errorf("run() with a missing queue = %v, want a request queue not found error", err)
+	}
+}
+
+// TestRunTerminatesWorkersWithHost: with -terminate-workers-with-host, a
+// scaler stopped while its own instance is running leaves the workers alone,
+// and one stopped while its instance is being terminated (pulumi destroy)
+// terminates them, so none outlive the deployment.
+func TestRunTerminatesWorkersWithHost(t *testing.T) {
+	endpoint := elastiqtest.AWSEnv(t)
+	awsCfg := elastiqtest.AWSConfig(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	name := elastiqtest.UniqueName(t)
+	queues, err := sqsqueue.CreateWithDeadLetter(ctx, awsCfg, name, sqsqueue.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	template := elastiqtest.LaunchTemplate(ctx, t, awsCfg)
+	workers, err := ec2fleet.New(awsCfg, ec2fleet.Config{Tags: ec2fleet.WorkerTags(name), LaunchTemplateID: template})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hosts, err := ec2fleet.New(awsCfg, ec2fleet.Config{Tags: map[string]string{"elastiq:test-host": name}, LaunchTemplateID: template})
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, err := hosts.Launch(ctx, 1, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	launched, err := workers.Launch(ctx, 2, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"scaler", "-endpoint", endpoint, "-request-queue-url", queues.URL, "-stack", name,
+		"-launch-template-id", template, "-interval", "100ms", "-terminate-workers-with-host",
+		"-imds-endpoint", elastiqtest.IMDS(t, host[0].ID)}
+
+	stopScaler := func() {
+		p := elastiqtest.StartProgram(t, run, args, env(nil))
+		p.WaitOutput(regexp.MustCompile(`managing the workers of stack`), time.Minute)
+		p.Interrupt()
+		if err := p.Wait(time.Minute); err != nil {
+			t.Fatalf("run() after SIGTERM = %v, want nil", err)
+		}
+	}
+	stopScaler()
+	if got := activeIDs(t, ctx, workers); len(got) != 2 {
+		t.Fatalf("after stopping the scaler on a running host, active workers = %v, want the 2 launched", got)
+	}
+
+	if err := hosts.Terminate(ctx, []string{host[0].ID}); err != nil {
+		t.Fatal(err)
+	}
+	stopScaler()
+	if got := activeIDs(t, ctx, workers); len(got) != 0 {
+		t.Errorf("after stopping the scaler on a terminating host, active workers = %v, want none of %v", got, launched)
 	}
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -203,27 +201,6 @@ func TestRunExec(t *testing.T) {
 	queueEmpty(t, ctx, s)
 }
 
-// fakeIMDS is a test double of the EC2 instance metadata service, IMDSv2
-// only: a token from PUT /latest/api/token, then the instance ID to a GET
-// that carries it.
-func fakeIMDS(t *testing.T, instanceID string) string {
-	const token = "tok"
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch {
-		case r.Method == http.MethodPut && r.URL.Path == "/latest/api/token":
-			w.Header().Set("X-aws-ec2-metadata-token-ttl-seconds", r.Header.Get("X-aws-ec2-metadata-token-ttl-seconds"))
-			io.WriteString(w, token)
-		case r.Method == http.MethodGet && r.URL.Path == "/latest/meta-data/instance-id" &&
-			r.Header.Get("X-aws-ec2-metadata-token") == token:
-			io.WriteString(w, instanceID)
-		default:
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
-		}
-	}))
-	t.Cleanup(srv.Close)
-	return srv.URL
-}
-
 // TestRunSelfStop: a worker on an EC2 instance names itself after the
 // instance and, once idle, stops the instance.
 func TestRunSelfStop(t *testing.T) {
@@ -243,7 +220,7 @@ func TestRunSelfStop(t *testing.T) {
 	req := submit(t, ctx, s, "a.jpg", []byte("abc"))
 
 	p := elastiqtest.StartProgram(t, run, cmdline(s, "-classifier", "exec", "-exec-command", script(t, sizeLabel),
-		"-idle", "2s", "-self-stop", "-imds-endpoint", fakeIMDS(t, me)), env(nil))
+		"-idle", "2s", "-self-stop", "-imds-endpoint", elastiqtest.IMDS(t, me)), env(nil))
 	if res := response(t, ctx, s); res.ID != req.ID || res.Worker != me || res.Label != "size-3" {
 		t.Errorf("response = %+v, want %s labelled size-3 by worker %s", res, req.ID, me)
 	}
