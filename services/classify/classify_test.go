@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/elastiq/elastiq/services/classify/face"
-	"github.com/elastiq/elastiq/services/classify/internal/modeltest"
 	"github.com/elastiq/elastiq/services/classify/internal/onnxtest"
 	"github.com/elastiq/elastiq/services/classify/internal/ortenv"
+	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
 )
 
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -81,7 +81,7 @@ func TestOpenMissingModels(t *testing.T) {
 
 func TestOpenBackends(t *testing.T) {
 	photo := func(t *testing.T) []byte {
-		b, err := os.ReadFile(filepath.Join(modeltest.CSE546(t), "face_images_100", "test_02.jpg"))
+		b, err := os.ReadFile(filepath.Join(elastiqtest.CSE546(t), "face_images_100", "test_02.jpg"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -94,8 +94,8 @@ func TestOpenBackends(t *testing.T) {
 	}{
 		{name: "face", want: func([]byte) string { return "Bob" }, config: func(t *testing.T) Config {
 			cfg := DefaultConfig()
-			cfg.ModelDir = modeltest.ModelDir(t, ortenv.LibraryName, face.DetectModel, face.LandmarkModel, face.FeatureModel)
-			cfg.Gallery, cfg.CacheDir = modeltest.CSE546(t), t.TempDir()
+			cfg.ModelDir = elastiqtest.ModelDir(t, ortenv.LibraryName, face.DetectModel, face.LandmarkModel, face.FeatureModel)
+			cfg.Gallery, cfg.CacheDir = elastiqtest.CSE546(t), t.TempDir()
 			return cfg
 		}},
 		{name: "exec", want: func(img []byte) string { return fmt.Sprintf("Bob-size-%d", len(img)) }, config: func(t *testing.T) Config {
@@ -111,7 +111,7 @@ func TestOpenBackends(t *testing.T) {
 			dir := t.TempDir()
 			cfg := DefaultConfig()
 			cfg.Backend = ONNX
-			cfg.ModelDir = modeltest.ModelDir(t, ortenv.LibraryName)
+			cfg.ModelDir = elastiqtest.ModelDir(t, ortenv.LibraryName)
 			cfg.ONNX.Model = onnxtest.Write(t, dir, "m.onnx", onnxtest.Model{Channels: 3, H: 32, W: 32,
 				Weights: [][]float32{{-1, 1}, {0, 0}, {1, -1}}})
 			cfg.ONNX.Labels = onnxtest.WriteLabels(t, dir, "labels.txt", "cool", "warm")

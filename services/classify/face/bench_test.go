@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/elastiq/elastiq/services/classify/internal/imgproc"
-	"github.com/elastiq/elastiq/services/classify/internal/modeltest"
 	"github.com/elastiq/elastiq/services/classify/internal/ortenv"
+	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
 )
 
 // Benchmarks of one classification (decode + detect + landmarks + align +
@@ -29,8 +29,8 @@ import (
 func benchClassifier(b *testing.B, sessions int) *Classifier {
 	b.Helper()
 	cfg := DefaultConfig()
-	cfg.ModelDir = modeltest.ModelDir(b, ortenv.LibraryName, DetectModel, LandmarkModel, FeatureModel)
-	cfg.Gallery = modeltest.CSE546(b)
+	cfg.ModelDir = elastiqtest.ModelDir(b, ortenv.LibraryName, DetectModel, LandmarkModel, FeatureModel)
+	cfg.Gallery = elastiqtest.CSE546(b)
 	cfg.CacheDir = b.TempDir()
 	cfg.Sessions = sessions
 	c, err := Open(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))

@@ -22,9 +22,9 @@ import (
 	"time"
 
 	"github.com/elastiq/elastiq/services/classify/internal/imgproc"
-	"github.com/elastiq/elastiq/services/classify/internal/modeltest"
 	"github.com/elastiq/elastiq/services/classify/internal/ortenv"
 	"github.com/elastiq/elastiq/services/elastiq"
+	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
 )
 
 var _ elastiq.Classifier = (*Classifier)(nil)
@@ -55,8 +55,8 @@ func (w testWriter) Write(p []byte) (int, error) {
 func openFace(t *testing.T, change func(*Config)) *Classifier {
 	t.Helper()
 	cfg := DefaultConfig()
-	cfg.ModelDir = modeltest.ModelDir(t, ortenv.LibraryName, DetectModel, LandmarkModel, FeatureModel)
-	cfg.Gallery = modeltest.CSE546(t)
+	cfg.ModelDir = elastiqtest.ModelDir(t, ortenv.LibraryName, DetectModel, LandmarkModel, FeatureModel)
+	cfg.Gallery = elastiqtest.CSE546(t)
 	cfg.CacheDir = t.TempDir()
 	if change != nil {
 		change(&cfg)
@@ -76,7 +76,7 @@ func openFace(t *testing.T, change func(*Config)) *Classifier {
 }
 
 func photoPath(t testing.TB, file string) string {
-	return filepath.Join(modeltest.CSE546(t), "face_images_100", file+".jpg")
+	return filepath.Join(elastiqtest.CSE546(t), "face_images_100", file+".jpg")
 }
 
 func readPhoto(t testing.TB, file string) *imgproc.Image {
@@ -125,7 +125,7 @@ func TestCSE546EveryImage(t *testing.T) {
 	if e := c.Enrollment(); e.Faces != 100 || e.Identities != 8 || len(e.Skipped) != 0 {
 		t.Fatalf("Enrollment() = %d faces, %d identities, skipped %v; want 100, 8, none", e.Faces, e.Identities, e.Skipped)
 	}
-	f, err := os.Open(filepath.Join(modeltest.CSE546(t), "labels.csv"))
+	f, err := os.Open(filepath.Join(elastiqtest.CSE546(t), "labels.csv"))
 	if err != nil {
 		t.Fatal(err)
 	}

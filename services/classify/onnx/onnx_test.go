@@ -14,10 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/elastiq/elastiq/services/classify/internal/modeltest"
 	"github.com/elastiq/elastiq/services/classify/internal/onnxtest"
 	"github.com/elastiq/elastiq/services/classify/internal/ortenv"
 	"github.com/elastiq/elastiq/services/elastiq"
+	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
 )
 
 var _ elastiq.Classifier = (*Classifier)(nil)
@@ -66,7 +66,7 @@ func baseConfig(t *testing.T, m onnxtest.Model, labels ...string) Config {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := DefaultConfig()
-	cfg.RuntimeDir = modeltest.ModelDir(t, ortenv.LibraryName)
+	cfg.RuntimeDir = elastiqtest.ModelDir(t, ortenv.LibraryName)
 	cfg.Model = onnxtest.Write(t, dir, "model.onnx", m)
 	cfg.Labels = onnxtest.WriteLabels(t, dir, "labels.txt", labels...)
 	cfg.Mean = [3]float32{0.5, 0.5, 0.5}

@@ -42,7 +42,10 @@ func TestDistributedMode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs every program; not in -short")
 	}
-	models := modelDir(t)
+	models, err := filepath.Abs(elastiqtest.ModelDir(t, "fr_feature.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	elastiqtest.AWSEnv(t)
 	memcached := elastiqtest.Memcached(t)
 	const visibility = 5 * time.Second
@@ -130,24 +133,6 @@ func TestDistributedMode(t *testing.T) {
 		"-addr", "127.0.0.1:0", "-data", t.TempDir(), "-log-level", "warn"}, faceFlags...))
 	embeddedURL := embedded.await(t, regexp.MustCompile(`serving on (http://\S+)`))
 	t.Logf("embedded mode (one process): 100 requests in %v", burst(t, embeddedURL, images))
-}
-
-func modelDir(t *testing.T) string {
-	dir := os.Getenv("ELASTIQ_MODELS")
-	if dir == "" {
-		dir = filepath.Join(repoRoot, ".models")
-	}
-	if _, err := os.Stat(filepath.Join(dir, "fr_feature.onnx")); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("face models missing in %s: %v", dir, err)
-		}
-		t.Skipf("face models missing in %s; run scripts/fetch-models.sh (or make test)", dir)
-	}
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return abs
 }
 
 // build compiles the programs into a temporary folder.

@@ -8,11 +8,11 @@ import (
 
 	ort "github.com/yalue/onnxruntime_go"
 
-	"github.com/elastiq/elastiq/services/classify/internal/modeltest"
+	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
 )
 
 func TestAcquireRefCounts(t *testing.T) {
-	lib := filepath.Join(modeltest.ModelDir(t, LibraryName), LibraryName)
+	lib := filepath.Join(elastiqtest.ModelDir(t, LibraryName), LibraryName)
 	r1, err := Acquire(lib)
 	if err != nil {
 		t.Fatalf("Acquire: %v", err)

@@ -14,26 +14,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
 )
-
-var repoRoot = filepath.Join("..", "..", "..", "..")
-
-// modelDir finds the models fetched by scripts/fetch-models.sh. Without them
-// the test fails in CI and skips on a developer's machine, saying how to get
-// them.
-func modelDir(t *testing.T) string {
-	dir := os.Getenv("ELASTIQ_MODELS")
-	if dir == "" {
-		dir = filepath.Join(repoRoot, ".models")
-	}
-	if _, err := os.Stat(filepath.Join(dir, "fr_feature.onnx")); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("face models missing in %s: %v", dir, err)
-		}
-		t.Skipf("face models missing in %s; run scripts/fetch-models.sh (or make test)", dir)
-	}
-	return dir
-}
 
 // lockedBuffer is an io.Writer safe for the concurrent writes of a running
 // program and the reads of the test.
@@ -60,8 +43,8 @@ var servingRE = regexp.MustCompile(`serving on (http://[0-9.:]+)`)
 // face model, and sends the course's workload with both of its contracts:
 // 100 images at once, every answer the label of its own image.
 func TestRunClassicWorkload(t *testing.T) {
-	models := modelDir(t)
-	dataset := filepath.Join(repoRoot, "datasets", "cse546-faces")
+	models := elastiqtest.ModelDir(t, "fr_feature.onnx")
+	dataset := elastiqtest.CSE546(t)
 	labels := readLabels(t, filepath.Join(dataset, "labels.csv"))
 
 	ctx, cancel := context.WithCancel(t.Context())

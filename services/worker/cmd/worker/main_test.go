@@ -352,7 +352,7 @@ func TestRunSIGTERMGraceOver(t *testing.T) {
 // TestRunFace runs the worker with its default classifier, the face model on
 // the CSE546 gallery, on one of the course's images.
 func TestRunFace(t *testing.T) {
-	models := modelDir(t)
+	models := elastiqtest.ModelDir(t, "fr_feature.onnx")
 	dataset := filepath.Join("..", "..", "..", "..", "datasets", "cse546-faces")
 	csvText, err := os.ReadFile(filepath.Join(dataset, "labels.csv"))
 	if err != nil {
@@ -380,23 +380,6 @@ func TestRunFace(t *testing.T) {
 		t.Errorf("run() after SIGTERM = %v, want nil", err)
 	}
 	queueEmpty(t, ctx, s)
-}
-
-// modelDir finds the models fetched by scripts/fetch-models.sh. Without them
-// the test fails in CI and skips on a developer's machine, saying how to get
-// them.
-func modelDir(t *testing.T) string {
-	dir := os.Getenv("ELASTIQ_MODELS")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "..", "..", ".models")
-	}
-	if _, err := os.Stat(filepath.Join(dir, "fr_feature.onnx")); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("face models missing in %s: %v", dir, err)
-		}
-		t.Skipf("face models missing in %s; run scripts/fetch-models.sh (or make test)", dir)
-	}
-	return dir
 }
 
 // TestRunBadConfig: a bucket or queue that does not exist stops the worker

@@ -1,14 +1,15 @@
-// Package modeltest finds the files the classifier tests need: the models
-// fetched by scripts/fetch-models.sh and the bundled CSE546 demo gallery.
-// A missing file fails the test when CI=true and skips it otherwise, with
-// what to run to get it.
-package modeltest
+package elastiqtest
 
 import (
 	"os"
 	"path/filepath"
 	"testing"
 )
+
+// The files the tests of the classifier and of the programs need: the models
+// fetched by scripts/fetch-models.sh and the bundled CSE546 demo gallery. A
+// missing file fails the test when CI=true and skips it otherwise, saying
+// what to run to get it.
 
 // RepoRoot is the folder holding go.work, found upwards from the test's
 // working directory.
@@ -40,7 +41,7 @@ func ModelDir(t testing.TB, files ...string) string {
 	}
 	for _, f := range files {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
-			missing(t, "model file %s missing in %s (set ELASTIQ_MODELS or run scripts/fetch-models.sh): %v", f, dir, err)
+			missingFile(t, "model file %s missing in %s (set ELASTIQ_MODELS or run scripts/fetch-models.sh): %v", f, dir, err)
 		}
 	}
 	return dir
@@ -51,12 +52,12 @@ func CSE546(t testing.TB) string {
 	t.Helper()
 	dir := filepath.Join(RepoRoot(t), "datasets", "cse546-faces")
 	if _, err := os.Stat(filepath.Join(dir, "labels.csv")); err != nil {
-		missing(t, "CSE546 demo gallery missing: %v", err)
+		missingFile(t, "CSE546 demo gallery missing: %v", err)
 	}
 	return dir
 }
 
-func missing(t testing.TB, format string, args ...any) {
+func missingFile(t testing.TB, format string, args ...any) {
 	t.Helper()
 	if os.Getenv("CI") == "true" {
 		t.Fatalf(format, args...)
