@@ -178,3 +178,28 @@ func BenchmarkClassifyCSE546Parallel(b *testing.B) {
 	reportLatency(b, durations)
 	reportRSS(b)
 }
+
+// BenchmarkEmbedding times the embedding model alone (fr_feature.onnx on an
+// aligned CSE546 face, in the session's own OS thread), the part of
+// BenchmarkClassifyCSE546 that ONNX Runtime spends most on. Their ratio is
+// the figure to compare across machines or hours whose speed differs.
+func BenchmarkEmbedding(b *testing.B) {
+	c := benchClassifier(b, 1)
+	images, labels := cse546Images(b)
+	if got, err := c.Classify(context.Background(), images[0]); err != nil || got != labels[0] {
+		b.Fatalf("Classify = %q, %v; want %q", got, err, labels[0]) // leaves the aligned face in the input tensor
+	}
+	durations := make([]time.Duration, 0, b.N)
+	for b.Loop() {
+		err := c.pool.Do(context.Background(), func(s *sessions) error {
+			start := time.Now()
+			err := s.feature.Run()
+			durations = append(durations, time.Since(start))
+			return err
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportLatency(b, durations)
+}
