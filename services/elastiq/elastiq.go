@@ -178,6 +178,18 @@ type Message struct {
 	ReceiveCount int
 }
 
+// The queue contract every tier is written against: SQS's limits, and the
+// visibility timeout the deployment gives the request and response queues.
+const (
+	// MaxReceiveWait is the longest long-poll wait of one Receive.
+	MaxReceiveWait = 20 * time.Second
+	// MaxReceiveBatch is the most messages one Receive returns.
+	MaxReceiveBatch = 10
+	// DefaultVisibilityTimeout is how long a received message stays
+	// invisible to other receivers, unless extended.
+	DefaultVisibilityTimeout = 15 * time.Second
+)
+
 // QueueStats are a queue's approximate counts, as SQS reports them.
 type QueueStats struct {
 	// Visible messages are waiting to be received.

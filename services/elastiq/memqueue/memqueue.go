@@ -32,12 +32,9 @@ import (
 	"github.com/elastiq/elastiq/services/elastiq"
 )
 
-// MaxBatch is the most messages one Receive returns, as with SQS.
-const MaxBatch = 10
-
 // DefaultVisibilityTimeout is the visibility timeout when Config leaves it
 // zero.
-const DefaultVisibilityTimeout = 15 * time.Second
+const DefaultVisibilityTimeout = elastiq.DefaultVisibilityTimeout
 
 // ErrClosed is returned by Send and Receive once the queue is closed, and by
 // a Receive that was waiting when Close was called.
@@ -167,14 +164,14 @@ func (q *Queue) Send(ctx context.Context, body []byte) error {
 	return nil
 }
 
-// Receive returns up to max messages (at most MaxBatch), waiting up to wait
+// Receive returns up to max messages (at most elastiq.MaxReceiveBatch), waiting up to wait
 // for the first one. It returns no messages and no error when the wait ends
 // empty, and the context's error if ctx ends first.
 func (q *Queue) Receive(ctx context.Context, max int, wait time.Duration) ([]elastiq.Message, error) {
 	if max < 1 {
 		return nil, fmt.Errorf("receive: max %d: want at least 1", max)
 	}
-	max = min(max, MaxBatch)
+	max = min(max, elastiq.MaxReceiveBatch)
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("receive: %w", err)
 	}

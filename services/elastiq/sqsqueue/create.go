@@ -10,11 +10,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/elastiq/elastiq/services/elastiq"
 )
 
 // Defaults of CreateOptions.
 const (
-	DefaultVisibility  = 15 * time.Second
 	DefaultMaxReceives = 5
 	// DeadLetterSuffix is appended to a queue's name to name its
 	// dead-letter queue.
@@ -27,7 +28,7 @@ const (
 // CreateOptions configure CreateWithDeadLetter. The zero value is usable.
 type CreateOptions struct {
 	// Visibility is the queue's visibility timeout (whole seconds).
-	// Default DefaultVisibility.
+	// Default elastiq.DefaultVisibilityTimeout.
 	Visibility time.Duration
 	// MaxReceives is the redrive policy's maxReceiveCount: a message
 	// received that many times without being deleted goes to the
@@ -51,7 +52,7 @@ type Queues struct {
 // them (SQS's CreateQueue is idempotent); different attributes are an error.
 func CreateWithDeadLetter(ctx context.Context, cfg aws.Config, name string, opts CreateOptions) (Queues, error) {
 	if opts.Visibility == 0 {
-		opts.Visibility = DefaultVisibility
+		opts.Visibility = elastiq.DefaultVisibilityTimeout
 	}
 	if opts.MaxReceives == 0 {
 		opts.MaxReceives = DefaultMaxReceives

@@ -88,7 +88,7 @@ func receiveOne(t *testing.T, q *sqsqueue.Queue) elastiq.Message {
 // receiveNone checks that a long poll of wait ends with no message.
 func receiveNone(t *testing.T, q *sqsqueue.Queue, wait time.Duration) {
 	t.Helper()
-	msgs, err := q.Receive(t.Context(), sqsqueue.MaxBatch, wait)
+	msgs, err := q.Receive(t.Context(), elastiq.MaxReceiveBatch, wait)
 	if err != nil {
 		t.Fatalf("Receive: %v", err)
 	}
@@ -235,7 +235,7 @@ func TestLongPollReturnsWhenMessageArrives(t *testing.T) {
 	sent := make(chan error, 1)
 	timer := time.AfterFunc(time.Second, func() { sent <- q.Send(context.Background(), []byte("wake up")) })
 	defer timer.Stop()
-	msgs, err := q.Receive(t.Context(), 1, sqsqueue.MaxWait)
+	msgs, err := q.Receive(t.Context(), 1, elastiq.MaxReceiveWait)
 	if err != nil {
 		t.Fatalf("Receive(1, 20s): %v", err)
 	}
@@ -257,7 +257,7 @@ func TestReceiveBatch(t *testing.T) {
 		send(t, q, want[i])
 	}
 
-	// Asking for more than SQS allows is clamped to MaxBatch (SQS itself
+	// Asking for more than SQS allows is clamped to elastiq.MaxReceiveBatch (SQS itself
 	// rejects MaxNumberOfMessages > 10).
 	var got []string
 	var sizes []int
@@ -276,13 +276,13 @@ func TestReceiveBatch(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("received %q, want each of %q once", got, want)
 	}
-	if slices.Max(sizes) > sqsqueue.MaxBatch {
-		t.Errorf("batch sizes %v, want none above %d", sizes, sqsqueue.MaxBatch)
+	if slices.Max(sizes) > elastiq.MaxReceiveBatch {
+		t.Errorf("batch sizes %v, want none above %d", sizes, elastiq.MaxReceiveBatch)
 	}
 	// moto fills every batch it can; AWS may return fewer (it samples a
 	// subset of its servers), but with 25 waiting messages not all ones.
-	if sizes[0] != sqsqueue.MaxBatch {
-		t.Errorf("first batch size = %d (all %v), want %d", sizes[0], sizes, sqsqueue.MaxBatch)
+	if sizes[0] != elastiq.MaxReceiveBatch {
+		t.Errorf("first batch size = %d (all %v), want %d", sizes[0], sizes, elastiq.MaxReceiveBatch)
 	}
 	wantStats(t, q, elastiq.QueueStats{Visible: 0, InFlight: n})
 }

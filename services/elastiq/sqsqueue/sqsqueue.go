@@ -28,10 +28,6 @@ import (
 
 // SQS limits.
 const (
-	// MaxBatch is the most messages one ReceiveMessage returns.
-	MaxBatch = 10
-	// MaxWait is the longest long poll SQS allows.
-	MaxWait = 20 * time.Second
 	// MaxVisibility is the longest visibility timeout SQS allows.
 	MaxVisibility = 12 * time.Hour
 )
@@ -104,10 +100,10 @@ func (q *Queue) Send(ctx context.Context, body []byte) error {
 	return nil
 }
 
-// Receive returns up to max (at most MaxBatch) messages, long-polling up to
-// wait for the first one. SQS waits in whole seconds up to MaxWait: a wait
+// Receive returns up to max (at most elastiq.MaxReceiveBatch) messages, long-polling up to
+// wait for the first one. SQS waits in whole seconds up to elastiq.MaxReceiveWait: a wait
 // is rounded up to the next second (so a short wait never becomes a busy
-// loop of short polls) and cut at MaxWait; zero asks for a short poll.
+// loop of short polls) and cut at elastiq.MaxReceiveWait; zero asks for a short poll.
 func (q *Queue) Receive(ctx context.Context, max int, wait time.Duration) ([]elastiq.Message, error) {
 	if max < 1 {
 		return nil, fmt.Errorf("receive: max %d: want at least 1", max)
@@ -117,7 +113,7 @@ func (q *Queue) Receive(ctx context.Context, max int, wait time.Duration) ([]ela
 	defer cancel()
 	out, err := q.api.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 		QueueUrl:                    aws.String(q.url),
-		MaxNumberOfMessages:         int32(min(max, MaxBatch)),
+		MaxNumberOfMessages:         int32(min(max, elastiq.MaxReceiveBatch)),
 		WaitTimeSeconds:             secs,
 		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount},
 	})
@@ -142,8 +138,8 @@ func waitSeconds(wait time.Duration) int32 {
 	if wait <= 0 {
 		return 0
 	}
-	if wait >= MaxWait {
-		return int32(MaxWait / time.Second)
+	if wait >= elastiq.MaxReceiveWait {
+		return int32(elastiq.MaxReceiveWait / time.Second)
 	}
 	return int32(ceilSeconds(wait))
 }
