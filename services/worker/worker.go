@@ -9,8 +9,11 @@
 // classifying again. While a message is in hand a heartbeat extends its
 // visibility, so long work is not redelivered to another worker.
 //
-// A worker stops itself (Run returns nil) once the queue has stayed empty for
-// the idle timeout, as the original system's workers did.
+// A Worker owns its lifecycle, as an http.Server does: Run processes
+// messages until the queue has stayed empty for the idle timeout (it returns
+// nil: the worker stopped itself), its context ends (messages in hand are
+// released at once), or Shutdown stops it gracefully (it takes no new
+// message and finishes those in hand within the caller's grace period).
 package worker
 
 import (
@@ -23,6 +26,7 @@ import (
 	"time"
 
 	"github.com/elastiq/elastiq/services/elastiq"
+	"github.com/elastiq/elastiq/services/elastiq/retry"
 )
 
 // Config configures a Worker. Start from DefaultConfig.
@@ -51,19 +55,23 @@ type Config struct {
 	// each consecutive error up to MaxErrorBackoff and resets on success.
 	ErrorBackoff    time.Duration
 	MaxErrorBackoff time.Duration
+	// CancelReceiveOnShutdown makes Shutdown cut a long poll in progress
+	// short. Set it only for a queue whose cancelled Receive takes no
+	// message (the embedded one). On SQS a cancelled ReceiveMessage may
+	// still have taken messages, which would then stay invisible for their
+	// visibility timeout; so by default the poll runs to its end and the
+	// messages it brings are released at once.
+	CancelReceiveOnShutdown bool
 }
-
-// MaxReceiveWait is SQS's longest long-poll wait.
-const MaxReceiveWait = 20 * time.Second
 
 // DefaultConfig returns the defaults for a worker called name.
 func DefaultConfig(name string) Config {
 	return Config{
 		Name:              name,
-		VisibilityTimeout: 15 * time.Second,
+		VisibilityTimeout: elastiq.DefaultVisibilityTimeout,
 		IdleTimeout:       60 * time.Second,
 		Concurrency:       1,
-		ReceiveWait:       MaxReceiveWait,
+		ReceiveWait:       elastiq.MaxReceiveWait,
 		BatchSize:         1,
 		OpTimeout:         30 * time.Second,
 		ErrorBackoff:      250 * time.Millisecond,
@@ -82,10 +90,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("worker config: IdleTimeout %v: want >= 0 (0 = never stop)", c.IdleTimeout)
 	case c.Concurrency < 1:
 		return fmt.Errorf("worker config: Concurrency %d: want >= 1", c.Concurrency)
-	case c.ReceiveWait <= 0 || c.ReceiveWait > MaxReceiveWait:
-		return fmt.Errorf("worker config: ReceiveWait %v: want in (0, %v]", c.ReceiveWait, MaxReceiveWait)
-	case c.BatchSize < 1 || c.BatchSize > 10:
-		return fmt.Errorf("worker config: BatchSize %d: want 1 to 10", c.BatchSize)
+	case c.ReceiveWait <= 0 || c.ReceiveWait > elastiq.MaxReceiveWait:
+		return fmt.Errorf("worker config: ReceiveWait %v: want in (0, %v]", c.ReceiveWait, elastiq.MaxReceiveWait)
+	case c.BatchSize < 1 || c.BatchSize > elastiq.MaxReceiveBatch:
+		return fmt.Errorf("worker config: BatchSize %d: want 1 to %d", c.BatchSize, elastiq.MaxReceiveBatch)
 	case c.OpTimeout <= 0:
 		return fmt.Errorf("worker config: OpTimeout %v: want > 0", c.OpTimeout)
 	case c.ErrorBackoff <= 0 || c.MaxErrorBackoff < c.ErrorBackoff:
@@ -121,18 +129,27 @@ type Stats struct {
 	Errors int64
 }
 
-// Worker processes request messages. Create it with New and call Run.
+// ErrShutdown is what Run returns after Shutdown.
+var ErrShutdown = errors.New("worker shut down")
+
+// Worker processes request messages. Create it with New, call Run, and call
+// Shutdown to stop it gracefully.
 type Worker struct {
 	cfg  Config
 	deps Deps
 	log  *slog.Logger
 
-	running atomic.Bool
 	// msgBackoff grows with consecutive transient errors handling
 	// messages; the receive loop waits it out before polling again.
-	msgBackoff backoff
+	msgBackoff retry.Backoff
 
 	received, done, failed, duplicates, undecodable, errs atomic.Int64
+
+	mu       sync.Mutex
+	shutdown bool          // Shutdown was called
+	quit     chan struct{} // closed by Shutdown: take no new message
+	abort    chan struct{} // closed when Shutdown's grace is over: release what is in hand
+	running  chan struct{} // closed when the Run in progress returns; nil when none
 }
 
 // New checks cfg and deps and returns a Worker.
@@ -160,7 +177,9 @@ func New(cfg Config, deps Deps) (*Worker, error) {
 		cfg:        cfg,
 		deps:       deps,
 		log:        deps.Logger.With("component", "worker", "worker", cfg.Name),
-		msgBackoff: backoff{min: cfg.ErrorBackoff, max: cfg.MaxErrorBackoff},
+		msgBackoff: retry.Backoff{Min: cfg.ErrorBackoff, Max: cfg.MaxErrorBackoff},
+		quit:       make(chan struct{}),
+		abort:      make(chan struct{}),
 	}, nil
 }
 
@@ -176,25 +195,112 @@ func (w *Worker) Stats() Stats {
 	}
 }
 
-// Run processes messages until ctx is cancelled (it returns ctx.Err()) or the
-// queue has stayed empty for IdleTimeout with no message in hand (it returns
-// nil: the worker stopped itself). On cancel, messages in hand are not
-// deleted: they are made visible again for another worker, and Run waits for
-// their goroutines before it returns. Run must not be called concurrently.
-func (w *Worker) Run(ctx context.Context) error {
-	if !w.running.CompareAndSwap(false, true) {
-		return errors.New("worker run: already running")
+// Shutdown stops the worker gracefully, as an instance being stopped must:
+// Run takes no new message (a long poll in progress runs to its end, unless
+// CancelReceiveOnShutdown, and the messages it brings are released at once),
+// finishes the messages in hand, and returns ErrShutdown; then Shutdown
+// returns nil. If ctx ends first, the messages still in hand are released for
+// other workers (visible at once, not deleted) and Shutdown returns
+// ctx.Err() once Run has returned. After Shutdown, Run returns ErrShutdown
+// at once.
+func (w *Worker) Shutdown(ctx context.Context) error {
+	w.mu.Lock()
+	if !w.shutdown {
+		w.shutdown = true
+		close(w.quit)
 	}
-	defer w.running.Store(false)
+	running := w.running
+	w.mu.Unlock()
+	if running == nil {
+		return nil
+	}
+	select {
+	case <-running:
+		return nil
+	case <-ctx.Done():
+		w.mu.Lock()
+		select {
+		case <-w.abort:
+		default:
+			close(w.abort)
+		}
+		w.mu.Unlock()
+		<-running
+		return ctx.Err()
+	}
+}
+
+// Run processes messages until the queue has stayed empty for IdleTimeout
+// with no message in hand (it returns nil: the worker stopped itself), until
+// Shutdown (it returns ErrShutdown), or until ctx is cancelled (it returns
+// ctx.Err()). On cancel, messages in hand are not deleted: they are made
+// visible again for another worker. Run waits for the goroutines of the
+// messages in hand before it returns. Run must not be called concurrently.
+func (w *Worker) Run(ctx context.Context) error {
+	w.mu.Lock()
+	switch {
+	case w.running != nil:
+		w.mu.Unlock()
+		return errors.New("worker run: already running")
+	case w.shutdown:
+		w.mu.Unlock()
+		return ErrShutdown
+	}
+	running := make(chan struct{})
+	w.running = running
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		w.running = nil
+		w.mu.Unlock()
+		close(running)
+	}()
+
+	// work is the context of the messages in hand: it ends with ctx, or
+	// when Shutdown's grace is over. loop, the receive loop's, also ends
+	// at Shutdown.
+	work, cancelWork := context.WithCancel(ctx)
+	defer cancelWork()
+	loop, cancelLoop := context.WithCancel(work)
+	defer cancelLoop()
+	go func() {
+		select {
+		case <-w.quit:
+			cancelLoop()
+		case <-loop.Done():
+			return
+		}
+		select {
+		case <-w.abort:
+			w.log.Warn("stopping: grace period over; releasing the requests still in hand to other workers")
+			cancelWork()
+		case <-work.Done():
+		}
+	}()
+	poll := work
+	if w.cfg.CancelReceiveOnShutdown {
+		poll = loop
+	}
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	finished := make(chan struct{}, w.cfg.Concurrency)
 	inHand := 0
 	idleSince := w.deps.Now()
-	recvBackoff := backoff{min: w.cfg.ErrorBackoff, max: w.cfg.MaxErrorBackoff}
+	recvBackoff := retry.Backoff{Min: w.cfg.ErrorBackoff, Max: w.cfg.MaxErrorBackoff}
 	w.log.Info("worker started", "concurrency", w.cfg.Concurrency, "idle_timeout", w.cfg.IdleTimeout)
 
+	// stopped ends the loop: ctx.Err() when ctx ended, else (Shutdown)
+	// ErrShutdown once the messages in hand are finished or released.
+	stopped := func() error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		w.log.Info("stopping: finishing the requests in hand", "in_hand", inHand)
+		wg.Wait()
+		w.log.Info("worker stopped", "stats", fmt.Sprintf("%+v", w.Stats()))
+		return ErrShutdown
+	}
 	for {
 		// Collect finished messages without blocking; the idle clock
 		// restarts when the last one in hand is done.
@@ -207,13 +313,13 @@ func (w *Worker) Run(ctx context.Context) error {
 				drained = true
 			}
 		}
-		if err := ctx.Err(); err != nil {
-			return err
+		if loop.Err() != nil {
+			return stopped()
 		}
 		if inHand == w.cfg.Concurrency {
 			select {
-			case <-ctx.Done():
-				return ctx.Err()
+			case <-loop.Done():
+				return stopped()
 			case <-finished:
 				inHand--
 				idleSince = w.deps.Now()
@@ -233,22 +339,26 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 			wait = min(wait, remaining)
 		}
-		if d := max(recvBackoff.delay(), w.msgBackoff.delay()); d > 0 {
-			if err := sleep(ctx, min(d, wait)); err != nil {
-				return err
+		if d := max(recvBackoff.Delay(), w.msgBackoff.Delay()); d > 0 {
+			if retry.Sleep(loop, min(d, wait)) != nil {
+				return stopped()
 			}
 		}
 
-		msgs, err := w.receive(ctx, min(w.cfg.BatchSize, w.cfg.Concurrency-inHand), wait)
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
+		msgs, err := w.receive(poll, min(w.cfg.BatchSize, w.cfg.Concurrency-inHand), wait)
+		if loop.Err() != nil {
+			// Stopping: what the last poll brought goes back at once.
+			for _, m := range msgs {
+				w.release(ctx, w.log.With("message", m.ID), m.ReceiptHandle)
 			}
+			return stopped()
+		}
+		if err != nil {
 			w.errs.Add(1)
-			w.log.Warn("receive requests: transient error; backing off", "err", err, "backoff", recvBackoff.fail())
+			w.log.Warn("receive requests: transient error; backing off", "err", err, "backoff", recvBackoff.Fail())
 			continue
 		}
-		recvBackoff.reset()
+		recvBackoff.Reset()
 		if len(msgs) > 0 {
 			idleSince = w.deps.Now()
 		}
@@ -256,7 +366,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			inHand++
 			wg.Go(func() {
 				defer func() { finished <- struct{}{} }()
-				w.handle(ctx, m)
+				w.handle(work, m)
 			})
 		}
 	}
@@ -314,7 +424,7 @@ func (w *Worker) handle(ctx context.Context, m elastiq.Message) {
 		w.transient(fmt.Sprintf("request %s", req.ID), err)
 		return
 	}
-	w.msgBackoff.reset()
+	w.msgBackoff.Reset()
 	if reused {
 		w.duplicates.Add(1)
 	}
@@ -464,7 +574,7 @@ func (w *Worker) release(ctx context.Context, log *slog.Logger, receipt string) 
 // transient records and logs an error that leaves a message for redelivery.
 func (w *Worker) transient(op string, err error) {
 	w.errs.Add(1)
-	w.log.Warn(op+": transient error; left for redelivery", "err", err, "backoff", w.msgBackoff.fail())
+	w.log.Warn(op+": transient error; left for redelivery", "err", err, "backoff", w.msgBackoff.Fail())
 }
 
 // op runs f with OpTimeout.
@@ -472,42 +582,4 @@ func (w *Worker) op(ctx context.Context, f func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, w.cfg.OpTimeout)
 	defer cancel()
 	return f(ctx)
-}
-
-// backoff is a doubling delay: each consecutive failure lengthens it, a
-// success resets it. It is safe for concurrent use.
-type backoff struct {
-	min, max time.Duration
-	mu       sync.Mutex
-	cur      time.Duration
-}
-
-func (b *backoff) fail() time.Duration {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.cur = min(max(2*b.cur, b.min), b.max)
-	return b.cur
-}
-
-func (b *backoff) reset() {
-	b.mu.Lock()
-	b.cur = 0
-	b.mu.Unlock()
-}
-
-func (b *backoff) delay() time.Duration {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.cur
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

@@ -62,7 +62,6 @@ type options struct {
 
 func parse(args []string, getenv func(string) string, stderr io.Writer) (options, error) {
 	o := options{worker: worker.DefaultConfig(""), classify: classify.DefaultConfig(), grace: 25 * time.Second}
-	o.worker.VisibilityTimeout = sqsqueue.DefaultVisibility
 	o.worker.Concurrency = runtime.GOMAXPROCS(0)
 	o.classify.Gallery = "datasets/cse546-faces"
 	o.classify.Sessions = runtime.GOMAXPROCS(0)
@@ -123,11 +122,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
 
-	// work outlives the stop signal by the grace period: the worker finishes
-	// the messages in hand with it.
-	work, cancelWork := context.WithCancel(context.WithoutCancel(stop))
-	defer cancelWork()
-
 	awsCfg, err := o.aws.Load(stop)
 	if err != nil {
 		return err
@@ -163,9 +157,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer classifier.Close()
 
-	draining := newDrainingQueue(requests, stop, log)
 	w, err := worker.New(o.worker, worker.Deps{
-		Requests:   draining,
+		Requests:   requests,
 		Responses:  responses,
 		Store:      store,
 		Classifier: classifier,
@@ -177,33 +170,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fmt.Fprintf(stdout, "worker %s: taking requests from %s (classifier %s, %d at once)\n",
 		o.worker.Name, o.requestsURL, o.classify.Backend, o.worker.Concurrency)
 
-	done := make(chan struct{})
-	var runErr error
-	go func() {
-		defer close(done)
-		runErr = w.Run(work)
-	}()
-	select {
-	case <-done:
-	case <-stop.Done():
-		log.Info("stopping: finishing the requests in hand", "in_hand", draining.InHand(), "grace", o.grace)
-		if !draining.Drain(o.grace, done) {
-			log.Warn("stopping: grace period over; releasing the requests still in hand to other workers", "in_hand", draining.InHand())
-		}
-		cancelWork()
-		<-done
-		log.Info("worker stopped", "stats", fmt.Sprintf("%+v", w.Stats()))
+	// On SIGTERM the worker finishes what it holds within -grace; its own
+	// context outlives the signal for that.
+	stopped := context.AfterFunc(stop, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), o.grace)
+		defer cancel()
+		w.Shutdown(ctx) // a grace period over is logged by the worker
+	})
+	defer stopped()
+	switch err := w.Run(context.WithoutCancel(stop)); {
+	case errors.Is(err, worker.ErrShutdown):
 		return nil
-	}
-	if runErr != nil {
-		return runErr
+	case err != nil:
+		return err
 	}
 	// The worker stopped itself: the queue stayed empty for -idle.
 	log.Info("worker stopped: idle", "stats", fmt.Sprintf("%+v", w.Stats()))
 	if self == nil {
 		return nil
 	}
-	id, err := self.Stop(work)
+	id, err := self.Stop(context.WithoutCancel(stop))
 	if err != nil {
 		return err
 	}
