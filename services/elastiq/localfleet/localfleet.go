@@ -1,8 +1,8 @@
 // Package localfleet is an elastiq.Fleet whose "instances" are workers run
 // by the process itself, so the embedded stack shows the same elastic
 // behaviour as the EC2 fleet: the scaler launches, starts, stops and
-// terminates instances, and each running instance is a goroutine calling
-// Config.Run.
+// terminates instances, and each running instance is a goroutine running the
+// Worker that Config.NewWorker makes for it.
 //
 // The lifecycle follows EC2's:
 //
@@ -12,10 +12,12 @@
 //	Start:     stopped -> pending --StartDelay--> running   (Run is called again)
 //	Terminate: any -> shutting-down --(Run returned, StopDelay)--> terminated
 //
-// Stop and Terminate cancel the context passed to Run and wait for Run to
-// return before the instance leaves stopping or shutting-down. When Run
-// returns by itself (nil, or an error, which is logged) the instance stops,
-// like an EC2 instance that shuts itself down with stop behaviour.
+// Stop and Terminate (and Close) ask the worker to shut down gracefully, as
+// EC2 signals the programs of an instance it stops: Worker.Shutdown gets
+// StopGrace to finish, then Run's context is cancelled, and the instance
+// leaves stopping or shutting-down once Run has returned. When Run returns by
+// itself (nil, or an error, which is logged) the instance stops, like an EC2
+// instance that shuts itself down with stop behaviour.
 // Terminated instances stay listed for TerminatedRetention, then vanish.
 //
 // As with EC2, a call naming an unknown instance fails as a whole
@@ -50,6 +52,14 @@ var (
 	ErrClosed = errors.New("fleet closed")
 )
 
+// Worker is what a running instance runs: a worker, with its own lifecycle.
+// Run runs until the worker stops itself (it returns) or ctx ends; Shutdown
+// asks it to stop gracefully within ctx, as a SIGTERM does.
+type Worker interface {
+	Run(ctx context.Context) error
+	Shutdown(ctx context.Context) error
+}
+
 // Config configures a Fleet.
 type Config struct {
 	// BootDelay is how long a new instance stays pending before it runs.
@@ -63,9 +73,13 @@ type Config struct {
 	// TerminatedRetention is how long a terminated instance stays listed.
 	// Default DefaultTerminatedRetention.
 	TerminatedRetention time.Duration
-	// Run is the worker an instance runs; required. It should return soon
-	// after ctx is cancelled. Returning by itself stops the instance.
-	Run func(ctx context.Context, instanceID string) error
+	// NewWorker makes the worker of an instance each time it comes up (a
+	// launch or a start); required.
+	NewWorker func(instanceID string) (Worker, error)
+	// StopGrace is how long a worker's Shutdown may take when its instance
+	// is stopped or terminated, or the fleet closed, before Run's context
+	// is cancelled. Zero cancels it as soon as Shutdown returns.
+	StopGrace time.Duration
 	// Logger receives lifecycle events; default none.
 	Logger *slog.Logger
 	// Now is the clock for LaunchedAt, StateSince and retention; default
@@ -86,7 +100,7 @@ type Fleet struct {
 
 	ctx    context.Context // cancelled by Close; parent of every Run
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // one per instance goroutine
+	wg     sync.WaitGroup // one per instance goroutine, and per shutdown
 
 	mu        sync.Mutex
 	closed    bool
@@ -109,13 +123,15 @@ type instance struct {
 	token  string
 	want   desire
 	cancel context.CancelFunc // cancels Run while it runs, else nil
+	worker Worker             // the running worker, else nil
+	asked  bool               // the running worker was asked to shut down
 	poke   chan struct{}      // buffered 1: want changed
 }
 
 // New returns an empty fleet.
 func New(cfg Config) (*Fleet, error) {
-	if cfg.Run == nil {
-		return nil, errors.New("new local fleet: Config.Run is required")
+	if cfg.NewWorker == nil {
+		return nil, errors.New("new local fleet: Config.NewWorker is required")
 	}
 	switch {
 	case cfg.StartDelay == 0:
@@ -144,15 +160,42 @@ func New(cfg Config) (*Fleet, error) {
 	return f, nil
 }
 
-// Close stops every instance (cancelling the Run calls) and waits for all
-// of them to return. Instances are left stopped or terminated.
+// Close shuts every running worker down (within StopGrace), stops every
+// instance and waits for all of them. Instances are left stopped or
+// terminated.
 func (f *Fleet) Close() error {
 	f.mu.Lock()
 	f.closed = true
+	var shutdowns sync.WaitGroup
+	for _, in := range f.instances {
+		if in.worker != nil && !in.asked {
+			shutdowns.Add(1)
+			f.shutdownLocked(in, shutdowns.Done)
+		}
+	}
 	f.mu.Unlock()
+	shutdowns.Wait()
 	f.cancel()
 	f.wg.Wait()
 	return nil
+}
+
+// shutdownLocked asks in's running worker to shut down within StopGrace,
+// then cancels its Run; done, if not nil, is called after that.
+func (f *Fleet) shutdownLocked(in *instance, done func()) {
+	in.asked = true
+	w, cancel := in.worker, in.cancel
+	f.wg.Go(func() {
+		ctx, stop := context.WithTimeout(context.Background(), f.cfg.StopGrace)
+		defer stop()
+		if err := w.Shutdown(ctx); err != nil {
+			f.log.Info("worker shutdown: grace period over", "id", in.ID, "err", err)
+		}
+		cancel()
+		if done != nil {
+			done()
+		}
+	})
 }
 
 // List returns a snapshot of the instances, in launch order, terminated
@@ -297,8 +340,8 @@ func (f *Fleet) command(ctx context.Context, op string, ids []string, change fun
 		before := in.want
 		change(in) // validated above
 		if in.want != before {
-			if in.cancel != nil && in.want != wantRun {
-				in.cancel()
+			if in.worker != nil && in.want != wantRun && !in.asked {
+				f.shutdownLocked(in, nil)
 			}
 			select {
 			case in.poke <- struct{}{}:
@@ -384,8 +427,15 @@ func (f *Fleet) boot(in *instance, delay time.Duration) (context.Context, bool) 
 			if in.want != wantRun || f.ctx.Err() != nil {
 				return nil, false
 			}
+			w, err := f.cfg.NewWorker(in.ID)
+			if err != nil {
+				f.log.Warn("worker failed to start", "id", in.ID, "err", err)
+				in.want = wantStop
+				f.setStateLocked(in, elastiq.InstanceStopping)
+				return nil, false
+			}
 			ctx, cancel := context.WithCancel(f.ctx)
-			in.cancel = cancel
+			in.cancel, in.worker, in.asked = cancel, w, false
 			f.setStateLocked(in, elastiq.InstanceRunning)
 			return ctx, true
 		case <-in.poke:
@@ -398,21 +448,27 @@ func (f *Fleet) boot(in *instance, delay time.Duration) (context.Context, bool) 
 	}
 }
 
-// run calls Run until it returns. If nobody asked the instance to stop, the
-// worker stopped itself and the instance stops.
+// run runs the instance's worker until it returns. If nobody asked the
+// instance to stop, the worker stopped itself and the instance stops.
 func (f *Fleet) run(ctx context.Context, in *instance) {
-	err := f.cfg.Run(ctx, in.ID)
+	f.mu.Lock()
+	w := in.worker
+	f.mu.Unlock()
+	err := w.Run(ctx)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	in.cancel()
-	in.cancel = nil
-	asked := in.want != wantRun || f.ctx.Err() != nil
+	in.cancel, in.worker = nil, nil
+	asked := in.asked || in.want != wantRun || f.ctx.Err() != nil
 	switch {
+	case in.asked:
+		f.log.Debug("worker shut down", "id", in.ID, "err", err)
 	case err != nil && !(asked && errors.Is(err, context.Canceled)):
 		f.log.Warn("worker failed", "id", in.ID, "err", err)
 	case !asked:
 		f.log.Info("worker stopped itself", "id", in.ID)
 	}
+	in.asked = false
 	if in.want == wantRun {
 		in.want = wantStop
 		f.setStateLocked(in, elastiq.InstanceStopping)

@@ -21,9 +21,11 @@ var _ elastiq.Fleet = (*Fleet)(nil)
 // happen soon, never a speed assertion.
 const testTimeout = 30 * time.Second
 
-// worker is a test double for Config.Run. Each call registers itself and
-// returns when the test tells it to, or when its context ends (unless it
-// was told to ignore cancellation).
+// worker is a test double for the instances' workers (Config.NewWorker).
+// Each Run call registers itself and returns when the test tells it to, or
+// when its context ends (unless it was told to ignore cancellation). Its
+// Shutdown returns at once, so the fleet cancels Run's context next: a
+// worker with nothing to finish.
 type worker struct {
 	mu    sync.Mutex
 	calls map[string]int           // instance ID -> Run calls so far
@@ -41,6 +43,18 @@ func newWorker() *worker {
 		runs:  make(chan string, 100),
 	}
 }
+
+// New is Config.NewWorker.
+func (w *worker) New(id string) (Worker, error) { return instanceWorker{w: w, id: id}, nil }
+
+type instanceWorker struct {
+	w  *worker
+	id string
+}
+
+func (iw instanceWorker) Run(ctx context.Context) error { return iw.w.Run(ctx, iw.id) }
+
+func (iw instanceWorker) Shutdown(context.Context) error { return nil }
 
 func (w *worker) Run(ctx context.Context, id string) error {
 	exit := make(chan error, 1)
@@ -182,7 +196,7 @@ func newHarness(t *testing.T, cfg Config) *harness {
 		logs:    elastiqtest.NewLogs(t),
 	}
 	cfg.BootDelay = cmp.Or(cfg.BootDelay, time.Hour)
-	cfg.Run = h.worker.Run
+	cfg.NewWorker = h.worker.New
 	cfg.After = h.timers.After
 	cfg.Now = h.clock.Now
 	cfg.OnChange = h.changes.OnChange
@@ -537,7 +551,7 @@ func TestCloseWaitsForRun(t *testing.T) {
 func TestRealDelays(t *testing.T) {
 	ctx := context.Background()
 	w := newWorker()
-	f, err := New(Config{BootDelay: 5 * time.Millisecond, StopDelay: time.Millisecond, Run: w.Run})
+	f, err := New(Config{BootDelay: 5 * time.Millisecond, StopDelay: time.Millisecond, NewWorker: w.New})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -590,8 +604,85 @@ func TestRealDelays(t *testing.T) {
 	}
 }
 
-func TestNewNeedsRun(t *testing.T) {
+func TestNewNeedsNewWorker(t *testing.T) {
 	if _, err := New(Config{}); err == nil {
-		t.Fatal("New(Config{}) = nil error, want an error: Run is required")
+		t.Fatal("New(Config{}) = nil error, want an error: NewWorker is required")
+	}
+}
+
+// gracefulWorker is a test double of a worker that finishes its work on
+// Shutdown: Run returns when Shutdown is called, and records whether its
+// context was still alive then; Shutdown waits for Run to return.
+type gracefulWorker struct {
+	shutdown      chan struct{}
+	ctxAliveAtEnd chan bool
+	done          chan struct{}
+}
+
+func (w *gracefulWorker) Run(ctx context.Context) error {
+	defer close(w.done)
+	select {
+	case <-w.shutdown:
+		w.ctxAliveAtEnd <- ctx.Err() == nil
+	case <-ctx.Done():
+		w.ctxAliveAtEnd <- false
+	}
+	return errors.New("shut down")
+}
+
+func (w *gracefulWorker) Shutdown(ctx context.Context) error {
+	close(w.shutdown)
+	select {
+	case <-w.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// TestStopShutsWorkerDownGracefully: stopping an instance asks its worker to
+// shut down before its context is cancelled, as EC2's SIGTERM before the
+// kill; so does Close.
+func TestStopShutsWorkerDownGracefully(t *testing.T) {
+	ctx := context.Background()
+	var mu sync.Mutex
+	workers := map[string]*gracefulWorker{}
+	f, err := New(Config{StopGrace: time.Minute, NewWorker: func(id string) (Worker, error) {
+		w := &gracefulWorker{shutdown: make(chan struct{}), ctxAliveAtEnd: make(chan bool, 1), done: make(chan struct{})}
+		mu.Lock()
+		defer mu.Unlock()
+		workers[id] = w
+		return w, nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	insts, err := f.Launch(ctx, 2, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	elastiqtest.Eventually(t, "both workers running", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(workers) == 2
+	})
+	first, second := workers[insts[0].ID], workers[insts[1].ID]
+	if err := f.Stop(ctx, []string{insts[0].ID}); err != nil {
+		t.Fatal(err)
+	}
+	if alive := <-first.ctxAliveAtEnd; !alive {
+		t.Errorf("Stop: Run's context ended before the worker finished, want Shutdown first")
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if alive := <-second.ctxAliveAtEnd; !alive {
+		t.Errorf("Close: Run's context ended before the worker finished, want Shutdown first")
+	}
+	list, _ := f.List(ctx)
+	for _, in := range list {
+		if in.State != elastiq.InstanceStopped {
+			t.Errorf("instance %s is %s after Close, want stopped", in.ID, in.State)
+		}
 	}
 }
