@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/elastiq/elastiq/services/elastiq"
 )
 
 // Config is the web tier's configuration. Start from DefaultConfig; the
@@ -30,6 +32,9 @@ type Config struct {
 	IOTimeout time.Duration
 	// MetricsTimeout bounds the queue and fleet reads of a /metrics scrape.
 	MetricsTimeout time.Duration
+	// ShutdownTimeout bounds the graceful HTTP shutdown: the requests
+	// being served get this long to finish.
+	ShutdownTimeout time.Duration
 
 	// CacheTTL is how long a result stays in the shared cache.
 	CacheTTL time.Duration
@@ -57,12 +62,13 @@ func DefaultConfig() Config {
 		MaxWait:            60 * time.Second,
 		IOTimeout:          30 * time.Second,
 		MetricsTimeout:     2 * time.Second,
+		ShutdownTimeout:    10 * time.Second,
 		CacheTTL:           time.Hour,
 		ResultRetention:    10 * time.Minute,
 		MaxRetainedResults: 10_000,
 		Consumers:          2,
-		ReceiveBatch:       10,
-		ReceiveWait:        20 * time.Second,
+		ReceiveBatch:       elastiq.MaxReceiveBatch,
+		ReceiveWait:        elastiq.MaxReceiveWait,
 	}
 }
 
@@ -81,13 +87,16 @@ func (c Config) Validate() error {
 	check(c.MaxWait > 0, "MaxWait %v: want > 0", c.MaxWait)
 	check(c.IOTimeout > 0, "IOTimeout %v: want > 0", c.IOTimeout)
 	check(c.MetricsTimeout > 0, "MetricsTimeout %v: want > 0", c.MetricsTimeout)
+	check(c.ShutdownTimeout > 0, "ShutdownTimeout %v: want > 0", c.ShutdownTimeout)
 	check(c.CacheTTL > 0, "CacheTTL %v: want > 0", c.CacheTTL)
 	check(c.ResultRetention > 0, "ResultRetention %v: want > 0", c.ResultRetention)
 	check(c.MaxRetainedResults > 0, "MaxRetainedResults %d: want > 0", c.MaxRetainedResults)
 	check(c.Consumers > 0, "Consumers %d: want > 0", c.Consumers)
 	// SQS limits: at most 10 messages per receive, long polls up to 20 s.
-	check(c.ReceiveBatch >= 1 && c.ReceiveBatch <= 10, "ReceiveBatch %d: want 1 to 10", c.ReceiveBatch)
-	check(c.ReceiveWait >= 0 && c.ReceiveWait <= 20*time.Second, "ReceiveWait %v: want 0 to 20s", c.ReceiveWait)
+	check(c.ReceiveBatch >= 1 && c.ReceiveBatch <= elastiq.MaxReceiveBatch,
+		"ReceiveBatch %d: want 1 to %d", c.ReceiveBatch, elastiq.MaxReceiveBatch)
+	check(c.ReceiveWait >= 0 && c.ReceiveWait <= elastiq.MaxReceiveWait,
+		"ReceiveWait %v: want 0 to %v", c.ReceiveWait, elastiq.MaxReceiveWait)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("web config: %w", err)
 	}

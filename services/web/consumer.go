@@ -2,31 +2,47 @@ package web
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/elastiq/elastiq/services/elastiq"
+	"github.com/elastiq/elastiq/services/elastiq/retry"
 )
 
-// Run consumes the response queue until ctx is done, with cfg.Consumers
-// goroutines, and returns nil once they have all stopped. Each received
-// result wakes its waiters, is remembered and cached, and its message is
-// deleted. A batch already received when ctx ends is still handled. Run may
-// not be called twice at once.
-func (s *Server) Run(ctx context.Context) error {
-	if !s.running.CompareAndSwap(false, true) {
-		return errors.New("web: Run is already running")
-	}
-	defer s.running.Store(false)
+// consumeResponses consumes the response queue until ctx is done, with
+// cfg.Consumers goroutines, and returns once they have all stopped. Each
+// received result wakes its waiters, is remembered and cached, and its
+// message is deleted. A batch already received when ctx ends is still
+// handled.
+func (s *Server) consumeResponses(ctx context.Context) {
 	var wg sync.WaitGroup
 	for i := range s.cfg.Consumers {
 		log := s.log.With("consumer", i)
 		wg.Go(func() { s.consume(ctx, log) })
 	}
 	wg.Wait()
-	return nil
+}
+
+func (s *Server) consume(ctx context.Context, log *slog.Logger) {
+	b := retry.Backoff{Min: minBackoff, Max: maxBackoff}
+	for {
+		if retry.Sleep(ctx, b.Delay()) != nil {
+			return
+		}
+		msgs, err := s.receive(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			log.Warn("receive responses failed", "err", err, "retry_in", b.Fail())
+			continue
+		}
+		b.Reset()
+		for _, m := range msgs {
+			s.handleResponse(context.WithoutCancel(ctx), log, m)
+		}
+	}
 }
 
 const (
@@ -34,43 +50,15 @@ const (
 	maxBackoff = 30 * time.Second
 )
 
-func (s *Server) consume(ctx context.Context, log *slog.Logger) {
-	var backoff time.Duration
-	for {
-		if backoff > 0 {
-			t := time.NewTimer(backoff)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return
-			case <-t.C:
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		default:
-		}
-		msgs, err := s.receive(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			backoff = min(max(2*backoff, minBackoff), maxBackoff)
-			log.Warn("receive responses failed", "err", err, "retry_in", backoff)
-			continue
-		}
-		backoff = 0
-		for _, m := range msgs {
-			s.handleResponse(context.WithoutCancel(ctx), log, m)
-		}
-	}
+func (s *Server) receive(ctx context.Context) ([]elastiq.Message, error) {
+	return s.receiveFrom(ctx, s.responses)
 }
 
-func (s *Server) receive(ctx context.Context) ([]elastiq.Message, error) {
+// receiveFrom long-polls q for a batch.
+func (s *Server) receiveFrom(ctx context.Context, q elastiq.Queue) ([]elastiq.Message, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReceiveWait+s.cfg.IOTimeout)
 	defer cancel()
-	return s.responses.Receive(ctx, s.cfg.ReceiveBatch, s.cfg.ReceiveWait)
+	return q.Receive(ctx, s.cfg.ReceiveBatch, s.cfg.ReceiveWait)
 }
 
 // handleResponse handles one response message. The first result for an ID

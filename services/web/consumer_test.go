@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -113,10 +114,14 @@ func TestReceiveErrorsRetried(t *testing.T) {
 	})
 }
 
-func TestRunTwice(t *testing.T) {
-	h := newHarness(t, testConfig(), nil, nil) // runs Run
-	elastiqtest.Eventually(t, "Run to start", h.srv.running.Load)
-	if err := h.srv.Run(context.Background()); err == nil {
-		t.Errorf("second Run = nil, want an error")
+func TestServeTwice(t *testing.T) {
+	h := newHarness(t, testConfig(), nil, nil) // runs Serve
+	elastiqtest.Eventually(t, "Serve to start", h.srv.running.Load)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.srv.Serve(context.Background(), ln); err == nil {
+		t.Errorf("second Serve = nil, want an error")
 	}
 }

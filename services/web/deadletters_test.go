@@ -1,4 +1,4 @@
-package worker
+package web
 
 import (
 	"context"
@@ -39,13 +39,20 @@ func TestDeadLettersAnsweredAsFailed(t *testing.T) {
 		}
 	}
 
+	cfg := testConfig()
+	cfg.ReceiveWait = 50 * time.Millisecond
+	srv, err := New(cfg, Deps{Requests: newFakeQueue(), Responses: responses, DeadLetters: dead, Store: store, Cache: newFakeCache()})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
+	done := make(chan struct{})
 	go func() {
-		done <- RunDeadLetters(ctx, DeadLetterDeps{Dead: dead, Responses: responses, Store: store, Wait: 50 * time.Millisecond})
+		defer close(done)
+		srv.consumeDeadLetters(ctx)
 	}()
 	got := map[elastiq.RequestID]elastiq.Result{}
-	deadline := time.Now().Add(testTimeout)
+	deadline := time.Now().Add(elastiqtest.Timeout)
 	for len(got) < 2 && time.Now().Before(deadline) {
 		msgs, err := responses.Receive(t.Context(), 10, 100*time.Millisecond)
 		if err != nil {
@@ -60,9 +67,7 @@ func TestDeadLettersAnsweredAsFailed(t *testing.T) {
 		}
 	}
 	cancel()
-	if err := <-done; err != nil {
-		t.Errorf("RunDeadLetters() = %v, want nil", err)
-	}
+	<-done
 	if r := got[failing.ID]; r.Status != elastiq.StatusFailed || r.Error == "" {
 		t.Errorf("response for the dead request = %+v, want failed with an error", r)
 	}

@@ -19,9 +19,9 @@ import (
 // elastiqtest.Store.
 
 var (
-	_ elastiq.Queue = (*fakeQueue)(nil)
-	_ elastiq.Cache = (*fakeCache)(nil)
-	_ elastiq.Fleet = (*fakeFleet)(nil)
+	_ elastiq.Queue  = (*fakeQueue)(nil)
+	_ elastiq.Cache  = (*fakeCache)(nil)
+	_ InstanceLister = (*fakeFleet)(nil)
 )
 
 // fakeQueue is a test double of elastiq.Queue: a FIFO with receipt handles
@@ -186,7 +186,7 @@ func (c *fakeCache) set(f func(c *fakeCache)) {
 	f(c)
 }
 
-// fakeFleet is a test double of elastiq.Fleet that only lists.
+// fakeFleet is a test double of the fleet as the web tier sees it: a list.
 type fakeFleet struct {
 	mu        sync.Mutex
 	instances []elastiq.Instance
@@ -203,18 +203,6 @@ func (f *fakeFleet) setListErr(err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.listErr = err
-}
-func (f *fakeFleet) Start(ctx context.Context, ids []string) error {
-	return fmt.Errorf("fake fleet: start")
-}
-func (f *fakeFleet) Launch(ctx context.Context, n int, token string) ([]elastiq.Instance, error) {
-	return nil, fmt.Errorf("fake fleet: launch")
-}
-func (f *fakeFleet) Stop(ctx context.Context, ids []string) error {
-	return fmt.Errorf("fake fleet: stop")
-}
-func (f *fakeFleet) Terminate(ctx context.Context, ids []string) error {
-	return fmt.Errorf("fake fleet: terminate")
 }
 
 // fakeWorker stands in for the worker tier: it receives requests, reads each

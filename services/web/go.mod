@@ -2,13 +2,10 @@ module github.com/elastiq/elastiq/services/web
 
 go 1.26
 
-require (
-	github.com/aws/aws-sdk-go-v2 v1.48.0
-	github.com/elastiq/elastiq/services/elastiq v0.0.0-00010101000000-000000000000
-	github.com/elastiq/elastiq/services/worker v0.0.0-00010101000000-000000000000
-)
+require github.com/elastiq/elastiq/services/elastiq v0.0.0-00010101000000-000000000000
 
 require (
+	github.com/aws/aws-sdk-go-v2 v1.48.0 // indirect
 	github.com/aws/aws-sdk-go-v2/aws/protocol/eventstream v1.7.27 // indirect
 	github.com/aws/aws-sdk-go-v2/config v1.33.18 // indirect
 	github.com/aws/aws-sdk-go-v2/credentials v1.21.0 // indirect
@@ -32,7 +29,3 @@ require (
 )
 
 replace github.com/elastiq/elastiq/services/elastiq => ../elastiq
-
-replace github.com/elastiq/elastiq/services/worker => ../worker
-
-replace github.com/elastiq/elastiq/services/classify => ../classify

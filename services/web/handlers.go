@@ -230,6 +230,9 @@ func (s *Server) accept(ctx context.Context, u upload, subscribe bool) (elastiq.
 		return req, nil, failCause(errUnavailable, "could not queue the request, so it was not accepted; try again",
 			fmt.Errorf("send request %s: %w", id, err))
 	}
+	if s.onAccepted != nil {
+		s.onAccepted()
+	}
 	return req, sub, nil
 }
 

@@ -12,20 +12,18 @@ import (
 	"image/png"
 	"io"
 	"mime/multipart"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/elastiq/elastiq/services/elastiq"
 	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
 )
 
-// harness is a Server on fake backends, its response consumer running, and
-// an HTTP server on loopback in front of it.
+// harness is a Server on fake backends, serving on loopback.
 type harness struct {
 	srv       *Server
 	url       string
@@ -44,7 +42,7 @@ func testConfig() Config {
 	return cfg
 }
 
-func newHarness(t testing.TB, cfg Config, fleet elastiq.Fleet, labels map[[32]byte]string) *harness {
+func newHarness(t testing.TB, cfg Config, fleet InstanceLister, labels map[[32]byte]string) *harness {
 	t.Helper()
 	h := &harness{
 		requests:  newFakeQueue(),
@@ -62,16 +60,18 @@ func newHarness(t testing.TB, cfg Config, fleet elastiq.Fleet, labels map[[32]by
 		t.Fatalf("New(...) error: %v", err)
 	}
 	h.srv = srv
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.url = "http://" + ln.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	ts := httptest.NewServer(srv)
-	h.url = ts.URL
+	go func() { done <- srv.Serve(ctx, ln) }()
 	t.Cleanup(func() {
-		ts.Close()
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("Run() = %v, want nil", err)
+			t.Errorf("Serve() = %v, want nil", err)
 		}
 	})
 	return h

@@ -3,22 +3,22 @@
 // queue, and answers with the result the workers send back on the response
 // queue.
 //
-// A Server is an http.Handler plus a response consumer (Run) that must run
-// alongside it: the consumer wakes the handlers waiting for results, writes
-// each result to the shared cache, and remembers recent ones. Wire it as:
-//
-//	srv, err := web.New(cfg, deps)
-//	go srv.Run(consumerCtx)            // until after the HTTP server has shut down
-//	httpServer := &http.Server{Handler: srv}
-//
-// and on shutdown call httpServer.Shutdown first (waiting requests are still
-// woken while it drains), then cancel consumerCtx and wait for Run to return.
+// A Server owns its lifecycle: Serve runs the HTTP server together with the
+// response consumer, which wakes the handlers waiting for results, writes
+// each result to the shared cache and remembers recent ones, and the
+// dead-letter consumer, which answers as failed the requests that failed on
+// every delivery. On shutdown it stops HTTP first, so the requests still
+// waiting get their results while it drains, then the consumers.
 package web
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -31,29 +31,42 @@ type Deps struct {
 	Requests elastiq.Queue
 	// Responses is the queue the workers send results on.
 	Responses elastiq.Queue
+	// DeadLetters, if set, is the request queue's dead-letter queue: the
+	// requests that land there are answered as failed.
+	DeadLetters elastiq.Queue
 	// Store holds the inputs (written here) and the outputs (written by the
 	// workers, read here when a result is in neither memory nor cache).
 	Store elastiq.ObjectStore
 	// Cache is the shared result cache.
 	Cache elastiq.Cache
 	// Fleet, if set, is read on /metrics scrapes for instance counts.
-	Fleet elastiq.Fleet
+	Fleet InstanceLister
+	// OnAccepted, if set, is called after each accepted request is queued
+	// (the embedded stack nudges its scaler with it). It must not block.
+	OnAccepted func()
 	// Logger defaults to discarding.
 	Logger *slog.Logger
 	// Now defaults to time.Now.
 	Now func() time.Time
 }
 
-// Server is the web tier. Create it with New.
+// InstanceLister lists the worker instances; the web tier only counts them.
+type InstanceLister interface {
+	List(ctx context.Context) ([]elastiq.Instance, error)
+}
+
+// Server is the web tier. Create it with New and call Serve.
 type Server struct {
-	cfg       Config
-	requests  elastiq.Queue
-	responses elastiq.Queue
-	store     elastiq.ObjectStore
-	cache     elastiq.Cache
-	fleet     elastiq.Fleet
-	log       *slog.Logger
-	now       func() time.Time
+	cfg         Config
+	requests    elastiq.Queue
+	responses   elastiq.Queue
+	deadLetters elastiq.Queue
+	store       elastiq.ObjectStore
+	cache       elastiq.Cache
+	fleet       InstanceLister
+	onAccepted  func()
+	log         *slog.Logger
+	now         func() time.Time
 
 	images  imageLimits
 	hub     *hub
@@ -62,7 +75,7 @@ type Server struct {
 	running atomic.Bool
 }
 
-// New checks cfg and deps and returns a Server. It starts nothing: call Run.
+// New checks cfg and deps and returns a Server. It starts nothing: call Serve.
 func New(cfg Config, deps Deps) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -85,16 +98,18 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return nil, errors.Join(append([]error{errors.New("web: missing dependencies:")}, missing...)...)
 	}
 	s := &Server{
-		cfg:       cfg,
-		requests:  deps.Requests,
-		responses: deps.Responses,
-		store:     deps.Store,
-		cache:     deps.Cache,
-		fleet:     deps.Fleet,
-		log:       deps.Logger,
-		now:       deps.Now,
-		images:    imageLimits{maxSide: cfg.MaxImageSide, maxPixels: cfg.MaxImagePixels},
-		metrics:   newMetrics(),
+		cfg:         cfg,
+		requests:    deps.Requests,
+		responses:   deps.Responses,
+		deadLetters: deps.DeadLetters,
+		store:       deps.Store,
+		cache:       deps.Cache,
+		fleet:       deps.Fleet,
+		onAccepted:  deps.OnAccepted,
+		log:         deps.Logger,
+		now:         deps.Now,
+		images:      imageLimits{maxSide: cfg.MaxImageSide, maxPixels: cfg.MaxImagePixels},
+		metrics:     newMetrics(),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -110,3 +125,54 @@ func New(cfg Config, deps Deps) (*Server, error) {
 
 // ServeHTTP serves the routes listed in routes.go.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// readHeaderTimeout bounds how long a client may take to send its request
+// line and headers.
+const readHeaderTimeout = 10 * time.Second
+
+// Serve serves HTTP on ln and runs the response consumer (and, with
+// Deps.DeadLetters, the dead-letter consumer) until ctx is done or one of
+// them fails. It then shuts down in order: HTTP first, within
+// Config.ShutdownTimeout, so the requests waiting for results still get them
+// from the consumers while it drains; then the consumers. It returns nil
+// after a shutdown that ctx asked for, and the failure otherwise. Serve takes
+// ownership of ln and may be called once.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	if !s.running.CompareAndSwap(false, true) {
+		ln.Close()
+		return errors.New("web: Serve was already called")
+	}
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBG()
+	var wg sync.WaitGroup
+	wg.Go(func() { s.consumeResponses(bg) })
+	if s.deadLetters != nil {
+		wg.Go(func() { s.consumeDeadLetters(bg) })
+	}
+	hs := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: readHeaderTimeout,
+		BaseContext:       func(net.Listener) context.Context { return bg },
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	s.log.Info("serving", "addr", ln.Addr().String())
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-served:
+		err = fmt.Errorf("serve: %w", err)
+	}
+	s.log.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if serr := hs.Shutdown(shutdownCtx); serr != nil {
+		s.log.Warn("HTTP shutdown: requests still open after the timeout were cut off", "err", serr)
+		hs.Close()
+	}
+	stopBG()
+	wg.Wait()
+	return err
+}

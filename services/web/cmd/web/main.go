@@ -20,17 +20,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-
-	"github.com/elastiq/elastiq/services/elastiq"
 	"github.com/elastiq/elastiq/services/elastiq/awsconfig"
 	"github.com/elastiq/elastiq/services/elastiq/ec2fleet"
 	"github.com/elastiq/elastiq/services/elastiq/flagenv"
@@ -38,7 +33,6 @@ import (
 	"github.com/elastiq/elastiq/services/elastiq/s3store"
 	"github.com/elastiq/elastiq/services/elastiq/sqsqueue"
 	"github.com/elastiq/elastiq/services/web"
-	"github.com/elastiq/elastiq/services/worker"
 )
 
 func main() {
@@ -50,21 +44,20 @@ func main() {
 
 // options are the command line of web.
 type options struct {
-	addr            string
-	aws             awsconfig.Flags
-	bucket          string
-	requestsURL     string
-	responsesURL    string
-	deadLettersURL  string
-	memcached       string
-	stack           string
-	web             web.Config
-	shutdownTimeout time.Duration
-	logLevel        slog.Level
+	addr           string
+	aws            awsconfig.Flags
+	bucket         string
+	requestsURL    string
+	responsesURL   string
+	deadLettersURL string
+	memcached      string
+	stack          string
+	web            web.Config
+	logLevel       slog.Level
 }
 
 func parse(args []string, getenv func(string) string, stderr io.Writer) (options, error) {
-	o := options{web: web.DefaultConfig(), shutdownTimeout: 10 * time.Second}
+	o := options{web: web.DefaultConfig()}
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	c := &o.web
@@ -80,7 +73,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 	fs.DurationVar(&c.SyncTimeout, "sync-timeout", c.SyncTimeout, "how long POST / waits for a result before 504")
 	fs.Int64Var(&c.MaxUploadBytes, "max-upload", c.MaxUploadBytes, "largest accepted upload in bytes")
 	fs.StringVar(&o.stack, "stack", "", "name of the stack whose worker instances /metrics counts (read only; default: none shown)")
-	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", o.shutdownTimeout, "on SIGTERM, time for the requests being served to finish")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "on SIGTERM, time for the requests being served to finish")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 
 	if err := flagenv.Parse(fs, args[1:], getenv); err != nil {
@@ -88,9 +81,6 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 	}
 	if err := flagenv.Required(fs, "bucket", "request-queue-url", "response-queue-url", "memcached"); err != nil {
 		return o, err
-	}
-	if o.shutdownTimeout <= 0 {
-		return o, fmt.Errorf("-shutdown-timeout %v: want > 0", o.shutdownTimeout)
 	}
 	return o, c.Validate()
 }
@@ -153,8 +143,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Cache:     cache,
 		Logger:    log,
 	}
+	if dead := queues["dead-letter queue"]; dead != nil {
+		deps.DeadLetters = dead
+	}
 	if o.stack != "" {
-		if deps.Fleet, err = newReadOnlyFleet(awsCfg, o.stack); err != nil {
+		// Read only: the web tier lists the stack's workers, the scaler
+		// changes them.
+		if deps.Fleet, err = ec2fleet.New(awsCfg, ec2fleet.Config{Tags: ec2fleet.WorkerTags(o.stack), Timeout: 5 * time.Second}); err != nil {
 			return err
 		}
 	}
@@ -162,90 +157,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
 	fmt.Fprintf(stdout, "web: serving on http://%s (requests to %s)\n", ln.Addr(), o.requestsURL)
-
-	consumers := map[string]func(context.Context) error{"response consumer": srv.Run}
-	if dead := queues["dead-letter queue"]; dead != nil {
-		consumers["dead letters"] = func(ctx context.Context) error {
-			return worker.RunDeadLetters(ctx, worker.DeadLetterDeps{
-				Dead:      dead,
-				Responses: deps.Responses,
-				Store:     deps.Store,
-				Logger:    log.With("component", "dead-letters"),
-			})
-		}
-	}
-	return serve(ctx, ln, srv, consumers, o.shutdownTimeout, log)
+	return srv.Serve(ctx, ln)
 }
-
-// serve serves HTTP on ln with h and runs the consumers until ctx is done,
-// then shuts down in order: HTTP first (within timeout), so the requests
-// waiting for results still get them from the consumers while it drains,
-// then the consumers. A consumer or the server failing shuts down too.
-func serve(ctx context.Context, ln net.Listener, h http.Handler, consumers map[string]func(context.Context) error,
-	timeout time.Duration, log *slog.Logger) error {
-	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopBG()
-	var wg sync.WaitGroup
-	errc := make(chan error, len(consumers)+1)
-	for name, f := range consumers {
-		wg.Go(func() {
-			if err := f(bg); err != nil && bg.Err() == nil {
-				errc <- fmt.Errorf("%s: %w", name, err)
-			}
-		})
-	}
-	hs := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		BaseContext:       func(net.Listener) context.Context { return bg },
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	wg.Go(func() {
-		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			errc <- fmt.Errorf("serve: %w", err)
-		}
-	})
-	log.Info("serving", "addr", ln.Addr().String())
-
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-errc:
-	}
-	log.Info("shutting down")
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	if err := hs.Shutdown(shutdownCtx); err != nil {
-		hs.Close()
-	}
-	stopBG()
-	wg.Wait()
-	return runErr
-}
-
-// readOnlyFleet is the stack's EC2 workers as the web tier sees them: it
-// lists them for /metrics and never changes them (the scaler does).
-type readOnlyFleet struct{ *ec2fleet.Fleet }
-
-var errReadOnly = errors.New("the web tier's view of the fleet is read only")
-
-func newReadOnlyFleet(awsCfg aws.Config, stack string) (readOnlyFleet, error) {
-	f, err := ec2fleet.New(awsCfg, ec2fleet.Config{
-		Tags:    ec2fleet.WorkerTags(stack),
-		Timeout: 5 * time.Second,
-	})
-	return readOnlyFleet{f}, err
-}
-
-func (readOnlyFleet) Start(context.Context, []string) error { return errReadOnly }
-func (readOnlyFleet) Launch(context.Context, int, string) ([]elastiq.Instance, error) {
-	return nil, errReadOnly
-}
-func (readOnlyFleet) Stop(context.Context, []string) error      { return errReadOnly }
-func (readOnlyFleet) Terminate(context.Context, []string) error { return errReadOnly }

@@ -21,7 +21,6 @@ import (
 	"github.com/elastiq/elastiq/services/elastiq/elastiqtest/awsstack"
 	"github.com/elastiq/elastiq/services/elastiq/memcached"
 	"github.com/elastiq/elastiq/services/web"
-	"github.com/elastiq/elastiq/services/worker"
 )
 
 func env(kv map[string]string) func(string) string {
@@ -84,25 +83,45 @@ func TestParse(t *testing.T) {
 	}
 }
 
-// labelClassifier is a test double of the classifier: every image is the
-// same person.
-type labelClassifier string
-
-var _ elastiq.Classifier = labelClassifier("")
-
-func (c labelClassifier) Classify(context.Context, []byte) (string, error) { return string(c), nil }
-
-// startWorker runs a worker on the stack's real queues and bucket, with the
-// classifier double, until the test ends.
+// startWorker runs a test double of the worker tier on the stack's real
+// queues and bucket until the test ends: it answers every request with the
+// label Paul, writing output/<id> and the response as a worker does, so these
+// tests need neither the worker program nor a classifier.
 func startWorker(t *testing.T, s *awsstack.Stack) {
-	cfg := worker.DefaultConfig("fake-worker")
-	cfg.VisibilityTimeout, cfg.IdleTimeout, cfg.ReceiveWait = 30*time.Second, 0, time.Second
-	w, err := worker.New(cfg, worker.Deps{Requests: s.Requests, Responses: s.Responses, Store: s.Store,
-		Classifier: labelClassifier("Paul"), Logger: elastiqtest.NewLogs(t).Logger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(elastiqtest.Start(t, "worker Run", w.Run))
+	t.Cleanup(elastiqtest.Start(t, "fake worker", func(ctx context.Context) error {
+		for {
+			msgs, err := s.Requests.Receive(ctx, 10, time.Second)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if err != nil {
+				t.Errorf("fake worker: receive: %v", err)
+				return err
+			}
+			for _, m := range msgs {
+				req, err := elastiq.DecodeRequest(m.Body)
+				if err != nil {
+					t.Errorf("fake worker: %v", err)
+					continue
+				}
+				now := time.Now()
+				body, err := elastiq.EncodeResult(elastiq.Result{ID: req.ID, FileName: req.FileName, Status: elastiq.StatusDone,
+					Label: "Paul", Worker: "fake-worker", SubmittedAt: req.SubmittedAt, StartedAt: now, FinishedAt: now})
+				if err == nil {
+					err = s.Store.Put(ctx, elastiq.OutputKey(req.ID), elastiq.Object{Body: body, ContentType: "application/json"})
+				}
+				if err == nil {
+					err = s.Responses.Send(ctx, body)
+				}
+				if err == nil {
+					err = s.Requests.Delete(ctx, m.ReceiptHandle)
+				}
+				if err != nil && ctx.Err() == nil {
+					t.Errorf("fake worker: answer %s: %v", req.ID, err)
+				}
+			}
+		}
+	}))
 }
 
 var servingRE = regexp.MustCompile(`serving on (http://\S+)`)
