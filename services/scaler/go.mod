@@ -2,10 +2,12 @@ module github.com/elastiq/elastiq/services/scaler
 
 go 1.26
 
-require github.com/elastiq/elastiq/services/elastiq v0.0.0-00010101000000-000000000000
+require (
+	github.com/aws/aws-sdk-go-v2 v1.48.0
+	github.com/elastiq/elastiq/services/elastiq v0.0.0-00010101000000-000000000000
+)
 
 require (
-	github.com/aws/aws-sdk-go-v2 v1.48.0 // indirect
 	github.com/aws/aws-sdk-go-v2/config v1.33.18 // indirect
 	github.com/aws/aws-sdk-go-v2/credentials v1.21.0 // indirect
 	github.com/aws/aws-sdk-go-v2/feature/ec2/imds v1.20.9 // indirect

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/elastiq/elastiq/services/elastiq"
+	"github.com/elastiq/elastiq/services/elastiq/retry"
 	"github.com/elastiq/elastiq/services/scaler/policy"
 )
 
@@ -52,10 +53,15 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// QueueStats reads the request queue's depth: all the scaler asks of it.
+type QueueStats interface {
+	Stats(ctx context.Context) (elastiq.QueueStats, error)
+}
+
 // Deps are what a Scaler observes and drives.
 type Deps struct {
-	// Queue is the request queue; only its Stats are read.
-	Queue  elastiq.Queue
+	// Queue is the request queue.
+	Queue  QueueStats
 	Fleet  elastiq.Fleet
 	Policy policy.Policy
 	// Logger defaults to discarding; Now to time.Now; NewToken (the
@@ -173,7 +179,7 @@ func (s *Scaler) Run(ctx context.Context) error {
 		case <-t.C:
 		case <-s.nudge:
 			if s.cfg.NudgeSettle > 0 {
-				if err := sleep(ctx, s.cfg.NudgeSettle); err != nil {
+				if err := retry.Sleep(ctx, s.cfg.NudgeSettle); err != nil {
 					return err
 				}
 				select { // the nudges of the burst are answered by this evaluation
@@ -182,17 +188,6 @@ func (s *Scaler) Run(ctx context.Context) error {
 				}
 			}
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }
 

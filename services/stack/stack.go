@@ -22,7 +22,6 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/elastiq/elastiq/services/elastiq"
@@ -54,52 +53,38 @@ type Config struct {
 	// start; StartDelay the same for a stopped one (a warm instance).
 	BootDelay  time.Duration
 	StartDelay time.Duration
-	// ShutdownTimeout bounds the graceful HTTP shutdown.
-	ShutdownTimeout time.Duration
+	// WorkerGrace is how long a worker whose instance is stopped (or the
+	// stack shut down) gets to finish the requests in hand, as the
+	// distributed worker's -grace.
+	WorkerGrace time.Duration
 
 	Web    web.Config
 	Worker worker.Config // Name is set per instance
 	Scaler scaler.Config
-	// Policy is the scaling policy: "backlog" (the default) or "classic"
-	// (the original system's), configured by Backlog or Classic. The
-	// backlog policy's LaunchReady and StartReady are the local fleet's
-	// BootDelay and effective StartDelay: New sets them.
-	Policy  string
-	Backlog policy.BacklogConfig
-	Classic policy.ClassicConfig
+	// Policy chooses and configures the scaling policy. The backlog
+	// policy's LaunchReady and StartReady are the local fleet's BootDelay
+	// and effective StartDelay: New sets them.
+	Policy policy.Config
 }
-
-// The scaling policies by name.
-const (
-	PolicyBacklog = "backlog"
-	PolicyClassic = "classic"
-)
 
 // DefaultConfig is the embedded stack of `make run`.
 func DefaultConfig() Config {
-	return Config{
+	c := Config{
 		DataDir:           ".data",
-		VisibilityTimeout: 15 * time.Second,
+		VisibilityTimeout: elastiq.DefaultVisibilityTimeout,
 		MaxReceives:       5,
 		CacheBytes:        localcache.DefaultMaxBytes,
 		BootDelay:         0,
 		StartDelay:        0, // half the boot delay, like a warm EC2 instance
-		ShutdownTimeout:   10 * time.Second,
+		WorkerGrace:       25 * time.Second,
 		Web:               web.DefaultConfig(),
 		Worker:            worker.DefaultConfig("template"),
 		Scaler:            scaler.DefaultConfig(),
-		Policy:            PolicyBacklog,
-		Backlog:           localBacklog(),
-		Classic:           policy.DefaultClassicConfig(),
+		Policy:            policy.DefaultConfig(),
 	}
-}
-
-// localBacklog is the backlog policy for workers on this machine: the face
-// model takes about 17 ms an image here (make bench), not the second the
-// policy assumes for a small EC2 instance.
-func localBacklog() policy.BacklogConfig {
-	c := policy.DefaultBacklogConfig()
-	c.ServiceTime = 20 * time.Millisecond
+	// The face model takes about 17 ms an image on this machine (make
+	// bench), not the second the policy assumes for a small EC2 instance.
+	c.Policy.Backlog.ServiceTime = 20 * time.Millisecond
 	return c
 }
 
@@ -115,17 +100,11 @@ func (c Config) startDelay() time.Duration {
 	return c.StartDelay
 }
 
-// policy builds the configured scaling policy.
-func (c Config) policy() (policy.Policy, error) {
-	switch c.Policy {
-	case PolicyBacklog:
-		b := c.Backlog
-		b.LaunchReady, b.StartReady = c.BootDelay, c.startDelay()
-		return policy.NewBacklog(b)
-	case PolicyClassic:
-		return policy.NewClassic(c.Classic)
-	}
-	return nil, fmt.Errorf("scaling policy %q: want %s or %s", c.Policy, PolicyBacklog, PolicyClassic)
+// policy is the configured policy, told the local fleet's timings.
+func (c Config) policy() policy.Config {
+	p := c.Policy
+	p.Backlog.LaunchReady, p.Backlog.StartReady = c.BootDelay, c.startDelay()
+	return p
 }
 
 // Validate reports the first invalid setting.
@@ -139,16 +118,15 @@ func (c Config) Validate() error {
 		return fmt.Errorf("stack config: MaxReceives %d: want >= 1", c.MaxReceives)
 	case c.BootDelay < 0:
 		return fmt.Errorf("stack config: BootDelay %v: want >= 0", c.BootDelay)
+	case c.WorkerGrace < 0:
+		return fmt.Errorf("stack config: WorkerGrace %v: want >= 0", c.WorkerGrace)
 	}
 	w := c.Worker
 	w.VisibilityTimeout = c.VisibilityTimeout
-	for _, err := range []error{c.Web.Validate(), w.Validate(), c.Scaler.Validate()} {
+	for _, err := range []error{c.Web.Validate(), w.Validate(), c.Scaler.Validate(), c.policy().Validate()} {
 		if err != nil {
 			return fmt.Errorf("stack config: %w", err)
 		}
-	}
-	if _, err := c.policy(); err != nil {
-		return fmt.Errorf("stack config: %w", err)
 	}
 	return nil
 }
@@ -216,14 +194,15 @@ func New(cfg Config, deps Deps) (*Stack, error) {
 	s.Fleet, err = localfleet.New(localfleet.Config{
 		BootDelay:  cfg.BootDelay,
 		StartDelay: cfg.StartDelay,
-		Run:        s.runWorker,
+		StopGrace:  cfg.WorkerGrace,
+		NewWorker:  s.newWorker,
 		Logger:     log,
 	})
 	if err != nil {
 		s.closeBackends()
 		return nil, fmt.Errorf("stack: %w", err)
 	}
-	pol, err := cfg.policy()
+	pol, err := policy.New(cfg.policy())
 	if err != nil {
 		s.closeBackends()
 		return nil, fmt.Errorf("stack: %w", err)
@@ -239,12 +218,16 @@ func New(cfg Config, deps Deps) (*Stack, error) {
 		return nil, fmt.Errorf("stack: %w", err)
 	}
 	s.Web, err = web.New(cfg.Web, web.Deps{
-		Requests:  nudgeQueue{Queue: s.Requests, nudge: s.Scaler.Nudge},
-		Responses: s.Responses,
-		Store:     s.Store,
-		Cache:     s.Cache,
-		Fleet:     s.Fleet,
-		Logger:    log,
+		Requests:    s.Requests,
+		Responses:   s.Responses,
+		DeadLetters: s.Dead,
+		Store:       s.Store,
+		Cache:       s.Cache,
+		Fleet:       s.Fleet,
+		// Every accepted request nudges the scaler, so scale-out does
+		// not wait for its next tick.
+		OnAccepted: s.Scaler.Nudge,
+		Logger:     log,
 	})
 	if err != nil {
 		s.closeBackends()
@@ -253,37 +236,35 @@ func New(cfg Config, deps Deps) (*Stack, error) {
 	return s, nil
 }
 
-// runWorker is what a local fleet instance runs: a worker loop that returns
-// nil when it stopped itself after its idle timeout.
-func (s *Stack) runWorker(ctx context.Context, id string) error {
+// newWorker is the worker a local fleet instance runs each time it comes
+// up: it stops itself after its idle timeout, and drains on Shutdown.
+func (s *Stack) newWorker(id string) (localfleet.Worker, error) {
 	cfg := s.cfg.Worker
 	cfg.Name = id
 	cfg.VisibilityTimeout = s.cfg.VisibilityTimeout
+	// The embedded queue takes nothing from a cancelled receive.
+	cfg.CancelReceiveOnShutdown = true
 	var requests elastiq.Queue = s.Requests
 	if s.workerQueue != nil {
 		requests = s.workerQueue(id, requests)
 	}
-	w, err := worker.New(cfg, worker.Deps{
+	return worker.New(cfg, worker.Deps{
 		Requests:   requests,
 		Responses:  s.Responses,
 		Store:      s.Store,
 		Classifier: s.classifier,
 		Logger:     s.log,
 	})
-	if err != nil {
-		return err
-	}
-	return w.Run(ctx)
 }
 
 // Handler is the web tier's HTTP handler.
 func (s *Stack) Handler() http.Handler { return s.Web }
 
-// Run re-enqueues accepted but unfinished inputs, then serves HTTP on ln and
-// runs the response consumer, the scaler, the dead-letter handler and the
-// worker fleet until ctx is done. It then shuts everything down in order
-// (HTTP first, so waiting requests still get their answers while it drains)
-// and closes the backends. Run takes ownership of ln.
+// Run re-enqueues accepted but unfinished inputs, then runs the scaler and
+// the worker fleet and serves the web tier on ln until ctx is done. The web
+// tier shuts down first (HTTP, then its consumers), then the scaler, then the
+// fleet, whose workers finish the requests in hand within WorkerGrace; then
+// the backends close. Run takes ownership of ln.
 func (s *Stack) Run(ctx context.Context, ln net.Listener) error {
 	defer s.closeBackends()
 	n, err := Recover(ctx, s.Store, s.Requests)
@@ -294,58 +275,19 @@ func (s *Stack) Run(ctx context.Context, ln net.Listener) error {
 	if n > 0 {
 		s.log.Info("re-enqueued accepted requests that had no result", "count", n)
 	}
-
-	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
-	var wg sync.WaitGroup
-	errc := make(chan error, 4)
-	for name, f := range map[string]func(context.Context) error{
-		"web":    s.Web.Run,
-		"scaler": s.Scaler.Run,
-		"dead letters": func(ctx context.Context) error {
-			return worker.RunDeadLetters(ctx, worker.DeadLetterDeps{
-				Dead:      s.Dead,
-				Responses: s.Responses,
-				Store:     s.Store,
-				Logger:    s.log.With("component", "dead-letters"),
-			})
-		},
-	} {
-		wg.Go(func() {
-			if err := f(bg); err != nil && bg.Err() == nil {
-				errc <- fmt.Errorf("%s: %w", name, err)
-			}
-		})
-	}
-
-	srv := &http.Server{
-		Handler:           s.Web,
-		ReadHeaderTimeout: 10 * time.Second,
-		BaseContext:       func(net.Listener) context.Context { return bg },
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-	}
-	wg.Go(func() {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			errc <- fmt.Errorf("serve: %w", err)
-		}
-	})
-	s.log.Info("serving", "addr", ln.Addr().String(), "data", s.cfg.DataDir)
-
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-errc:
-	}
-	s.log.Info("shutting down")
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		srv.Close()
-	}
-	stopBG()
+	scaling, stopScaling := context.WithCancel(context.WithoutCancel(ctx))
+	scalerDone := make(chan struct{})
+	go func() {
+		defer close(scalerDone)
+		s.Scaler.Run(scaling) // returns scaling.Err()
+	}()
+	s.log.Info("embedded stack", "data", s.cfg.DataDir)
+	runErr := s.Web.Serve(ctx, ln)
+	stopScaling()
+	<-scalerDone
 	if err := s.Fleet.Close(); err != nil && runErr == nil {
 		runErr = fmt.Errorf("close fleet: %w", err)
 	}
-	wg.Wait()
 	return runErr
 }
 
@@ -361,19 +303,4 @@ func (s *Stack) closeBackends() {
 	if s.Store != nil {
 		s.Store.Close()
 	}
-}
-
-// nudgeQueue tells the scaler about every accepted request the moment it is
-// enqueued, so scale-out does not wait for the scaler's next tick.
-type nudgeQueue struct {
-	elastiq.Queue
-	nudge func()
-}
-
-func (q nudgeQueue) Send(ctx context.Context, body []byte) error {
-	err := q.Queue.Send(ctx, body)
-	if err == nil {
-		q.nudge()
-	}
-	return err
 }

@@ -5,12 +5,15 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/elastiq/elastiq/services/elastiq"
+	"github.com/elastiq/elastiq/services/elastiq/diskstore"
+	"github.com/elastiq/elastiq/services/scaler/policy"
 )
 
 // TestClassicContracts sends the course's workload, 100 images at once, with
@@ -18,10 +21,10 @@ import (
 // of its own image, under each scaling policy.
 func TestClassicContracts(t *testing.T) {
 	imgs := loadWorkload(t)
-	for _, pol := range []string{PolicyBacklog, PolicyClassic} {
+	for _, pol := range []string{policy.NameBacklog, policy.NameClassic} {
 		t.Run(pol, func(t *testing.T) {
 			cfg := testConfig(t)
-			cfg.Policy = pol
+			cfg.Policy.Policy = pol
 			h := start(t, cfg, newContentClassifier(imgs), nil)
 			for _, tt := range []struct {
 				field string
@@ -48,8 +51,8 @@ func TestClassicContracts(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if n := len(instances); n == 0 || n > cfg.Classic.Max || n > cfg.Backlog.Max {
-				t.Errorf("fleet has %d instances, want 1..%d", n, min(cfg.Classic.Max, cfg.Backlog.Max))
+			if n := len(instances); n == 0 || n > cfg.Policy.Max {
+				t.Errorf("fleet has %d instances, want 1..%d", n, cfg.Policy.Max)
 			}
 		})
 	}
@@ -255,6 +258,7 @@ func TestDuplicateDeliveryOneResult(t *testing.T) {
 func TestRestartRecovery(t *testing.T) {
 	imgs := loadWorkload(t)
 	cfg := testConfig(t)
+	cfg.WorkerGrace = 100 * time.Millisecond // the stuck workers are cut off at the stop
 
 	stuck := newContentClassifier(imgs)
 	stuck.hook = func(ctx context.Context, _ int64) error {
@@ -283,6 +287,57 @@ func TestRestartRecovery(t *testing.T) {
 	}
 }
 
+// TestStopDrainsWorkers: stopping the stack lets a worker finish the request
+// it holds (within WorkerGrace), as a distributed worker does on SIGTERM, so
+// the result is stored and nothing is left to redo after a restart.
+func TestStopDrainsWorkers(t *testing.T) {
+	imgs := loadWorkload(t)
+	cfg := testConfig(t)
+	slow := newContentClassifier(imgs)
+	started := make(chan struct{}, 1)
+	release := make(chan struct{})
+	slow.hook = func(ctx context.Context, _ int64) error {
+		started <- struct{}{}
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	h := start(t, cfg, slow, nil)
+	id := h.submit(imgs[0])
+	select {
+	case <-started:
+	case <-time.After(testTimeout):
+		t.Fatal("the worker never started classifying")
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- h.stop() }()
+	time.Sleep(50 * time.Millisecond) // the stop under way, the request in hand
+	close(release)
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatalf("Run() = %v, want nil", err)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("the stack did not stop")
+	}
+	store, err := diskstore.Open(filepath.Join(cfg.DataDir, "objects"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	obj, err := store.Get(context.Background(), elastiq.OutputKey(id))
+	if err != nil {
+		t.Fatalf("output/%s after the stop: %v, want the finished result", id, err)
+	}
+	if res, err := elastiq.DecodeResult(obj.Body); err != nil || res.Status != elastiq.StatusDone || res.Label != imgs[0].label {
+		t.Errorf("output/%s = %+v, %v; want done %q", id, res, err, imgs[0].label)
+	}
+}
+
 func TestConfigValidate(t *testing.T) {
 	for _, tt := range []struct {
 		name   string
@@ -293,9 +348,10 @@ func TestConfigValidate(t *testing.T) {
 		{name: "no receives", modify: func(c *Config) { c.MaxReceives = 0 }},
 		{name: "negative boot", modify: func(c *Config) { c.BootDelay = -time.Second }},
 		{name: "bad web", modify: func(c *Config) { c.Web.MaxUploadBytes = 0 }},
-		{name: "bad classic max", modify: func(c *Config) { c.Policy, c.Classic.Max = PolicyClassic, 0 }},
-		{name: "bad backlog max", modify: func(c *Config) { c.Backlog.Max = 0 }},
-		{name: "unknown policy", modify: func(c *Config) { c.Policy = "magic" }},
+		{name: "negative grace", modify: func(c *Config) { c.WorkerGrace = -time.Second }},
+		{name: "bad classic max", modify: func(c *Config) { c.Policy.Policy, c.Policy.Max = policy.NameClassic, 0 }},
+		{name: "bad backlog max", modify: func(c *Config) { c.Policy.Max = 0 }},
+		{name: "unknown policy", modify: func(c *Config) { c.Policy.Policy = "magic" }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := DefaultConfig()
@@ -312,6 +368,6 @@ func TestConfigValidate(t *testing.T) {
 
 func ExampleDefaultConfig() {
 	cfg := DefaultConfig()
-	fmt.Println(cfg.Policy, cfg.Backlog.Max, cfg.VisibilityTimeout)
+	fmt.Println(cfg.Policy.Policy, cfg.Policy.Max, cfg.VisibilityTimeout)
 	// Output: backlog 19 15s
 }

@@ -1,8 +1,9 @@
 // Command scaler is elastiq's scaler in distributed mode: it keeps the EC2
-// worker fleet of one stack sized to the SQS request queue, with the classic
-// policy (start stopped workers, then launch new ones from a launch template,
-// up to -max-workers; terminate stopped workers after -terminate-after
-// without a request). Workers stop themselves when the queue stays empty.
+// worker fleet of one stack sized to the SQS request queue with a scaling
+// policy (package policy: backlog by default, or classic), starting stopped
+// workers and launching new ones from a launch template, up to -max-workers,
+// and terminating stopped ones after -terminate-after without a request.
+// Workers stop themselves when the queue stays empty.
 //
 // It looks at the queue every -interval: unlike the embedded program, the web
 // tier is another process and cannot nudge it when a request arrives.
@@ -48,9 +49,7 @@ type options struct {
 	queueURL string
 	stack    string
 	fleet    ec2fleet.Config // Tags are set from stack
-	policy   string
-	classic  policy.ClassicConfig
-	backlog  policy.BacklogConfig
+	policy   policy.Config
 	scaler   scaler.Config
 	logLevel slog.Level
 	// withHost: when the host itself is being terminated, terminate the
@@ -60,8 +59,7 @@ type options struct {
 }
 
 func parse(args []string, getenv func(string) string, stderr io.Writer) (options, error) {
-	o := options{policy: "classic", classic: policy.DefaultClassicConfig(), backlog: policy.DefaultBacklogConfig(),
-		scaler: scaler.DefaultConfig()}
+	o := options{policy: policy.DefaultConfig(), scaler: scaler.DefaultConfig()}
 	// No web tier in this process to nudge the scaler: every evaluation is
 	// a tick, so there is no burst to settle.
 	o.scaler.NudgeSettle = 0
@@ -75,15 +73,8 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 	fs.StringVar(&o.fleet.LaunchTemplateID, "launch-template-id", "", "ID of the launch template new workers are run from (this or -launch-template-name)")
 	fs.StringVar(&o.fleet.LaunchTemplateName, "launch-template-name", "", "name of the launch template new workers are run from (this or -launch-template-id)")
 	fs.StringVar(&o.fleet.LaunchTemplateVersion, "launch-template-version", ec2fleet.DefaultLaunchTemplateVersion, `version of the launch template: a number, "$Latest" or "$Default"`)
-	fs.StringVar(&o.policy, "policy", o.policy, "scaling policy: classic (the original system's) or backlog (drains the "+
-		"backlog within -target-latency, warm pool; without the web tier's nudges it sees no arrival rate, only the queue)")
-	maxWorkers := fs.Int("max-workers", o.classic.Max, "most worker instances")
-	terminateAfter := fs.Duration("terminate-after", 0, "terminate stopped workers (backlog: those beyond the warm pool) after no request for this long (default: classic 2m, backlog 10m)")
-	fs.IntVar(&o.backlog.WarmPool, "warm-pool", o.backlog.WarmPool, "backlog policy: stopped, initialised workers kept for the next burst")
-	fs.DurationVar(&o.backlog.TargetLatency, "target-latency", o.backlog.TargetLatency, "backlog policy: drain the backlog within this long")
-	fs.DurationVar(&o.backlog.ServiceTime, "service-time", o.backlog.ServiceTime, "backlog policy: expected time a worker takes per request")
-	fs.DurationVar(&o.backlog.LaunchReady, "launch-ready", o.backlog.LaunchReady, "backlog policy: time from launching a worker to its first request")
-	fs.DurationVar(&o.backlog.StartReady, "start-ready", o.backlog.StartReady, "backlog policy: time from starting a stopped worker to its first request")
+	o.policy.RegisterFlags(fs)
+	o.policy.RegisterTimingFlags(fs)
 	fs.DurationVar(&o.scaler.Interval, "interval", o.scaler.Interval,
 		"how often the scaler looks at the queue and the fleet (the web tier, another process, cannot nudge it on each request: keep it short)")
 	fs.DurationVar(&o.scaler.ActionTimeout, "action-timeout", o.scaler.ActionTimeout, "time limit of each SQS and EC2 call")
@@ -103,25 +94,10 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 	}
 	o.fleet.Tags = ec2fleet.WorkerTags(o.stack)
 	o.fleet.Timeout = o.scaler.ActionTimeout
-	o.classic.Max, o.backlog.Max = *maxWorkers, *maxWorkers
-	if *terminateAfter != 0 {
-		o.classic.TerminateAfter, o.backlog.TerminateAfter = *terminateAfter, *terminateAfter
-	}
-	if _, err := o.newPolicy(); err != nil {
-		return o, err
+	if err := o.policy.Validate(); err != nil {
+		return o, fmt.Errorf("-policy: %w", err)
 	}
 	return o, o.scaler.Validate()
-}
-
-// newPolicy builds the chosen scaling policy.
-func (o options) newPolicy() (policy.Policy, error) {
-	switch o.policy {
-	case "classic":
-		return policy.NewClassic(o.classic)
-	case "backlog":
-		return policy.NewBacklog(o.backlog)
-	}
-	return nil, fmt.Errorf("-policy %q: want classic or backlog", o.policy)
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -155,7 +131,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	pol, err := o.newPolicy()
+	pol, err := policy.New(o.policy)
 	if err != nil {
 		return err
 	}
@@ -164,7 +140,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	fmt.Fprintf(stdout, "scaler: managing the workers of stack %s (%d now, at most %d, %s policy) for %s\n",
-		o.stack, len(workers), o.classic.Max, pol.Name(), o.queueURL)
+		o.stack, len(workers), o.policy.Max, pol.Name(), o.queueURL)
 	if err := s.Run(ctx); err != nil && ctx.Err() == nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/elastiq/elastiq/services/elastiq/ec2fleet"
 	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
 	"github.com/elastiq/elastiq/services/elastiq/sqsqueue"
+	"github.com/elastiq/elastiq/services/scaler/policy"
 )
 
 func env(kv map[string]string) func(string) string {
@@ -25,10 +26,11 @@ func TestParse(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if o.classic.Max != 19 || o.classic.TerminateAfter != 2*time.Minute || o.scaler.Interval != time.Second ||
+		p, err := policy.New(o.policy)
+		if err != nil || p.Name() != policy.NameBacklog || o.policy.Max != 19 || o.scaler.Interval != time.Second ||
 			o.fleet.LaunchTemplateVersion != "$Default" || o.fleet.Tags[ec2fleet.TagStack] != "s" {
-			t.Errorf("parse() = max %d, terminate after %v, interval %v, version %q, tags %v; want 19, 2m, 1s, $Default, stack s",
-				o.classic.Max, o.classic.TerminateAfter, o.scaler.Interval, o.fleet.LaunchTemplateVersion, o.fleet.Tags)
+			t.Errorf("parse() = policy %v (%v), max %d, interval %v, version %q, tags %v; want backlog, 19, 1s, $Default, stack s",
+				p, err, o.policy.Max, o.scaler.Interval, o.fleet.LaunchTemplateVersion, o.fleet.Tags)
 		}
 	})
 	t.Run("environment", func(t *testing.T) {
@@ -39,15 +41,15 @@ func TestParse(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if o.queueURL != "http://q" || o.stack != "prod" || o.fleet.LaunchTemplateID != "lt-1" || o.classic.Max != 4 ||
+		if o.queueURL != "http://q" || o.stack != "prod" || o.fleet.LaunchTemplateID != "lt-1" || o.policy.Max != 4 ||
 			o.scaler.Interval != 3*time.Second || o.aws.Region != "eu-west-1" {
 			t.Errorf("parse() = %+v; want the environment's values", o)
 		}
 	})
 	t.Run("flag wins over environment", func(t *testing.T) {
 		o, err := parse(append([]string{"scaler", "-max-workers", "7"}, base...), env(map[string]string{"ELASTIQ_MAX_WORKERS": "4"}), io.Discard)
-		if err != nil || o.classic.Max != 7 {
-			t.Errorf("parse() max = %d, %v; want 7", o.classic.Max, err)
+		if err != nil || o.policy.Max != 7 {
+			t.Errorf("parse() max = %d, %v; want 7", o.policy.Max, err)
 		}
 	})
 	t.Run("backlog policy", func(t *testing.T) {
@@ -56,10 +58,22 @@ func TestParse(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p, err := o.newPolicy()
-		if err != nil || p.Name() != "backlog" || o.backlog.Max != 6 || o.backlog.TerminateAfter != 5*time.Minute ||
-			o.backlog.WarmPool != 2 || o.backlog.LaunchReady != 90*time.Second {
-			t.Errorf("parse() = policy %v (%v), backlog %+v; want backlog, max 6, 5m, warm pool 2, launch ready 90s", p, err, o.backlog)
+		p, err := policy.New(o.policy)
+		b, _ := p.(policy.Backlog)
+		if err != nil || p.Name() != "backlog" || b.Config().Max != 6 || b.Config().TerminateAfter != 5*time.Minute ||
+			b.Config().WarmPool != 2 || b.Config().LaunchReady != 90*time.Second {
+			t.Errorf("parse() = policy %v (%v), backlog %+v; want backlog, max 6, 5m, warm pool 2, launch ready 90s", p, err, b.Config())
+		}
+	})
+	t.Run("classic policy", func(t *testing.T) {
+		o, err := parse(append([]string{"scaler", "-policy", "classic"}, base...), env(nil), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := policy.New(o.policy)
+		c, _ := p.(policy.Classic)
+		if err != nil || c.Config().Max != 19 || c.Config().TerminateAfter != 2*time.Minute {
+			t.Errorf("parse() = policy %v (%v), classic %+v; want classic, max 19, 2m", p, err, c.Config())
 		}
 	})
 	for _, tc := range []struct {
@@ -111,7 +125,7 @@ func TestRunScalesOutAndIn(t *testing.T) {
 	}
 
 	p := elastiqtest.StartProgram(t, run, []string{"scaler", "-endpoint", endpoint, "-request-queue-url", queues.URL,
-		"-stack", name, "-launch-template-id", template, "-max-workers", "3", "-terminate-after", "2s",
+		"-stack", name, "-launch-template-id", template, "-policy", "classic", "-max-workers", "3", "-terminate-after", "2s",
 		"-interval", "100ms", "-log-level", "debug"}, env(nil))
 	p.WaitOutput(regexp.MustCompile(`managing the workers of stack \S+ \(0 now, at most 3, classic policy\)`), time.Minute)
 
@@ -223,7 +237,7 @@ func TestRunTerminatesWorkersWithHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	args := []string{"scaler", "-endpoint", endpoint, "-request-queue-url", queues.URL, "-stack", name,
-		"-launch-template-id", template, "-interval", "100ms", "-terminate-workers-with-host",
+		"-launch-template-id", template, "-policy", "classic", "-interval", "100ms", "-terminate-workers-with-host",
 		"-imds-endpoint", elastiqtest.IMDS(t, host[0].ID)}
 
 	stopScaler := func() {

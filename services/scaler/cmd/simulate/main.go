@@ -6,7 +6,7 @@
 //
 //	go run ./services/scaler/cmd/simulate               # the standard comparison, SVGs in sim-out/
 //	go run ./services/scaler/cmd/simulate -local -boot-delay 3s -service-time 17ms -service-sigma 0.2 \
-//	    -policies classic -workloads burst-cold:100      # mirror `make demo` for calibration
+//	    -policy classic -workloads burst-cold:100      # mirror `make demo` for calibration
 //	go run ./services/scaler/cmd/simulate -series demo.csv  # draw a real run (loadgen -series) the same way
 //
 // Workloads are the standard set by name (burst-100, burst-100-cold,
@@ -45,8 +45,7 @@ func main() {
 // options are the command line of simulate.
 type options struct {
 	sim       sim.Config
-	classic   policy.ClassicConfig
-	backlog   policy.BacklogConfig
+	policy    policy.Config // Policy is a comma-separated list here
 	policies  []string
 	workloads []sim.Workload
 	out       string
@@ -54,16 +53,15 @@ type options struct {
 }
 
 func parse(args []string, getenv func(string) string, stderr io.Writer) (options, error) {
-	o := options{sim: sim.DefaultConfig(), classic: policy.DefaultClassicConfig(), backlog: policy.DefaultBacklogConfig()}
+	o := options{sim: sim.DefaultConfig(), policy: policy.DefaultConfig()}
+	o.policy.Policy = policy.NameClassic + "," + policy.NameBacklog
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		policies  = fs.String("policies", "classic,backlog", "policies to compare, comma-separated: classic, backlog")
 		workloads = fs.String("workloads", "", "workloads, comma-separated: standard names or burst:N, burst-cold:N, poisson:RATE:DURATION, day:TROUGH:PEAK:DURATION (default the standard set)")
 		leadIn    = fs.Duration("lead-in", sim.DefaultLeadIn, "idle time before the arrivals of burst:, poisson: and day: specs")
 		local     = fs.Bool("local", false, "mirror the embedded stack of `make demo` instead of EC2: launch ready after -boot-delay, start after half of it, no stop delay, 2 shared CPUs, no billing minimum")
 		bootDelay = fs.Duration("boot-delay", 3*time.Second, "with -local: the stack's -boot-delay")
-		maxFleet  = fs.Int("max", o.classic.Max, "most active instances, for both policies")
 	)
 	c := &o.sim
 	fs.StringVar(&o.out, "out", "sim-out", "folder for the SVG timelines (empty: none)")
@@ -78,9 +76,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 	fs.DurationVar(&c.Interval, "interval", c.Interval, "scaler interval")
 	fs.BoolVar(&c.Nudge, "nudge", c.Nudge, "the web tier nudges the scaler on each request (false for the distributed scaler)")
 	fs.DurationVar(&c.Tail, "tail", c.Tail, "simulated time after the last completion (the fleet scaling in)")
-	fs.DurationVar(&o.backlog.TargetLatency, "target-latency", o.backlog.TargetLatency, "backlog policy: drain within this after capacity is ready")
-	fs.IntVar(&o.backlog.WarmPool, "warm-pool", o.backlog.WarmPool, "backlog policy: stopped instances kept")
-	fs.DurationVar(&o.backlog.TerminateAfter, "terminate-after", o.backlog.TerminateAfter, "backlog policy: terminate stopped instances beyond the warm pool after an idle queue this long")
+	o.policy.RegisterFlags(fs) // -policy takes a comma-separated list of the policies to compare
 	if err := flagenv.Parse(fs, args[1:], getenv); err != nil {
 		return o, err
 	}
@@ -103,10 +99,10 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 	}
 	// The backlog policy knows the system's timings, as it would be
 	// configured for it.
-	o.backlog.LaunchReady, o.backlog.StartReady, o.backlog.ServiceTime = c.LaunchReady, c.StartReady, c.ServiceTime
-	o.classic.Max, o.backlog.Max = *maxFleet, *maxFleet
-	o.backlog.WarmPool = min(o.backlog.WarmPool, *maxFleet)
-	o.policies = strings.Split(*policies, ",")
+	b := &o.policy.Backlog
+	b.LaunchReady, b.StartReady, b.ServiceTime = c.LaunchReady, c.StartReady, c.ServiceTime
+	b.WarmPool = min(b.WarmPool, o.policy.Max)
+	o.policies = strings.Split(o.policy.Policy, ",")
 	var err error
 	if o.workloads, err = parseWorkloads(*workloads, *leadIn); err != nil {
 		return o, err
@@ -169,14 +165,11 @@ func parseWorkload(s string, leadIn time.Duration) (sim.Workload, error) {
 	return sim.Workload{}, errors.New("want a standard name or burst:N, burst-cold:N, poisson:RATE:DURATION, day:TROUGH:PEAK:DURATION")
 }
 
-func (o options) policy(name string) (policy.Policy, error) {
-	switch name {
-	case "classic":
-		return policy.NewClassic(o.classic)
-	case "backlog":
-		return policy.NewBacklog(o.backlog)
-	}
-	return nil, fmt.Errorf("unknown policy %q: want classic or backlog", name)
+// newPolicy builds the policy called name with the configured settings.
+func (o options) newPolicy(name string) (policy.Policy, error) {
+	c := o.policy
+	c.Policy = name
+	return policy.New(c)
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -192,7 +185,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	var ps []policy.Policy
 	for _, name := range o.policies {
-		p, err := o.policy(name)
+		p, err := o.newPolicy(name)
 		if err != nil {
 			return err
 		}

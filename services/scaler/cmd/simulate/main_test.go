@@ -44,9 +44,9 @@ func TestParse(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(o.workloads) != len(sim.Standard()) || o.sim.LaunchReady != 260*time.Second || o.backlog.LaunchReady != 260*time.Second || o.out != "sim-out" {
+		if len(o.workloads) != len(sim.Standard()) || o.sim.LaunchReady != 260*time.Second || o.policy.Backlog.LaunchReady != 260*time.Second || o.out != "sim-out" {
 			t.Errorf("parse() = %d workloads, launch ready %v (policy %v), out %q; want the standard set, 4m20s, sim-out",
-				len(o.workloads), o.sim.LaunchReady, o.backlog.LaunchReady, o.out)
+				len(o.workloads), o.sim.LaunchReady, o.policy.Backlog.LaunchReady, o.out)
 		}
 	})
 	t.Run("local", func(t *testing.T) {
@@ -56,17 +56,17 @@ func TestParse(t *testing.T) {
 		}
 		c := o.sim
 		if c.LaunchReady != 4*time.Second || c.StartReady != 2*time.Second || c.CPUs != 2 || c.MinBilled != 0 ||
-			o.backlog.ServiceTime != 15*time.Millisecond || o.backlog.StartReady != 2*time.Second {
+			o.policy.Backlog.ServiceTime != 15*time.Millisecond || o.policy.Backlog.StartReady != 2*time.Second {
 			t.Errorf("parse(-local) = launch %v, start %v, cpus %d, min billed %v, policy service %v; want 4s, 2s, 2, 0, 15ms",
-				c.LaunchReady, c.StartReady, c.CPUs, c.MinBilled, o.backlog.ServiceTime)
+				c.LaunchReady, c.StartReady, c.CPUs, c.MinBilled, o.policy.Backlog.ServiceTime)
 		}
 	})
 	t.Run("environment", func(t *testing.T) {
 		o, err := parse([]string{"simulate"}, func(k string) string {
-			return map[string]string{"ELASTIQ_WARM_POOL": "2", "ELASTIQ_MAX": "7"}[k]
+			return map[string]string{"ELASTIQ_WARM_POOL": "2", "ELASTIQ_MAX_WORKERS": "7"}[k]
 		}, io.Discard)
-		if err != nil || o.backlog.WarmPool != 2 || o.classic.Max != 7 || o.backlog.Max != 7 {
-			t.Errorf("parse(env) = warm pool %d, max %d/%d, %v; want 2, 7", o.backlog.WarmPool, o.classic.Max, o.backlog.Max, err)
+		if err != nil || o.policy.Backlog.WarmPool != 2 || o.policy.Max != 7 {
+			t.Errorf("parse(env) = warm pool %d, max %d, %v; want 2, 7", o.policy.Backlog.WarmPool, o.policy.Max, err)
 		}
 	})
 	for _, args := range [][]string{
@@ -83,8 +83,8 @@ func TestParse(t *testing.T) {
 			}
 		})
 	}
-	if err := run(context.Background(), []string{"simulate", "-policies", "nope", "-out", ""}, noEnv, io.Discard, io.Discard); err == nil {
-		t.Errorf("run(-policies nope) = nil error, want one")
+	if err := run(context.Background(), []string{"simulate", "-policy", "nope", "-out", ""}, noEnv, io.Discard, io.Discard); err == nil {
+		t.Errorf("run(-policy nope) = nil error, want one")
 	}
 }
 

@@ -59,12 +59,8 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 	fs.IntVar(&s.MaxReceives, "max-receives", s.MaxReceives, "deliveries before a request is given up as failed")
 	fs.DurationVar(&s.BootDelay, "boot-delay", s.BootDelay, "how long a newly launched worker instance takes to boot")
 	fs.DurationVar(&s.StartDelay, "start-delay", s.StartDelay, "how long a stopped worker instance takes to start (0: half the boot delay; negative: none)")
-	fs.StringVar(&s.Policy, "policy", s.Policy, "scaling policy: backlog (drain the backlog within -target-latency, warm pool) or classic (the original system's)")
-	maxWorkers := fs.Int("max-workers", s.Backlog.Max, "most worker instances")
-	terminateAfter := fs.Duration("terminate-after", 0, "terminate stopped workers (backlog: those beyond the warm pool) after no request for this long (default: classic 2m, backlog 10m)")
-	fs.IntVar(&s.Backlog.WarmPool, "warm-pool", s.Backlog.WarmPool, "backlog policy: stopped, initialised workers kept for the next burst")
-	fs.DurationVar(&s.Backlog.TargetLatency, "target-latency", s.Backlog.TargetLatency, "backlog policy: drain the backlog within this long")
-	fs.DurationVar(&s.Backlog.ServiceTime, "service-time", s.Backlog.ServiceTime, "backlog policy: expected time a worker takes per image")
+	s.Policy.RegisterFlags(fs)
+	fs.DurationVar(&s.Policy.Backlog.ServiceTime, "service-time", s.Policy.Backlog.ServiceTime, "backlog policy: expected time a worker takes per image")
 	fs.DurationVar(&s.Worker.IdleTimeout, "worker-idle", s.Worker.IdleTimeout, "a worker stops itself after an empty queue for this long (0: never)")
 	fs.DurationVar(&s.Scaler.Interval, "scale-interval", s.Scaler.Interval, "how often the scaler looks at the queue (it also acts at once on each request)")
 	fs.DurationVar(&s.Web.SyncTimeout, "sync-timeout", s.Web.SyncTimeout, "how long POST / waits for a result before 504")
@@ -73,10 +69,6 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 
 	if err := flagenv.Parse(fs, args[1:], getenv); err != nil {
 		return o, err
-	}
-	s.Backlog.Max, s.Classic.Max = *maxWorkers, *maxWorkers
-	if *terminateAfter != 0 {
-		s.Backlog.TerminateAfter, s.Classic.TerminateAfter = *terminateAfter, *terminateAfter
 	}
 	if err := s.Validate(); err != nil {
 		return o, err
@@ -112,6 +104,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	fmt.Fprintf(stdout, "elastiq: serving on http://%s (classifier %s, %s scaling up to %d workers); try:\n"+
 		"  curl -F myfile=@datasets/cse546-faces/face_images_100/test_00.jpg http://%s/\n",
-		ln.Addr(), o.classify.Backend, o.stack.Policy, o.stack.Backlog.Max, ln.Addr())
+		ln.Addr(), o.classify.Backend, o.stack.Policy.Policy, o.stack.Policy.Max, ln.Addr())
 	return s.Run(ctx, ln)
 }

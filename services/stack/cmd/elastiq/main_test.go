@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
+	"github.com/elastiq/elastiq/services/scaler/policy"
 )
 
 // lockedBuffer is an io.Writer safe for the concurrent writes of a running
@@ -147,9 +148,9 @@ func TestParse(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if o.addr != "127.0.0.1:8080" || o.stack.Backlog.Max != 19 || o.classify.Backend != "face" {
+		if o.addr != "127.0.0.1:8080" || o.stack.Policy.Max != 19 || o.classify.Backend != "face" {
 			t.Errorf("parse() = addr %q, max %d, backend %q; want 127.0.0.1:8080, 19, face",
-				o.addr, o.stack.Backlog.Max, o.classify.Backend)
+				o.addr, o.stack.Policy.Max, o.classify.Backend)
 		}
 	})
 	t.Run("environment", func(t *testing.T) {
@@ -159,14 +160,14 @@ func TestParse(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if o.addr != "127.0.0.1:9999" || o.stack.BootDelay != 3*time.Second || o.stack.Backlog.Max != 4 {
-			t.Errorf("parse() = addr %q, boot %v, max %d; want 127.0.0.1:9999, 3s, 4", o.addr, o.stack.BootDelay, o.stack.Backlog.Max)
+		if o.addr != "127.0.0.1:9999" || o.stack.BootDelay != 3*time.Second || o.stack.Policy.Max != 4 {
+			t.Errorf("parse() = addr %q, boot %v, max %d; want 127.0.0.1:9999, 3s, 4", o.addr, o.stack.BootDelay, o.stack.Policy.Max)
 		}
 	})
 	t.Run("flag wins over environment", func(t *testing.T) {
 		o, err := parse([]string{"elastiq", "-max-workers", "7"}, env(map[string]string{"ELASTIQ_MAX_WORKERS": "4"}), io.Discard)
-		if err != nil || o.stack.Backlog.Max != 7 {
-			t.Errorf("parse() max = %d, %v; want 7", o.stack.Backlog.Max, err)
+		if err != nil || o.stack.Policy.Max != 7 {
+			t.Errorf("parse() max = %d, %v; want 7", o.stack.Policy.Max, err)
 		}
 	})
 	t.Run("policy flags", func(t *testing.T) {
@@ -174,10 +175,10 @@ func TestParse(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if o.stack.Policy != "classic" || o.stack.Classic.Max != 5 || o.stack.Classic.TerminateAfter != 30*time.Second ||
-			o.stack.Backlog.Max != 5 || o.stack.Backlog.TerminateAfter != 30*time.Second {
-			t.Errorf("parse() = policy %q, classic %+v, backlog max %d terminate %v; want classic, 5, 30s",
-				o.stack.Policy, o.stack.Classic, o.stack.Backlog.Max, o.stack.Backlog.TerminateAfter)
+		p, err := policy.New(o.stack.Policy)
+		c, _ := p.(policy.Classic)
+		if err != nil || p.Name() != "classic" || c.Config().Max != 5 || c.Config().TerminateAfter != 30*time.Second {
+			t.Errorf("parse() = policy %v (%v), classic %+v; want classic, 5, 30s", p, err, c.Config())
 		}
 	})
 	t.Run("exec command", func(t *testing.T) {
