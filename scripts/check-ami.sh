@@ -3,8 +3,7 @@
 # with `packer fmt -check` and `packer validate`, as `make test` does.
 #
 # Installs Debian's packer package (1.6.6) when packer is missing and this runs
-# as root with apt-get; otherwise says how to get it and skips, except in CI
-# (CI=true), where a missing packer is an error. The template is validated in
+# as root with apt-get; otherwise it fails, saying how to get it. The template is validated in
 # full against a stand-in bundle (validation checks that the uploaded files
 # exist, not what they hold: infra/deploy's tests check the real bundle);
 # packer 1.6.6 needs no AWS credentials for that. Where a newer packer would
@@ -20,7 +19,6 @@ die() {
 	log "error: $*"
 	exit 1
 }
-in_ci() { [[ "${CI:-}" == "true" ]]; }
 
 if ! command -v packer >/dev/null; then
 	if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
@@ -33,9 +31,7 @@ if ! command -v packer >/dev/null; then
 fi
 if ! command -v packer >/dev/null; then
 	how="install it: sudo apt-get install packer (Debian), or see https://developer.hashicorp.com/packer/install"
-	in_ci && die "packer not found; $how"
-	log "packer not found; skipping the template check ($how)"
-	exit 0
+	die "packer not found; $how"
 fi
 log "$(packer version | head -n 1)"
 

@@ -16,9 +16,32 @@ mkdir -p "$root/sim-out"
 series="$root/sim-out/demo-$policy.csv"
 log=$(mktemp)
 
+# Measure only the stack started here: refuse an address something already
+# serves on (a `make run` in another shell, say).
+host=${addr%:*}
+port=${addr##*:}
+if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then
+	echo "demo: something already listens on $addr; stop it or set ADDR=host:port" >&2
+	exit 1
+fi
 "$root/bin/elastiq" -addr "$addr" -data "$data" -boot-delay "$boot" -policy "$policy" >"$log" 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -f "$log"' EXIT
+# Wait until this stack says it serves (loading the models takes a moment).
+for ((i = 0; i < 600; i++)); do
+	grep -q "serving on http://$addr" "$log" && break
+	if ! kill -0 "$pid" 2>/dev/null; then
+		echo "demo: the stack exited before serving:" >&2
+		cat "$log" >&2
+		exit 1
+	fi
+	sleep 0.1
+done
+if ! grep -q "serving on http://$addr" "$log"; then
+	echo "demo: the stack did not serve on $addr within 60s:" >&2
+	cat "$log" >&2
+	exit 1
+fi
 
 status=0
 "$root/bin/loadgen" -url "http://$addr/" \

@@ -339,3 +339,17 @@ func TestStartContextEndsWithTest(t *testing.T) {
 		t.Fatalf("run's context did not end within %v of the test's end", Timeout)
 	}
 }
+
+func TestWorkload(t *testing.T) {
+	imgs := Workload(t)
+	labels := map[string]bool{}
+	for _, img := range imgs {
+		if len(img.Data) == 0 || !strings.HasSuffix(img.Name, ".jpg") || img.Label == "" {
+			t.Errorf("image %q: %d bytes, label %q; want a JPEG with a label", img.Name, len(img.Data), img.Label)
+		}
+		labels[img.Label] = true
+	}
+	if imgs[0].Name != "test_00.jpg" || imgs[0].Label != "Paul" || len(labels) != 8 {
+		t.Errorf("workload starts %s %s with %d labels, want test_00.jpg Paul, 8 labels", imgs[0].Name, imgs[0].Label, len(labels))
+	}
+}

@@ -1,6 +1,7 @@
 package elastiqtest
 
 import (
+	"encoding/csv"
 	"os"
 	"path/filepath"
 	"testing"
@@ -8,8 +9,8 @@ import (
 
 // The files the tests of the classifier and of the programs need: the models
 // fetched by scripts/fetch-models.sh and the bundled CSE546 demo gallery. A
-// missing file fails the test when CI=true and skips it otherwise, saying
-// what to run to get it.
+// missing file fails the test, saying what to run to get it, unless the run
+// asked for unit tests only (go test -short, make test-unit): then it skips.
 
 // RepoRoot is the folder holding go.work, found upwards from the test's
 // working directory.
@@ -57,10 +58,49 @@ func CSE546(t testing.TB) string {
 	return dir
 }
 
+// Image is one image of the CSE546 workload with the label it must get.
+type Image struct {
+	Name  string // test_00.jpg
+	Label string
+	Data  []byte
+}
+
+// Workload reads the course's workload: the 100 images of the bundled
+// CSE546 set, in the order of its labels.csv, each with its label.
+func Workload(t testing.TB) []Image {
+	t.Helper()
+	dir := CSE546(t)
+	f, err := os.Open(filepath.Join(dir, "labels.csv"))
+	if err != nil {
+		t.Fatalf("CSE546 workload: %v", err)
+	}
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatalf("CSE546 workload: labels.csv: %v", err)
+	}
+	var imgs []Image
+	for _, row := range rows[1:] {
+		if len(row) < 2 {
+			t.Fatalf("CSE546 workload: labels.csv row %q: want Image,Results", row)
+		}
+		name := row[0] + ".jpg"
+		data, err := os.ReadFile(filepath.Join(dir, "face_images_100", name))
+		if err != nil {
+			t.Fatalf("CSE546 workload: %v", err)
+		}
+		imgs = append(imgs, Image{Name: name, Label: row[1], Data: data})
+	}
+	if len(imgs) != 100 {
+		t.Fatalf("CSE546 workload has %d images, want 100", len(imgs))
+	}
+	return imgs
+}
+
 func missingFile(t testing.TB, format string, args ...any) {
 	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf(format, args...)
+	if testing.Short() {
+		t.Skipf("-short, unit tests only: "+format, args...)
 	}
-	t.Skipf(format, args...)
+	t.Fatalf(format, args...)
 }

@@ -18,8 +18,8 @@ import (
 // The helpers below reach the servers that scripts/test-servers.sh runs on
 // loopback (moto_server for SQS, S3 and EC2; memcached), for the tests of
 // packages and programs outside this module. When a server's variable is
-// unset, the test fails under CI=true and is skipped elsewhere, with a
-// message that says how to start the servers.
+// unset, the test fails with a message that says how to start the servers
+// (or skips under go test -short, a unit-only run).
 
 // AWSRegion is the region of the test configuration.
 const AWSRegion = awstest.Region

@@ -19,7 +19,7 @@ import (
 
 // testServers returns the memcached servers to test against (host:port,
 // comma-separated, from scripts/test-servers.sh). Without them the test
-// fails in CI and is skipped elsewhere.
+// fails (skips under -short).
 func testServers(t *testing.T) []string {
 	t.Helper()
 	return strings.Split(awstest.RequireEnv(t, awstest.EnvMemcached), ",")

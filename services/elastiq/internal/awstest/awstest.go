@@ -5,8 +5,8 @@
 //
 // A test that needs a server calls Endpoint (or Config, or RequireEnv for
 // another server's address). When the server's variable is unset the test
-// fails under CI=true and skips elsewhere, with a message that says how to
-// start the servers.
+// fails, with a message that says how to start the servers, unless the run
+// asked for unit tests only (go test -short, make test-unit): then it skips.
 package awstest
 
 import (
@@ -33,7 +33,7 @@ const Region = "us-east-1"
 
 // RequireEnv returns the value of the environment variable name, which
 // scripts/test-servers.sh sets to a server's address. When it is unset the
-// test fails if CI=true and is skipped otherwise.
+// test fails, or skips under -short.
 func RequireEnv(t testing.TB, name string) string {
 	t.Helper()
 	v := os.Getenv(name)
@@ -43,10 +43,10 @@ func RequireEnv(t testing.TB, name string) string {
 	msg := name + " is not set: start the test servers with\n" +
 		"\teval \"$(scripts/test-servers.sh start)\"\n" +
 		"(or run `make test`, which starts and stops them)"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
+	if testing.Short() {
+		t.Skip("-short, unit tests only: " + msg)
 	}
-	t.Skip(msg)
+	t.Fatal(msg)
 	return ""
 }
 

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# test.sh [-short] MODULE...: vets and tests every package of every module
+# given, going on after a failure, and ends with what failed.
+#
+#   (default)  the whole suite, as `make test` runs it: with the race
+#              detector, after starting (and before stopping) the loopback
+#              test servers and checking the worker image's Packer template.
+#              A missing server, model file or tool fails the tests that
+#              need it.
+#   -short     unit tests only, as `make test-unit` runs them: no servers,
+#              no models, no race detector; the tests that need them skip,
+#              saying so.
+#
+# The last line counts packages passed and packages or checks failed:
+# "test: N passed, N failed".
+set -uo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+short=false
+if [[ "${1:-}" == "-short" ]]; then
+	short=true
+	shift
+fi
+modules=("$@")
+failed=()
+passed=0
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+
+if ! $short; then
+	"$root/scripts/check-ami.sh" || failed+=("check-ami (the worker image's Packer template)")
+	trap '"$root/scripts/test-servers.sh" stop; rm -f "$log"' EXIT
+	if env="$("$root/scripts/test-servers.sh" start)"; then
+		eval "$env"
+	else
+		eval "$env"
+		failed+=("test servers (scripts/test-servers.sh start)")
+	fi
+fi
+
+flags=(-count=1 -race)
+$short && flags=(-count=1 -short)
+for m in "${modules[@]}"; do
+	echo "=== module $m"
+	if ! (cd "$root/$m" && go vet ./...); then
+		failed+=("go vet in $m")
+	fi
+	(cd "$root/$m" && go test "${flags[@]}" ./... 2>&1) | tee "$log"
+	passed=$((passed + $(grep -c '^ok  ' "$log")))
+	while read -r pkg; do
+		failed+=("$pkg")
+	done < <(grep -E '^FAIL	' "$log" | cut -f2 | cut -d' ' -f1)
+	if ! grep -qE '^(ok  |FAIL	|\?   )' "$log"; then
+		failed+=("go test in $m (no package result)")
+	fi
+done
+
+echo
+if ((${#failed[@]} > 0)); then
+	echo "FAILED:"
+	printf '  %s\n' "${failed[@]}"
+fi
+echo "test: $passed passed, ${#failed[@]} failed"
+((${#failed[@]} == 0))
