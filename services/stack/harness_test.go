@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,8 +12,6 @@ import (
 	"mime/multipart"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,13 +19,13 @@ import (
 	"time"
 
 	"github.com/elastiq/elastiq/services/elastiq"
+	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
 )
 
 // testTimeout bounds every wait in these tests; generous, for a loaded
 // 2-core machine. Nothing here asserts speed.
 const testTimeout = 60 * time.Second
 
-var datasetDir = filepath.Join("..", "..", "datasets", "cse546-faces")
 
 // image is one CSE546 workload image with its expected label.
 type image struct {
@@ -40,26 +37,9 @@ type image struct {
 // loadWorkload reads the 100 CSE546 images and their labels.
 func loadWorkload(t testing.TB) []image {
 	t.Helper()
-	f, err := os.Open(filepath.Join(datasetDir, "labels.csv"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	rows, err := csv.NewReader(f).ReadAll()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var imgs []image
-	for _, row := range rows[1:] {
-		name := row[0] + ".jpg"
-		data, err := os.ReadFile(filepath.Join(datasetDir, "face_images_100", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		imgs = append(imgs, image{name: name, data: data, label: row[1]})
-	}
-	if len(imgs) != 100 {
-		t.Fatalf("workload has %d images, want 100", len(imgs))
+	for _, img := range elastiqtest.Workload(t) {
+		imgs = append(imgs, image{name: img.Name, data: img.Data, label: img.Label})
 	}
 	return imgs
 }

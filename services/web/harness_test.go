@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"image"
@@ -14,8 +13,6 @@ import (
 	"mime/multipart"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -87,29 +84,11 @@ type face struct {
 // loadFaces reads the CSE546 workload bundled in the repository.
 func loadFaces(t testing.TB) ([]face, map[[32]byte]string) {
 	t.Helper()
-	dir := filepath.Join("..", "..", "datasets", "cse546-faces")
-	f, err := os.Open(filepath.Join(dir, "labels.csv"))
-	if err != nil {
-		t.Fatalf("open the CSE546 dataset (part of the repository): %v", err)
-	}
-	defer f.Close()
-	rows, err := csv.NewReader(f).ReadAll()
-	if err != nil {
-		t.Fatalf("read labels.csv: %v", err)
-	}
 	var faces []face
 	labels := make(map[[32]byte]string)
-	for _, row := range rows[1:] {
-		name := row[0] + ".jpg"
-		data, err := os.ReadFile(filepath.Join(dir, "face_images_100", name))
-		if err != nil {
-			t.Fatalf("read image: %v", err)
-		}
-		faces = append(faces, face{name: name, label: row[1], data: data})
-		labels[sha256.Sum256(data)] = row[1]
-	}
-	if len(faces) != 100 {
-		t.Fatalf("CSE546 dataset has %d images, want 100", len(faces))
+	for _, img := range elastiqtest.Workload(t) {
+		faces = append(faces, face{name: img.Name, label: img.Label, data: img.Data})
+		labels[sha256.Sum256(img.Data)] = img.Label
 	}
 	return faces, labels
 }

@@ -7,7 +7,6 @@ package e2e
 import (
 	"bufio"
 	"bytes"
-	"encoding/csv"
 	"fmt"
 	"io"
 	"mime/multipart"
@@ -257,22 +256,9 @@ type image struct {
 }
 
 func workload(t *testing.T) []image {
-	f, err := os.Open(filepath.Join(dataset, "labels.csv"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	rows, err := csv.NewReader(f).ReadAll()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var imgs []image
-	for _, row := range rows[1:] {
-		data, err := os.ReadFile(filepath.Join(dataset, "face_images_100", row[0]+".jpg"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		imgs = append(imgs, image{name: row[0] + ".jpg", label: row[1], data: data})
+	for _, img := range elastiqtest.Workload(t) {
+		imgs = append(imgs, image{name: img.Name, label: img.Label, data: img.Data})
 	}
 	return imgs
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/csv"
 	"io"
 	"mime/multipart"
 	"net/http"
@@ -46,7 +45,10 @@ var servingRE = regexp.MustCompile(`serving on (http://[0-9.:]+)`)
 func TestRunClassicWorkload(t *testing.T) {
 	models := elastiqtest.ModelDir(t, "fr_feature.onnx")
 	dataset := elastiqtest.CSE546(t)
-	labels := readLabels(t, filepath.Join(dataset, "labels.csv"))
+	labels := map[string]string{}
+	for _, img := range elastiqtest.Workload(t) {
+		labels[strings.TrimSuffix(img.Name, ".jpg")] = img.Label
+	}
 
 	ctx, cancel := context.WithCancel(t.Context())
 	var stdout, stderr lockedBuffer
@@ -95,26 +97,6 @@ func TestRunClassicWorkload(t *testing.T) {
 		}
 		wg.Wait()
 	}
-}
-
-func readLabels(t *testing.T, path string) map[string]string {
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	rows, err := csv.NewReader(f).ReadAll()
-	if err != nil {
-		t.Fatal(err)
-	}
-	labels := map[string]string{}
-	for _, row := range rows[1:] {
-		labels[row[0]] = row[1]
-	}
-	if len(labels) != 100 {
-		t.Fatalf("%s: %d labels, want 100", path, len(labels))
-	}
-	return labels
 }
 
 func upload(client *http.Client, url, field, path string) (string, int, error) {

@@ -353,20 +353,9 @@ func TestRunSIGTERMGraceOver(t *testing.T) {
 // the CSE546 gallery, on one of the course's images.
 func TestRunFace(t *testing.T) {
 	models := elastiqtest.ModelDir(t, "fr_feature.onnx")
-	dataset := filepath.Join("..", "..", "..", "..", "datasets", "cse546-faces")
-	csvText, err := os.ReadFile(filepath.Join(dataset, "labels.csv"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := regexp.MustCompile(`(?m)^test_00,([^,\r\n]+)`).FindSubmatch(csvText)
-	if m == nil {
-		t.Fatal("labels.csv has no label for test_00")
-	}
-	label := string(m[1])
-	image, err := os.ReadFile(filepath.Join(dataset, "face_images_100", "test_00.jpg"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	dataset := elastiqtest.CSE546(t)
+	first := elastiqtest.Workload(t)[0]
+	label, image := first.Label, first.Data
 	s := awsstack.New(t, 30*time.Second, 5)
 	ctx := testCtx(t)
 	req := submit(t, ctx, s, "test_00.jpg", image)
