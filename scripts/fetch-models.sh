@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # fetch-models.sh: fetch the ONNX Runtime shared library and the face models
-# that the classifier (services/classify) needs, verify them by SHA-256 and
+# that the classifier (services/worker/classify) needs, verify them by SHA-256 and
 # put them in one folder (default <repo>/.models, or $ELASTIQ_MODELS, or $1).
 #
 # Idempotent and offline once done: if every file is present with the right

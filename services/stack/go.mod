@@ -3,7 +3,6 @@ module github.com/elastiq/elastiq/services/stack
 go 1.26
 
 require (
-	github.com/elastiq/elastiq/services/classify v0.0.0-00010101000000-000000000000
 	github.com/elastiq/elastiq/services/elastiq v0.0.0-00010101000000-000000000000
 	github.com/elastiq/elastiq/services/scaler v0.0.0-00010101000000-000000000000
 	github.com/elastiq/elastiq/services/web v0.0.0-00010101000000-000000000000
@@ -29,8 +28,6 @@ require (
 )
 
 replace github.com/elastiq/elastiq/services/elastiq => ../elastiq
-
-replace github.com/elastiq/elastiq/services/classify => ../classify
 
 replace github.com/elastiq/elastiq/services/web => ../web
 

@@ -3,8 +3,8 @@ module github.com/elastiq/elastiq/services/worker
 go 1.26
 
 require (
-	github.com/elastiq/elastiq/services/classify v0.0.0-00010101000000-000000000000
 	github.com/elastiq/elastiq/services/elastiq v0.0.0-00010101000000-000000000000
+	github.com/yalue/onnxruntime_go v1.27.0
 )
 
 require (
@@ -28,9 +28,6 @@ require (
 	github.com/aws/aws-sdk-go-v2/service/ssooidc v1.44.5 // indirect
 	github.com/aws/aws-sdk-go-v2/service/sts v1.52.0 // indirect
 	github.com/aws/smithy-go v1.28.9 // indirect
-	github.com/yalue/onnxruntime_go v1.27.0 // indirect
 )
 
 replace github.com/elastiq/elastiq/services/elastiq => ../elastiq
-
-replace github.com/elastiq/elastiq/services/classify => ../classify

@@ -8,9 +8,8 @@ import (
 
 // lazyWith is logger.With(attrs...) without the up-front cost: slog's
 // handlers format With attributes eagerly, and a worker makes a logger per
-// message but almost never writes a line with it (that formatting was a
-// tenth of a worker's CPU per message). The attributes are added to each
-// record actually written instead.
+// message but almost never writes a line with it. The attributes are added
+// to each record actually written instead.
 func lazyWith(logger *slog.Logger, attrs ...slog.Attr) *slog.Logger {
 	return slog.New(lazyHandler{next: logger.Handler(), attrs: attrs})
 }

@@ -21,7 +21,7 @@ import (
 	"runtime"
 	"syscall"
 
-	"github.com/elastiq/elastiq/services/classify"
+	"github.com/elastiq/elastiq/services/worker/classify"
 	"github.com/elastiq/elastiq/services/elastiq/flagenv"
 	"github.com/elastiq/elastiq/services/stack"
 )

@@ -30,7 +30,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/elastiq/elastiq/services/classify"
+	"github.com/elastiq/elastiq/services/worker/classify"
 	"github.com/elastiq/elastiq/services/elastiq/awsconfig"
 	"github.com/elastiq/elastiq/services/elastiq/ec2fleet"
 	"github.com/elastiq/elastiq/services/elastiq/flagenv"

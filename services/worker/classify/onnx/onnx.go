@@ -20,9 +20,9 @@ import (
 
 	ort "github.com/yalue/onnxruntime_go"
 
-	"github.com/elastiq/elastiq/services/classify/internal/imgproc"
-	"github.com/elastiq/elastiq/services/classify/internal/ortenv"
-	"github.com/elastiq/elastiq/services/classify/internal/pool"
+	"github.com/elastiq/elastiq/services/worker/classify/internal/imgproc"
+	"github.com/elastiq/elastiq/services/worker/classify/internal/ortenv"
+	"github.com/elastiq/elastiq/services/worker/classify/internal/pool"
 )
 
 // Config configures a Classifier.

@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/elastiq/elastiq/services/classify/internal/onnxtest"
-	"github.com/elastiq/elastiq/services/classify/internal/ortenv"
+	"github.com/elastiq/elastiq/services/worker/classify/internal/onnxtest"
+	"github.com/elastiq/elastiq/services/worker/classify/internal/ortenv"
 	"github.com/elastiq/elastiq/services/elastiq"
 	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
 )

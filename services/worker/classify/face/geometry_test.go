@@ -4,7 +4,7 @@ import (
 	"math"
 	"testing"
 
-	"github.com/elastiq/elastiq/services/classify/internal/imgproc"
+	"github.com/elastiq/elastiq/services/worker/classify/internal/imgproc"
 )
 
 func TestSimilarityRecoversTransform(t *testing.T) {

@@ -18,9 +18,9 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/elastiq/elastiq/services/classify/command"
-	"github.com/elastiq/elastiq/services/classify/face"
-	"github.com/elastiq/elastiq/services/classify/onnx"
+	"github.com/elastiq/elastiq/services/worker/classify/command"
+	"github.com/elastiq/elastiq/services/worker/classify/face"
+	"github.com/elastiq/elastiq/services/worker/classify/onnx"
 	"github.com/elastiq/elastiq/services/elastiq"
 )
 

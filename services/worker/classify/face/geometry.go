@@ -4,7 +4,7 @@ import (
 	"math"
 	"sort"
 
-	"github.com/elastiq/elastiq/services/classify/internal/imgproc"
+	"github.com/elastiq/elastiq/services/worker/classify/internal/imgproc"
 )
 
 // Box is a detected face in image pixels.

@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/elastiq/elastiq/services/classify/face"
-	"github.com/elastiq/elastiq/services/classify/internal/onnxtest"
-	"github.com/elastiq/elastiq/services/classify/internal/ortenv"
+	"github.com/elastiq/elastiq/services/worker/classify/face"
+	"github.com/elastiq/elastiq/services/worker/classify/internal/onnxtest"
+	"github.com/elastiq/elastiq/services/worker/classify/internal/ortenv"
 	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
 )
 

@@ -18,9 +18,9 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/elastiq/elastiq/services/classify/internal/imgproc"
-	"github.com/elastiq/elastiq/services/classify/internal/ortenv"
-	"github.com/elastiq/elastiq/services/classify/internal/pool"
+	"github.com/elastiq/elastiq/services/worker/classify/internal/imgproc"
+	"github.com/elastiq/elastiq/services/worker/classify/internal/ortenv"
+	"github.com/elastiq/elastiq/services/worker/classify/internal/pool"
 )
 
 // Config configures a Classifier.

@@ -6,8 +6,8 @@ import (
 	"math"
 	"path/filepath"
 
-	"github.com/elastiq/elastiq/services/classify/internal/imgproc"
-	"github.com/elastiq/elastiq/services/classify/internal/ortenv"
+	"github.com/elastiq/elastiq/services/worker/classify/internal/imgproc"
+	"github.com/elastiq/elastiq/services/worker/classify/internal/ortenv"
 )
 
 // Model files, as scripts/fetch-models.sh installs them from the

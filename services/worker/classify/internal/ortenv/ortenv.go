@@ -79,12 +79,9 @@ func releaseEnv() error {
 // SessionOptions returns the options every classifier session uses: one
 // intra-op and one inter-op thread (a session runs on the one OS thread its
 // owner locked, so N sessions use N cores and do not fight over them) and
-// denormals flushed to zero. Issue 3 reports thousands of denormal weights
-// in fr_feature.onnx and an embedding 8x slower without these settings;
-// with ONNX Runtime 1.30 on the project machine the flush alone made no
-// measurable difference, and it is kept so that every session computes in
-// the same mode. The caller destroys
-// the options.
+// denormals flushed to zero, so that every session computes in the same
+// mode (fr_feature.onnx holds thousands of denormal weights; the figures are
+// in classify's README). The caller destroys the options.
 func SessionOptions() (*ort.SessionOptions, error) {
 	o, err := ort.NewSessionOptions()
 	if err != nil {

@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/elastiq/elastiq/services/classify/internal/imgproc"
-	"github.com/elastiq/elastiq/services/classify/internal/ortenv"
+	"github.com/elastiq/elastiq/services/worker/classify/internal/imgproc"
+	"github.com/elastiq/elastiq/services/worker/classify/internal/ortenv"
 	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
 )
 

@@ -1,3 +1,0 @@
-module github.com/elastiq/elastiq/services/loadgen
-
-go 1.26
