@@ -3,16 +3,18 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/sqs"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/elastiq/elastiq/services/elastiq"
 )
 
-// Queue settings. The visibility timeout is the one the services are written
-// for (sqsqueue.DefaultVisibility); 20 s is SQS's longest long poll.
+// Queue settings: the queue contract the services are written for.
 const (
-	visibilitySeconds      = 15
-	receiveWaitSeconds     = 20
+	visibilitySeconds      = int(elastiq.DefaultVisibilityTimeout / time.Second)
+	receiveWaitSeconds     = int(elastiq.MaxReceiveWait / time.Second)
 	deadLetterRetentionSec = 14 * 24 * 3600 // SQS's longest: dead letters stay for inspection
 )
 

@@ -1,16 +1,14 @@
 package main
 
-// The tags the scaler finds its workers by. They are copies of the constants
-// TagRole, TagStack and RoleWorker of services/elastiq/ec2fleet (ec2fleet.go),
-// kept here so that this module depends on Pulumi alone; TestTagsMatchFleet
-// reads ec2fleet.go and fails when the two drift apart.
+import "github.com/elastiq/elastiq/services/elastiq/ec2fleet"
+
+// The tags the scaler finds its workers by are the fleet's own
+// (ec2fleet.TagRole, TagStack, RoleWorker): the launch template, the IAM
+// conditions and the scaler agree because they use the same constants.
 const (
-	// tagRole is ec2fleet.TagRole: an instance's role.
-	tagRole = "elastiq:role"
-	// tagStack is ec2fleet.TagStack: the deployment an instance belongs to.
-	tagStack = "elastiq:stack"
-	// roleWorker is ec2fleet.RoleWorker: tagRole's value on workers.
-	roleWorker = "worker"
+	tagRole    = ec2fleet.TagRole
+	tagStack   = ec2fleet.TagStack
+	roleWorker = ec2fleet.RoleWorker
 )
 
 // roleWeb is tagRole's value on the web instance. The fleet does not look
@@ -21,9 +19,7 @@ const roleWeb = "web"
 // workerTags are the tags of the workers of stack: what ec2fleet.WorkerTags
 // returns, and what the IAM conditions on starting, stopping and terminating
 // instances require.
-func workerTags(stack string) map[string]string {
-	return map[string]string{tagRole: roleWorker, tagStack: stack}
-}
+func workerTags(stack string) map[string]string { return ec2fleet.WorkerTags(stack) }
 
 // resourceTags are the tags of every tagged resource of stack other than the
 // worker instances: the stack, and the name shown in the console.
