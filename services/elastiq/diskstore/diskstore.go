@@ -3,15 +3,6 @@
 // a log-structured store in the manner of Bitcask: objects are appended to
 // a log, and an index in memory says where each one is.
 //
-// # Why a log
-//
-// An earlier version kept one file per object. Creating a file costs
-// 0.6 to 0.9 ms of kernel CPU on the ext4 disk of the 2-core development
-// VM, and profiles of the whole pipeline showed file creation at 80% of
-// its CPU. Appending 3 KiB to an open file costs 3 to 8 µs and a pread
-// about 10 µs, so a Put here is one write(2) to a file that is already
-// open, and a Get one pread(2).
-//
 // # Layout
 //
 // The directory holds segment files seg-00000001.log, seg-00000002.log, …
@@ -95,18 +86,7 @@
 // once and rarely deleted. The index holds every key with its metadata in
 // memory, a few hundred bytes per object.
 //
-// # Performance
-//
-// On the 2-core VM (ext4, Go 1.26), for a 3 KiB object with two metadata
-// entries (BenchmarkPutGet3KiB, BenchmarkBurst100, BenchmarkOpen): a Put
-// and a Get take 15 to 22 µs together, one at a time or from 16
-// goroutines, against 0.7 ms (0.11 ms with spare files) for the
-// one-file-per-object version; with WithFsync 0.23 ms sequentially (one
-// fsync each) and 0.17 to 0.28 ms from 16 goroutines sharing about one
-// fsync per 4.6 Puts. A burst of 100 concurrent Puts ends within about
-// 1.2 ms on an idle machine (p99 1.1 ms, against 39 ms, or 1.5 ms with
-// spare files, before). Open reads about 1 GB/s: 15 to 30 ms for 10,000
-// objects.
+// Why a log, and what it costs, is in README.md beside this file.
 package diskstore
 
 import (
