@@ -7,7 +7,7 @@
 //
 // From the repository root:
 //
-//	go run ./services/loadgen -url http://127.0.0.1:8080/
+//	go run ./services/web/cmd/loadgen -url http://127.0.0.1:8080/
 package main
 
 import (

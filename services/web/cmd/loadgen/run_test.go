@@ -21,7 +21,7 @@ import (
 )
 
 // testDataset is the CSE546 workload committed at the repository root.
-const testDataset = "../../datasets/cse546-faces"
+const testDataset = "../../../../datasets/cse546-faces"
 
 // datasetDir returns the workload folder. If it is missing the test fails,
 // unless the run asked for unit tests only (go test -short, make test-unit).
