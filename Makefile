@@ -8,7 +8,7 @@ MODELS  ?= $(CURDIR)/.models
 export ELASTIQ_MODELS := $(MODELS)
 
 # Every Go module of the go.work workspace.
-MODULES := services/elastiq services/web services/worker services/scaler services/stack infra
+MODULES := services/elastiq services/web services/worker services/scaler services/embedded infra
 
 .PHONY: run test test-unit bench demo simulate bundle models build vet clean
 
@@ -19,7 +19,7 @@ models:
 ## build: every program into bin/
 build:
 	@mkdir -p bin
-	go build -o bin/ ./services/stack/cmd/elastiq ./services/web/cmd/loadgen ./services/scaler/cmd/simulate \
+	go build -o bin/ ./services/embedded/cmd/elastiq ./services/web/cmd/loadgen ./services/scaler/cmd/simulate \
 		./services/web/cmd/web ./services/worker/cmd/worker ./services/scaler/cmd/scaler
 
 ## run: the whole elastic pipeline on this machine (embedded queue, store, cache and worker fleet) on $(ADDR)
@@ -39,7 +39,7 @@ test-unit:
 
 ## bench: the pipeline's overhead and the classifier's speed
 bench: models
-	cd services/stack && go test -run '^$$' -bench Pipeline -benchtime 100x -count 1 .
+	cd services/embedded && go test -run '^$$' -bench Pipeline -benchtime 100x -count 1 .
 	cd services/worker && go test -run '^$$' -bench . -benchtime 200x -count 1 ./classify/face/
 
 ## demo: start the stack, send the CSE546 workload at it (100 at once), check every answer, watch the fleet

@@ -23,7 +23,7 @@ import (
 
 	"github.com/elastiq/elastiq/services/worker/classify"
 	"github.com/elastiq/elastiq/services/elastiq/flagenv"
-	"github.com/elastiq/elastiq/services/stack"
+	"github.com/elastiq/elastiq/services/embedded"
 )
 
 func main() {
@@ -38,12 +38,12 @@ func main() {
 type options struct {
 	addr     string
 	logLevel slog.Level
-	stack    stack.Config
+	stack    embedded.Config
 	classify classify.Config
 }
 
 func parse(args []string, getenv func(string) string, stderr io.Writer) (options, error) {
-	o := options{stack: stack.DefaultConfig(), classify: classify.DefaultConfig()}
+	o := options{stack: embedded.DefaultConfig(), classify: classify.DefaultConfig()}
 	o.classify.Gallery = "datasets/cse546-faces"
 	o.classify.CacheDir = ".data/gallery-cache"
 	o.classify.Sessions = runtime.GOMAXPROCS(0)
@@ -94,7 +94,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer classifier.Close()
 
-	s, err := stack.New(o.stack, stack.Deps{Classifier: classifier, Logger: log})
+	s, err := embedded.New(o.stack, embedded.Deps{Classifier: classifier, Logger: log})
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-// Package stack wires the whole elastic pipeline into one process with the
+// Package embedded wires the whole elastic pipeline into one process with the
 // embedded backends, so elastiq runs on one machine with no AWS at all:
 //
 //	client ─▶ web ─▶ store input/<id> ─▶ request queue ─▶ local fleet of workers
@@ -12,7 +12,7 @@
 // are worker loops with a configurable boot delay. The scaler runs the same
 // policy code as on AWS and is nudged on every accepted request, so scale-out
 // from zero is immediate.
-package stack
+package embedded
 
 import (
 	"context"

@@ -51,7 +51,7 @@ func TestDistributedMode(t *testing.T) {
 	st := awsstack.New(t, visibility, 5)
 	template := elastiqtest.LaunchTemplate(t.Context(), t, st.Config)
 	bin := build(t, "./services/web/cmd/web", "./services/worker/cmd/worker",
-		"./services/scaler/cmd/scaler", "./services/stack/cmd/elastiq")
+		"./services/scaler/cmd/scaler", "./services/embedded/cmd/elastiq")
 	cache := filepath.Join(t.TempDir(), "gallery-cache")
 	faceFlags := []string{"-models", models, "-gallery", dataset, "-gallery-cache", cache, "-sessions", "1"}
 	images := workload(t)

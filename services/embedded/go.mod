@@ -1,4 +1,4 @@
-module github.com/elastiq/elastiq/services/stack
+module github.com/elastiq/elastiq/services/embedded
 
 go 1.26
 
