@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/elastiq/elastiq/services/elastiq"
 )
@@ -17,13 +16,13 @@ import (
 // records every call in order; both doubles can be told to fail calls.
 
 var (
-	_ elastiq.Queue = (*fakeQueue)(nil)
+	_ QueueStats    = (*fakeQueue)(nil)
 	_ elastiq.Fleet = (*fakeFleet)(nil)
 )
 
 var errInjected = errors.New("injected failure")
 
-// fakeQueue is a test double of elastiq.Queue that only answers Stats.
+// fakeQueue is a test double of the request queue as the scaler reads it.
 type fakeQueue struct {
 	mu       sync.Mutex
 	stats    elastiq.QueueStats
@@ -44,17 +43,6 @@ func (q *fakeQueue) Stats(ctx context.Context) (elastiq.QueueStats, error) {
 		return elastiq.QueueStats{}, errInjected
 	}
 	return q.stats, nil
-}
-
-var errUnused = errors.New("fakeQueue: not used by the scaler")
-
-func (q *fakeQueue) Send(context.Context, []byte) error { return errUnused }
-func (q *fakeQueue) Receive(context.Context, int, time.Duration) ([]elastiq.Message, error) {
-	return nil, errUnused
-}
-func (q *fakeQueue) Delete(context.Context, string) error { return errUnused }
-func (q *fakeQueue) ChangeVisibility(context.Context, string, time.Duration) error {
-	return errUnused
 }
 
 // fakeFleet is a test double of elastiq.Fleet.

@@ -27,7 +27,6 @@ import (
 	"syscall"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/elastiq/elastiq/services/elastiq"
 	"github.com/elastiq/elastiq/services/elastiq/awsconfig"
 	"github.com/elastiq/elastiq/services/elastiq/ec2fleet"
 	"github.com/elastiq/elastiq/services/elastiq/flagenv"
@@ -151,11 +150,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return nil
 }
 
-// terminateWithHost terminates the stack's workers when this host is itself
-// being terminated. The workers are launched by this scaler, not by the
-// deployment tool, so nothing else would remove them: `pulumi destroy`
-// would leave them running and could not delete their security group.
-// When the host is only stopped or rebooted, the workers are left alone.
+// terminateWithHost is scaler.TerminateWithHost on this EC2 instance.
 func terminateWithHost(o options, awsCfg aws.Config, fleet *ec2fleet.Fleet, log *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*o.scaler.ActionTimeout)
 	defer cancel()
@@ -163,30 +158,6 @@ func terminateWithHost(o options, awsCfg aws.Config, fleet *ec2fleet.Fleet, log 
 	if err != nil {
 		return err
 	}
-	id, state, err := self.State(ctx)
-	if err != nil {
-		return fmt.Errorf("terminate workers with host: %w", err)
-	}
-	if state != elastiq.InstanceShuttingDown && state != elastiq.InstanceTerminated {
-		log.Info("host not terminating; workers left alone", "host", id, "state", state)
-		return nil
-	}
-	workers, err := fleet.List(ctx)
-	if err != nil {
-		return fmt.Errorf("terminate workers with host: %w", err)
-	}
-	ids := make([]string, 0, len(workers))
-	for _, w := range workers {
-		if w.State != elastiq.InstanceShuttingDown && w.State != elastiq.InstanceTerminated {
-			ids = append(ids, w.ID)
-		}
-	}
-	if len(ids) == 0 {
-		return nil
-	}
-	if err := fleet.Terminate(ctx, ids); err != nil {
-		return fmt.Errorf("terminate workers with host: %w", err)
-	}
-	log.Info("host terminating: terminated the stack's workers", "host", id, "workers", ids)
-	return nil
+	_, err = scaler.TerminateWithHost(ctx, self, fleet, log)
+	return err
 }
