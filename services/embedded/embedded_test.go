@@ -13,6 +13,7 @@ import (
 
 	"github.com/elastiq/elastiq/services/elastiq"
 	"github.com/elastiq/elastiq/services/elastiq/diskstore"
+	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
 	"github.com/elastiq/elastiq/services/scaler/policy"
 )
 
@@ -241,7 +242,7 @@ func TestDuplicateDeliveryOneResult(t *testing.T) {
 	if r.Status != elastiq.StatusDone || r.Label != imgs[5].label {
 		t.Errorf("GET %s = %+v, want done %q", id, r, imgs[5].label)
 	}
-	eventually(t, "both deliveries finished", func() bool {
+	elastiqtest.Eventually(t, "both deliveries finished", func() bool {
 		rq, err1 := h.s.Requests.Stats(t.Context())
 		rs, err2 := h.s.Responses.Stats(t.Context())
 		return err1 == nil && err2 == nil && rq == (elastiq.QueueStats{}) && rs == (elastiq.QueueStats{})

@@ -12,7 +12,6 @@ import (
 	"mime/multipart"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -102,7 +101,7 @@ type harness struct {
 // not nil, may adjust the stack before it runs.
 func start(t testing.TB, cfg Config, c elastiq.Classifier, setup func(*Stack)) *harness {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	log := slog.New(slog.NewTextHandler(elastiqtest.NewLogs(t), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	s, err := New(cfg, Deps{Classifier: c, Logger: log})
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -134,7 +133,7 @@ func start(t testing.TB, cfg Config, c elastiq.Classifier, setup func(*Stack)) *
 			t.Errorf("Run() = %v, want nil", err)
 		}
 	})
-	eventually(t, "healthz answers", func() bool {
+	elastiqtest.Eventually(t, "healthz answers", func() bool {
 		resp, err := h.client.Get(h.url + "/healthz")
 		if err != nil {
 			return false
@@ -143,14 +142,6 @@ func start(t testing.TB, cfg Config, c elastiq.Classifier, setup func(*Stack)) *
 		return resp.StatusCode == http.StatusOK
 	})
 	return h
-}
-
-// testWriter sends log lines to t.Log, so they show only for failing tests.
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
 }
 
 func multipartBody(field, fileName string, data []byte) (*bytes.Buffer, string) {
@@ -233,16 +224,6 @@ func (h *harness) await(id elastiq.RequestID) recognition {
 	return recognition{}
 }
 
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(testTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not after %v", what, testTimeout)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 // cuttableQueue is a request queue as one worker instance sees it; once cut,
 // every call fails, as if the instance had crashed or lost its network.
