@@ -118,3 +118,9 @@ func (b *Buffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// Env is a program's environment for a test: getenv over kv, nothing else
+// (nil is the empty environment).
+func Env(kv map[string]string) func(string) string {
+	return func(k string) string { return kv[k] }
+}

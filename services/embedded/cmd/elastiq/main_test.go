@@ -122,9 +122,7 @@ func upload(client *http.Client, url, field, path string) (string, int, error) {
 }
 
 func TestParse(t *testing.T) {
-	env := func(kv map[string]string) func(string) string {
-		return func(k string) string { return kv[k] }
-	}
+	env := elastiqtest.Env
 	t.Run("defaults", func(t *testing.T) {
 		o, err := parse([]string{"elastiq"}, env(nil), io.Discard)
 		if err != nil {

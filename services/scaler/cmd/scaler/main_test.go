@@ -15,9 +15,7 @@ import (
 	"github.com/elastiq/elastiq/services/scaler/policy"
 )
 
-func env(kv map[string]string) func(string) string {
-	return func(k string) string { return kv[k] }
-}
+var env = elastiqtest.Env
 
 func TestParse(t *testing.T) {
 	base := []string{"-request-queue-url", "http://q", "-stack", "s", "-launch-template-name", "lt"}

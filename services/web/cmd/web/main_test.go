@@ -23,9 +23,7 @@ import (
 	"github.com/elastiq/elastiq/services/web"
 )
 
-func env(kv map[string]string) func(string) string {
-	return func(k string) string { return kv[k] }
-}
+var env = elastiqtest.Env
 
 func TestParse(t *testing.T) {
 	base := []string{"-bucket", "b", "-request-queue-url", "http://req", "-response-queue-url", "http://res", "-memcached", "127.0.0.1:11211"}

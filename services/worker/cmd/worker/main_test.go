@@ -18,9 +18,7 @@ import (
 	"github.com/elastiq/elastiq/services/elastiq/elastiqtest/awsstack"
 )
 
-func env(kv map[string]string) func(string) string {
-	return func(k string) string { return kv[k] }
-}
+var env = elastiqtest.Env
 
 func TestParse(t *testing.T) {
 	base := []string{"-bucket", "b", "-request-queue-url", "http://req", "-response-queue-url", "http://res"}
