@@ -102,7 +102,7 @@ func grantsOf(role string, fetchesBundle bool) map[string][]string {
 			"sqs:ReceiveMessage":          {"requests"},
 			"sqs:DeleteMessage":           {"requests"},
 			"sqs:ChangeMessageVisibility": {"requests"},
-			"sqs:GetQueueAttributes":      {"requests"},
+			"sqs:GetQueueAttributes":      {"requests", "responses"},
 			"sqs:SendMessage":             {"responses"},
 			"ec2:StopInstances":           {"instance/*"},
 		}

@@ -167,7 +167,10 @@ func workerPolicy(g grants) policyDocument {
 		statement{Sid: "ConsumeRequests", Effect: "Allow",
 			Action:   []string{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"},
 			Resource: []string{g.RequestQueueARN}},
-		statement{Sid: "SendResponses", Effect: "Allow", Action: []string{"sqs:SendMessage"}, Resource: []string{g.ResponseQueueARN}},
+		// GetQueueAttributes: the worker opens the response queue as it
+		// opens every queue, reading its attributes at start.
+		statement{Sid: "SendResponses", Effect: "Allow", Action: []string{"sqs:SendMessage", "sqs:GetQueueAttributes"},
+			Resource: []string{g.ResponseQueueARN}},
 		// -self-stop: a worker stops its own instance; the condition
 		// keeps it to the stack's workers.
 		statement{Sid: "StopSelf", Effect: "Allow", Action: []string{"ec2:StopInstances"},
