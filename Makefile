@@ -8,7 +8,7 @@ MODELS  ?= $(CURDIR)/.models
 export ELASTIQ_MODELS := $(MODELS)
 
 # Every Go module of the go.work workspace.
-MODULES := services/elastiq services/web services/worker services/scaler services/embedded infra
+MODULES := . services/elastiq services/web services/worker services/scaler infra
 
 .PHONY: run test test-unit bench demo simulate bundle models build vet clean
 

@@ -1,4 +1,8 @@
-module github.com/elastiq/elastiq/services/embedded
+// The root module is the system: the three tiers composed in one process
+// (services/embedded, cmd/elastiq) and the end-to-end tests of every program.
+// The tiers, what they share and the Pulumi program are modules of their own
+// (see go.work).
+module github.com/elastiq/elastiq
 
 go 1.26
 
@@ -27,10 +31,10 @@ require (
 	github.com/yalue/onnxruntime_go v1.27.0 // indirect
 )
 
-replace github.com/elastiq/elastiq/services/elastiq => ../elastiq
+replace github.com/elastiq/elastiq/services/elastiq => ./services/elastiq
 
-replace github.com/elastiq/elastiq/services/web => ../web
+replace github.com/elastiq/elastiq/services/web => ./services/web
 
-replace github.com/elastiq/elastiq/services/worker => ../worker
+replace github.com/elastiq/elastiq/services/worker => ./services/worker
 
-replace github.com/elastiq/elastiq/services/scaler => ../scaler
+replace github.com/elastiq/elastiq/services/scaler => ./services/scaler
