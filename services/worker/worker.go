@@ -266,6 +266,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	go func() {
 		select {
 		case <-w.quit:
+			w.log.Info("stopping: finishing the requests in hand; taking no new ones")
 			cancelLoop()
 		case <-loop.Done():
 			return
@@ -296,7 +297,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		w.log.Info("stopping: finishing the requests in hand", "in_hand", inHand)
+		w.log.Info("stopping: waiting for the requests in hand", "in_hand", inHand)
 		wg.Wait()
 		w.log.Info("worker stopped", "stats", fmt.Sprintf("%+v", w.Stats()))
 		return ErrShutdown
