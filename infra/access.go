@@ -5,11 +5,13 @@ import (
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/iam"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	iampolicy "github.com/elastiq/elastiq/infra/iam"
 )
 
 // access is the stack's IAM: a role and an instance profile for the web
 // instance (web tier and scaler) and for the workers, each with one inline
-// policy of least privilege (webPolicy, workerPolicy).
+// policy of least privilege (iam.Web and iam.Worker of infra/iam).
 //
 // It is made in two steps, because the web policy names the worker launch
 // template, which needs the worker instance profile: newAccess makes the
@@ -33,7 +35,7 @@ func newAccess(ctx *pulumi.Context, name string, tags map[string]string, opts ..
 	if err := ctx.RegisterComponentResource("elastiq:infra:Access", name, a, opts...); err != nil {
 		return nil, fmt.Errorf("access %s: %w", name, err)
 	}
-	trust, err := assumeRolePolicy().JSON()
+	trust, err := iampolicy.AssumeRole().JSON()
 	if err != nil {
 		return nil, fmt.Errorf("access %s: %w", name, err)
 	}
@@ -68,12 +70,12 @@ func newAccess(ctx *pulumi.Context, name string, tags map[string]string, opts ..
 // grant attaches the roles' policies, rendered from g (a grants), and
 // completes the component.
 func (a *access) grant(ctx *pulumi.Context, g pulumi.AnyOutput) error {
-	policy := func(suffix string, role *iam.Role, doc func(grants) policyDocument) (*iam.RolePolicy, error) {
+	policy := func(suffix string, role *iam.Role, doc func(iampolicy.Grants) iampolicy.Document) (*iam.RolePolicy, error) {
 		n := a.name + "-" + suffix
 		p, err := iam.NewRolePolicy(ctx, n, &iam.RolePolicyArgs{
 			Role: role.Name,
 			Policy: g.ApplyT(func(v any) (string, error) {
-				return doc(v.(grants)).JSON()
+				return doc(v.(iampolicy.Grants)).JSON()
 			}).(pulumi.StringOutput),
 		}, pulumi.Parent(a))
 		if err != nil {
@@ -82,10 +84,10 @@ func (a *access) grant(ctx *pulumi.Context, g pulumi.AnyOutput) error {
 		return p, nil
 	}
 	var err error
-	if a.WebPolicy, err = policy("web", a.WebRole, webPolicy); err != nil {
+	if a.WebPolicy, err = policy("web", a.WebRole, iampolicy.Web); err != nil {
 		return err
 	}
-	if a.WorkerPolicy, err = policy("worker", a.WorkerRole, workerPolicy); err != nil {
+	if a.WorkerPolicy, err = policy("worker", a.WorkerRole, iampolicy.Worker); err != nil {
 		return err
 	}
 	if err := ctx.RegisterResourceOutputs(a, pulumi.Map{

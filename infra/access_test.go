@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	iampolicy "github.com/elastiq/elastiq/infra/iam"
 )
 
 // parsedStatement is a policy statement as IAM reads it: Action and Resource
@@ -32,8 +34,8 @@ func parsePolicy(t *testing.T, doc string) []parsedStatement {
 	if err := json.Unmarshal([]byte(doc), &raw); err != nil {
 		t.Fatalf("policy %s: %v", doc, err)
 	}
-	if raw.Version != policyVersion {
-		t.Errorf("policy Version = %q, want %q", raw.Version, policyVersion)
+	if raw.Version != iampolicy.Version {
+		t.Errorf("policy Version = %q, want %q", raw.Version, iampolicy.Version)
 	}
 	strs := func(m json.RawMessage) []string {
 		if m == nil {

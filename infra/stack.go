@@ -11,6 +11,8 @@ import (
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/ec2"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	iampolicy "github.com/elastiq/elastiq/infra/iam"
 )
 
 // stack is every resource the program makes.
@@ -18,7 +20,7 @@ type stack struct {
 	// Name is the deployment's name: the prefix of its resources' names and
 	// the value of its elastiq:stack tag ("elastiq-dev").
 	Name    string
-	Account account
+	Account iampolicy.Account
 
 	Storage    *storage
 	Queues     *queues
@@ -184,7 +186,7 @@ func (st *stack) grants(cfg Config, workerImage string) pulumi.AnyOutput {
 	q := st.Queues
 	return pulumi.All(st.Storage.Bucket.Arn, q.Requests.Arn, q.Responses.Arn, q.DeadLetters.Arn,
 		st.Workers.Arn, st.Access.WorkerRole.Arn).ApplyT(func(v []any) any {
-		return grants{
+		return iampolicy.Grants{
 			Account:             st.Account,
 			Stack:               st.Name,
 			BucketARN:           v[0].(string),
@@ -259,20 +261,20 @@ func (st *stack) newWebInstance(ctx *pulumi.Context, cfg Config, bundle deploy.B
 }
 
 // lookupAccount finds the partition, region and account the stack deploys to.
-func lookupAccount(ctx *pulumi.Context) (account, error) {
+func lookupAccount(ctx *pulumi.Context) (iampolicy.Account, error) {
 	partition, err := aws.GetPartition(ctx, nil)
 	if err != nil {
-		return account{}, fmt.Errorf("stack: partition: %w", err)
+		return iampolicy.Account{}, fmt.Errorf("stack: partition: %w", err)
 	}
 	region, err := aws.GetRegion(ctx, nil)
 	if err != nil {
-		return account{}, fmt.Errorf("stack: region: %w", err)
+		return iampolicy.Account{}, fmt.Errorf("stack: region: %w", err)
 	}
 	caller, err := aws.GetCallerIdentity(ctx, nil)
 	if err != nil {
-		return account{}, fmt.Errorf("stack: account: %w", err)
+		return iampolicy.Account{}, fmt.Errorf("stack: account: %w", err)
 	}
-	return account{Partition: partition.Partition, Region: region.Name, ID: caller.AccountId}, nil
+	return iampolicy.Account{Partition: partition.Partition, Region: region.Name, ID: caller.AccountId}, nil
 }
 
 // maxStackName keeps the generated names within AWS's limits (64

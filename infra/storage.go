@@ -12,7 +12,6 @@ import (
 const (
 	inputPrefix  = "input/"
 	outputPrefix = "output/"
-	deployPrefix = "deploy/"
 )
 
 // storage is the bucket of the inputs, outputs and deployment bundle: no

@@ -1,19 +1,28 @@
-package main
+// Package iam writes the IAM policy documents of an elastiq deployment: what
+// each program may do, scoped to the stack's resources. The Pulumi program
+// attaches them to the instance roles; tests run the programs under the same
+// documents (for the test deployment's ARNs), so a permission a program uses
+// but the deployment does not grant shows up as a failure.
+package iam
 
 import (
 	"encoding/json"
 	"fmt"
+
+	"github.com/elastiq/elastiq/infra/deploy"
+	"github.com/elastiq/elastiq/services/elastiq"
+	"github.com/elastiq/elastiq/services/elastiq/ec2fleet"
 )
 
-// policyDocument is an IAM policy document.
-type policyDocument struct {
+// Document is an IAM policy document.
+type Document struct {
 	Version   string      `json:"Version"`
-	Statement []statement `json:"Statement"`
+	Statement []Statement `json:"Statement"`
 }
 
-// statement is one statement of a policyDocument. Action and Resource are
+// Statement is one statement of a Document. Action and Resource are
 // always lists, so a test can check every action.
-type statement struct {
+type Statement struct {
 	Sid       string                       `json:"Sid,omitempty"`
 	Effect    string                       `json:"Effect"`
 	Principal map[string]string            `json:"Principal,omitempty"`
@@ -22,11 +31,11 @@ type statement struct {
 	Condition map[string]map[string]string `json:"Condition,omitempty"`
 }
 
-// policyVersion is the current policy language version.
-const policyVersion = "2012-10-17"
+// Version is the current policy language version.
+const Version = "2012-10-17"
 
 // JSON returns the document as IAM takes it.
-func (d policyDocument) JSON() (string, error) {
+func (d Document) JSON() (string, error) {
 	b, err := json.Marshal(d)
 	if err != nil {
 		return "", fmt.Errorf("policy document: %w", err)
@@ -34,37 +43,37 @@ func (d policyDocument) JSON() (string, error) {
 	return string(b), nil
 }
 
-// assumeRolePolicy lets EC2 instances take the role (through their instance
+// AssumeRole lets EC2 instances take the role (through their instance
 // profile).
-func assumeRolePolicy() policyDocument {
-	return policyDocument{Version: policyVersion, Statement: []statement{{
+func AssumeRole() Document {
+	return Document{Version: Version, Statement: []Statement{{
 		Effect:    "Allow",
 		Principal: map[string]string{"Service": "ec2.amazonaws.com"},
 		Action:    []string{"sts:AssumeRole"},
 	}}}
 }
 
-// account locates ARNs: the partition, region and account of the stack.
-type account struct {
+// Account locates ARNs: the partition, region and account of the stack.
+type Account struct {
 	Partition string
 	Region    string
 	ID        string
 }
 
-// ec2ARN is the ARN of an EC2 resource ("instance/*") of the account in the
+// EC2ARN is the ARN of an EC2 resource ("instance/*") of the account in the
 // region.
-func (a account) ec2ARN(resource string) string {
+func (a Account) EC2ARN(resource string) string {
 	return fmt.Sprintf("arn:%s:ec2:%s:%s:%s", a.Partition, a.Region, a.ID, resource)
 }
 
-// imageARN is the ARN of an image: images have no account in their ARN.
-func (a account) imageARN(id string) string {
+// ImageARN is the ARN of an image: images have no account in their ARN.
+func (a Account) ImageARN(id string) string {
 	return fmt.Sprintf("arn:%s:ec2:%s::image/%s", a.Partition, a.Region, id)
 }
 
-// grants are the resolved ARNs and names the roles' policies are scoped to.
-type grants struct {
-	Account account
+// Grants are the resolved ARNs and names the roles' policies are scoped to.
+type Grants struct {
+	Account Account
 	// Stack is the value of the workers' elastiq:stack tag.
 	Stack              string
 	BucketARN          string
@@ -81,37 +90,37 @@ type grants struct {
 }
 
 // objects is the ARN of the objects under prefix in the bucket.
-func (g grants) objects(prefix string) string { return g.BucketARN + "/" + prefix + "*" }
+func (g Grants) objects(prefix string) string { return g.BucketARN + "/" + prefix + "*" }
 
 // workerCondition matches the instances carrying the stack's worker tags, as
 // they exist (aws:ResourceTag) or as a request creates them
 // (aws:RequestTag).
-func (g grants) workerCondition(key string) map[string]map[string]string {
+func (g Grants) workerCondition(key string) map[string]map[string]string {
 	c := map[string]string{}
-	for k, v := range workerTags(g.Stack) {
+	for k, v := range ec2fleet.WorkerTags(g.Stack) {
 		c[key+"/"+k] = v
 	}
 	return map[string]map[string]string{"StringEquals": c}
 }
 
-// webPolicy is the web instance's policy: the web tier's and the scaler's
+// Web is the web instance's policy: the web tier's and the scaler's
 // permissions as README.md ("Distributed mode") lists them, plus reading
 // the bundle it installs at boot.
-func webPolicy(g grants) policyDocument {
+func Web(g Grants) Document {
 	fromTemplate := map[string]string{"ec2:LaunchTemplate": g.LaunchTemplateARN}
 	taggedWorkers := g.workerCondition("aws:RequestTag")
 	taggedWorkers["ArnEquals"] = fromTemplate
-	return policyDocument{Version: policyVersion, Statement: []statement{
+	return Document{Version: Version, Statement: []Statement{
 		// web tier
 		{Sid: "ListBucket", Effect: "Allow", Action: []string{"s3:ListBucket"}, Resource: []string{g.BucketARN}},
 		{Sid: "Inputs", Effect: "Allow",
 			Action:   []string{"s3:PutObject", "s3:GetObject", "s3:DeleteObject"},
-			Resource: []string{g.objects(inputPrefix)}},
+			Resource: []string{g.objects(elastiq.InputPrefix)}},
 		{Sid: "Outputs", Effect: "Allow",
 			// PutObject: the dead-letter handler writes the failure answers.
 			Action:   []string{"s3:GetObject", "s3:PutObject"},
-			Resource: []string{g.objects(outputPrefix)}},
-		{Sid: "Bundle", Effect: "Allow", Action: []string{"s3:GetObject"}, Resource: []string{g.objects(deployPrefix)}},
+			Resource: []string{g.objects(elastiq.OutputPrefix)}},
+		{Sid: "Bundle", Effect: "Allow", Action: []string{"s3:GetObject"}, Resource: []string{g.objects(deploy.KeyPrefix)}},
 		{Sid: "SendRequests", Effect: "Allow",
 			Action:   []string{"sqs:SendMessage", "sqs:GetQueueAttributes"},
 			Resource: []string{g.RequestQueueARN}},
@@ -128,22 +137,22 @@ func webPolicy(g grants) policyDocument {
 		{Sid: "LaunchFromTemplate", Effect: "Allow", Action: []string{"ec2:RunInstances"},
 			Resource: []string{
 				g.LaunchTemplateARN,
-				g.Account.imageARN(g.WorkerImageID),
-				g.Account.ec2ARN("volume/*"),
-				g.Account.ec2ARN("network-interface/*"),
-				g.Account.ec2ARN("security-group/*"),
-				g.Account.ec2ARN("subnet/*"),
+				g.Account.ImageARN(g.WorkerImageID),
+				g.Account.EC2ARN("volume/*"),
+				g.Account.EC2ARN("network-interface/*"),
+				g.Account.EC2ARN("security-group/*"),
+				g.Account.EC2ARN("subnet/*"),
 			},
 			Condition: map[string]map[string]string{"ArnEquals": fromTemplate}},
 		{Sid: "LaunchTaggedWorkers", Effect: "Allow", Action: []string{"ec2:RunInstances"},
-			Resource:  []string{g.Account.ec2ARN("instance/*")},
+			Resource:  []string{g.Account.EC2ARN("instance/*")},
 			Condition: taggedWorkers},
 		{Sid: "TagOnLaunch", Effect: "Allow", Action: []string{"ec2:CreateTags"},
-			Resource:  []string{g.Account.ec2ARN("instance/*"), g.Account.ec2ARN("volume/*")},
+			Resource:  []string{g.Account.EC2ARN("instance/*"), g.Account.EC2ARN("volume/*")},
 			Condition: map[string]map[string]string{"StringEquals": {"ec2:CreateAction": "RunInstances"}}},
 		{Sid: "ManageWorkers", Effect: "Allow",
 			Action:    []string{"ec2:StartInstances", "ec2:StopInstances", "ec2:TerminateInstances"},
-			Resource:  []string{g.Account.ec2ARN("instance/*")},
+			Resource:  []string{g.Account.EC2ARN("instance/*")},
 			Condition: g.workerCondition("aws:ResourceTag")},
 		{Sid: "PassWorkerRole", Effect: "Allow", Action: []string{"iam:PassRole"},
 			Resource:  []string{g.WorkerRoleARN},
@@ -151,30 +160,30 @@ func webPolicy(g grants) policyDocument {
 	}}
 }
 
-// workerPolicy is the workers' policy, as README.md ("Distributed mode")
+// Worker is the workers' policy, as README.md ("Distributed mode")
 // lists it (with -self-stop, which the workers always run with), plus reading
 // the bundle when they install it at boot.
-func workerPolicy(g grants) policyDocument {
-	st := []statement{
+func Worker(g Grants) Document {
+	st := []Statement{
 		{Sid: "ListBucket", Effect: "Allow", Action: []string{"s3:ListBucket"}, Resource: []string{g.BucketARN}},
-		{Sid: "Inputs", Effect: "Allow", Action: []string{"s3:GetObject"}, Resource: []string{g.objects(inputPrefix)}},
-		{Sid: "Outputs", Effect: "Allow", Action: []string{"s3:GetObject", "s3:PutObject"}, Resource: []string{g.objects(outputPrefix)}},
+		{Sid: "Inputs", Effect: "Allow", Action: []string{"s3:GetObject"}, Resource: []string{g.objects(elastiq.InputPrefix)}},
+		{Sid: "Outputs", Effect: "Allow", Action: []string{"s3:GetObject", "s3:PutObject"}, Resource: []string{g.objects(elastiq.OutputPrefix)}},
 	}
 	if g.WorkerFetchesBundle {
-		st = append(st, statement{Sid: "Bundle", Effect: "Allow", Action: []string{"s3:GetObject"}, Resource: []string{g.objects(deployPrefix)}})
+		st = append(st, Statement{Sid: "Bundle", Effect: "Allow", Action: []string{"s3:GetObject"}, Resource: []string{g.objects(deploy.KeyPrefix)}})
 	}
-	return policyDocument{Version: policyVersion, Statement: append(st,
-		statement{Sid: "ConsumeRequests", Effect: "Allow",
+	return Document{Version: Version, Statement: append(st,
+		Statement{Sid: "ConsumeRequests", Effect: "Allow",
 			Action:   []string{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"},
 			Resource: []string{g.RequestQueueARN}},
 		// GetQueueAttributes: the worker opens the response queue as it
 		// opens every queue, reading its attributes at start.
-		statement{Sid: "SendResponses", Effect: "Allow", Action: []string{"sqs:SendMessage", "sqs:GetQueueAttributes"},
+		Statement{Sid: "SendResponses", Effect: "Allow", Action: []string{"sqs:SendMessage", "sqs:GetQueueAttributes"},
 			Resource: []string{g.ResponseQueueARN}},
 		// -self-stop: a worker stops its own instance; the condition
 		// keeps it to the stack's workers.
-		statement{Sid: "StopSelf", Effect: "Allow", Action: []string{"ec2:StopInstances"},
-			Resource:  []string{g.Account.ec2ARN("instance/*")},
+		Statement{Sid: "StopSelf", Effect: "Allow", Action: []string{"ec2:StopInstances"},
+			Resource:  []string{g.Account.EC2ARN("instance/*")},
 			Condition: g.workerCondition("aws:ResourceTag")},
 	)}
 }

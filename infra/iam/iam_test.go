@@ -1,0 +1,63 @@
+package iam
+
+import (
+	"encoding/json"
+	"slices"
+	"testing"
+)
+
+var testGrants = Grants{
+	Account:            Account{Partition: "aws", Region: "us-east-1", ID: "123456789012"},
+	Stack:              "dev",
+	BucketARN:          "arn:aws:s3:::b",
+	RequestQueueARN:    "arn:aws:sqs:us-east-1:123456789012:req",
+	ResponseQueueARN:   "arn:aws:sqs:us-east-1:123456789012:res",
+	DeadLetterQueueARN: "arn:aws:sqs:us-east-1:123456789012:req-dlq",
+	LaunchTemplateARN:  "arn:aws:ec2:us-east-1:123456789012:launch-template/lt-1",
+	WorkerImageID:      "ami-1",
+	WorkerRoleARN:      "arn:aws:iam::123456789012:role/worker",
+}
+
+// allows reports whether d allows action on resource, ignoring conditions.
+func allows(d Document, action, resource string) bool {
+	for _, st := range d.Statement {
+		if st.Effect == "Allow" && slices.Contains(st.Action, action) && slices.Contains(st.Resource, resource) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestQueueAttributes: every program opens each queue it uses by reading
+// its attributes (sqsqueue.Open), so each role may read the attributes of
+// every queue its programs open.
+func TestQueueAttributes(t *testing.T) {
+	g := testGrants
+	for _, tt := range []struct {
+		name   string
+		doc    Document
+		queues []string
+	}{
+		{name: "web and scaler", doc: Web(g), queues: []string{g.RequestQueueARN, g.ResponseQueueARN, g.DeadLetterQueueARN}},
+		{name: "worker", doc: Worker(g), queues: []string{g.RequestQueueARN, g.ResponseQueueARN}},
+	} {
+		for _, q := range tt.queues {
+			if !allows(tt.doc, "sqs:GetQueueAttributes", q) {
+				t.Errorf("%s policy: sqs:GetQueueAttributes on %s not allowed", tt.name, q)
+			}
+		}
+	}
+}
+
+func TestJSON(t *testing.T) {
+	for name, d := range map[string]Document{"web": Web(testGrants), "worker": Worker(testGrants), "trust": AssumeRole()} {
+		s, err := d.JSON()
+		if err != nil {
+			t.Fatalf("%s: JSON() = %v", name, err)
+		}
+		var back Document
+		if err := json.Unmarshal([]byte(s), &back); err != nil || back.Version != Version || len(back.Statement) != len(d.Statement) {
+			t.Errorf("%s: JSON() = %s, %v; want a %s document with %d statements", name, s, err, Version, len(d.Statement))
+		}
+	}
+}
