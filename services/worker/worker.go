@@ -145,11 +145,10 @@ type Worker struct {
 
 	received, done, failed, duplicates, undecodable, errs atomic.Int64
 
-	mu       sync.Mutex
-	shutdown bool          // Shutdown was called
-	quit     chan struct{} // closed by Shutdown: take no new message
-	abort    chan struct{} // closed when Shutdown's grace is over: release what is in hand
-	running  chan struct{} // closed when the Run in progress returns; nil when none
+	quit, abort         chan struct{} // closed by Shutdown: take no new message; its grace is over: release what is in hand
+	quitOnce, abortOnce sync.Once
+	mu                  sync.Mutex
+	running             chan struct{} // closed when the Run in progress returns; nil when none
 }
 
 // New checks cfg and deps and returns a Worker.
@@ -205,10 +204,7 @@ func (w *Worker) Stats() Stats {
 // at once.
 func (w *Worker) Shutdown(ctx context.Context) error {
 	w.mu.Lock()
-	if !w.shutdown {
-		w.shutdown = true
-		close(w.quit)
-	}
+	w.quitOnce.Do(func() { close(w.quit) })
 	running := w.running
 	w.mu.Unlock()
 	if running == nil {
@@ -218,13 +214,7 @@ func (w *Worker) Shutdown(ctx context.Context) error {
 	case <-running:
 		return nil
 	case <-ctx.Done():
-		w.mu.Lock()
-		select {
-		case <-w.abort:
-		default:
-			close(w.abort)
-		}
-		w.mu.Unlock()
+		w.abortOnce.Do(func() { close(w.abort) })
 		<-running
 		return ctx.Err()
 	}
@@ -238,13 +228,15 @@ func (w *Worker) Shutdown(ctx context.Context) error {
 // messages in hand before it returns. Run must not be called concurrently.
 func (w *Worker) Run(ctx context.Context) error {
 	w.mu.Lock()
-	switch {
-	case w.running != nil:
+	if w.running != nil {
 		w.mu.Unlock()
 		return errors.New("worker run: already running")
-	case w.shutdown:
+	}
+	select {
+	case <-w.quit:
 		w.mu.Unlock()
 		return ErrShutdown
+	default:
 	}
 	running := make(chan struct{})
 	w.running = running
@@ -291,6 +283,16 @@ func (w *Worker) Run(ctx context.Context) error {
 	recvBackoff := retry.Backoff{Min: w.cfg.ErrorBackoff, Max: w.cfg.MaxErrorBackoff}
 	w.log.Info("worker started", "concurrency", w.cfg.Concurrency, "idle_timeout", w.cfg.IdleTimeout)
 
+	// stopping reports whether the loop must end: Shutdown was called (the
+	// loop context's cancel may still be on its way) or ctx ended.
+	stopping := func() bool {
+		select {
+		case <-w.quit:
+			return true
+		default:
+			return loop.Err() != nil
+		}
+	}
 	// stopped ends the loop: ctx.Err() when ctx ended, else (Shutdown)
 	// ErrShutdown once the messages in hand are finished or released.
 	stopped := func() error {
@@ -314,7 +316,7 @@ func (w *Worker) Run(ctx context.Context) error {
 				drained = true
 			}
 		}
-		if loop.Err() != nil {
+		if stopping() {
 			return stopped()
 		}
 		if inHand == w.cfg.Concurrency {
@@ -347,7 +349,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 
 		msgs, err := w.receive(poll, min(w.cfg.BatchSize, w.cfg.Concurrency-inHand), wait)
-		if loop.Err() != nil {
+		if stopping() {
 			// Stopping: what the last poll brought goes back at once.
 			for _, m := range msgs {
 				w.release(ctx, w.log.With("message", m.ID), m.ReceiptHandle)
