@@ -25,7 +25,6 @@ import (
 // 2-core machine. Nothing here asserts speed.
 const testTimeout = 60 * time.Second
 
-
 // image is one CSE546 workload image with its expected label.
 type image struct {
 	name  string // test_00.jpg
@@ -223,7 +222,6 @@ func (h *harness) await(id elastiq.RequestID) recognition {
 	h.t.Fatalf("request %s still pending after %v", id, testTimeout)
 	return recognition{}
 }
-
 
 // cuttableQueue is a request queue as one worker instance sees it; once cut,
 // every call fails, as if the instance had crashed or lost its network.

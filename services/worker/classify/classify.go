@@ -18,10 +18,10 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/elastiq/elastiq/services/elastiq"
 	"github.com/elastiq/elastiq/services/worker/classify/command"
 	"github.com/elastiq/elastiq/services/worker/classify/face"
 	"github.com/elastiq/elastiq/services/worker/classify/onnx"
-	"github.com/elastiq/elastiq/services/elastiq"
 )
 
 // Backend names.

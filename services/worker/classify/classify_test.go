@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
 	"github.com/elastiq/elastiq/services/worker/classify/face"
 	"github.com/elastiq/elastiq/services/worker/classify/internal/onnxtest"
 	"github.com/elastiq/elastiq/services/worker/classify/internal/ortenv"
-	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
 )
 
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

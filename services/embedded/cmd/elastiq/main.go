@@ -21,9 +21,9 @@ import (
 	"runtime"
 	"syscall"
 
-	"github.com/elastiq/elastiq/services/worker/classify"
 	"github.com/elastiq/elastiq/services/elastiq/flagenv"
 	"github.com/elastiq/elastiq/services/embedded"
+	"github.com/elastiq/elastiq/services/worker/classify"
 )
 
 func main() {

@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
 	"github.com/elastiq/elastiq/services/worker/classify/internal/imgproc"
 	"github.com/elastiq/elastiq/services/worker/classify/internal/ortenv"
-	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
 )
 
 // Benchmarks of one classification (decode + detect + landmarks + align +

@@ -20,10 +20,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/elastiq/elastiq/services/worker/classify/internal/imgproc"
-	"github.com/elastiq/elastiq/services/worker/classify/internal/ortenv"
 	"github.com/elastiq/elastiq/services/elastiq"
 	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
+	"github.com/elastiq/elastiq/services/worker/classify/internal/imgproc"
+	"github.com/elastiq/elastiq/services/worker/classify/internal/ortenv"
 )
 
 var _ elastiq.Classifier = (*Classifier)(nil)

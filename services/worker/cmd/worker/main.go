@@ -30,13 +30,13 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/elastiq/elastiq/services/worker/classify"
 	"github.com/elastiq/elastiq/services/elastiq/awsconfig"
 	"github.com/elastiq/elastiq/services/elastiq/ec2fleet"
 	"github.com/elastiq/elastiq/services/elastiq/flagenv"
 	"github.com/elastiq/elastiq/services/elastiq/s3store"
 	"github.com/elastiq/elastiq/services/elastiq/sqsqueue"
 	"github.com/elastiq/elastiq/services/worker"
+	"github.com/elastiq/elastiq/services/worker/classify"
 )
 
 func main() {
