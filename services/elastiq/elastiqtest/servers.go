@@ -2,8 +2,6 @@ package elastiqtest
 
 import (
 	"context"
-	"io"
-	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"testing"
@@ -12,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
+	"github.com/elastiq/elastiq/services/elastiq/elastiqtest/imds"
 	"github.com/elastiq/elastiq/services/elastiq/internal/awstest"
 )
 
@@ -48,6 +47,15 @@ func AWSConfig(tb testing.TB) aws.Config {
 func AWSEnv(tb testing.TB) string {
 	tb.Helper()
 	endpoint := AWSEndpoint(tb)
+	IsolateAWSEnv(tb)
+	return endpoint
+}
+
+// IsolateAWSEnv sets the process environment as AWSEnv does (fake static
+// credentials, region us-east-1, no shared files), for a test that runs
+// programs against a server of its own.
+func IsolateAWSEnv(tb testing.TB) {
+	tb.Helper()
 	none := filepath.Join(tb.TempDir(), "none")
 	for k, v := range map[string]string{
 		"AWS_ACCESS_KEY_ID":           "test",
@@ -61,7 +69,6 @@ func AWSEnv(tb testing.TB) string {
 	} {
 		tb.Setenv(k, v)
 	}
-	return endpoint
 }
 
 // Memcached returns the address of the test memcached
@@ -115,19 +122,7 @@ func LaunchTemplate(ctx context.Context, tb testing.TB, cfg aws.Config) string {
 // only (a token from PUT /latest/api/token, then the instance ID to a GET
 // that carries it), and returns its URL for a program's -imds-endpoint.
 func IMDS(tb testing.TB, instanceID string) string {
-	const token = "tok"
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch {
-		case r.Method == http.MethodPut && r.URL.Path == "/latest/api/token":
-			w.Header().Set("X-aws-ec2-metadata-token-ttl-seconds", r.Header.Get("X-aws-ec2-metadata-token-ttl-seconds"))
-			io.WriteString(w, token)
-		case r.Method == http.MethodGet && r.URL.Path == "/latest/meta-data/instance-id" &&
-			r.Header.Get("X-aws-ec2-metadata-token") == token:
-			io.WriteString(w, instanceID)
-		default:
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
-		}
-	}))
+	srv := httptest.NewServer(imds.Handler(instanceID))
 	tb.Cleanup(srv.Close)
 	return srv.URL
 }

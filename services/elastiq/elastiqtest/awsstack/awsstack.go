@@ -50,6 +50,13 @@ func New(tb testing.TB, visibility time.Duration, maxReceives int) *Stack {
 		Config:   elastiqtest.AWSConfig(tb),
 		Name:     elastiqtest.UniqueName(tb),
 	}
+	s.create(tb, visibility, maxReceives)
+	return s
+}
+
+// create makes the stack's queues and bucket.
+func (s *Stack) create(tb testing.TB, visibility time.Duration, maxReceives int) {
+	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), elastiqtest.Timeout)
 	defer cancel()
 	requests, err := sqsqueue.CreateWithDeadLetter(ctx, s.Config, s.Name+"-req",
@@ -78,7 +85,6 @@ func New(tb testing.TB, visibility time.Duration, maxReceives int) *Stack {
 	if s.Store, err = s3store.Open(ctx, s.Config, s.Bucket, opts); err != nil {
 		tb.Fatal(err)
 	}
-	return s
 }
 
 // Args are the flags that point a distributed program at the stack: the

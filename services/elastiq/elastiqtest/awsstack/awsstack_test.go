@@ -6,9 +6,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/credentials"
+
 	"github.com/elastiq/elastiq/services/elastiq"
 	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
 	"github.com/elastiq/elastiq/services/elastiq/elastiqtest/awsstack"
+	"github.com/elastiq/elastiq/services/elastiq/s3store"
+	"github.com/elastiq/elastiq/services/elastiq/sqsqueue"
 )
 
 func TestNew(t *testing.T) {
@@ -56,4 +60,65 @@ func TestNewDeadLetters(t *testing.T) {
 		msgs, err := s.DeadLetters.Receive(ctx, 1, time.Second)
 		return err == nil && len(msgs) == 1 && string(msgs[0].Body) == "doomed"
 	})
+}
+
+// TestEnforcing: a user may do what its policy grants and nothing else, and
+// the recorder names each call's action, resource and answer.
+func TestEnforcing(t *testing.T) {
+	s := awsstack.NewEnforcing(t, 30*time.Second, 1)
+	ctx, cancel := context.WithTimeout(t.Context(), elastiqtest.Timeout)
+	defer cancel()
+	policy := `{"Version":"2012-10-17","Statement":[
+		{"Effect":"Allow","Action":["sqs:SendMessage","sqs:GetQueueAttributes"],"Resource":["` + s.RequestsARN + `"]},
+		{"Effect":"Allow","Action":["s3:ListBucket"],"Resource":["` + s.BucketARN + `"]},
+		{"Effect":"Allow","Action":["s3:PutObject"],"Resource":["` + s.BucketARN + `/input/*"]}]}`
+	keys := s.User(t, "sender", policy)
+	cfg := s.Config.Copy()
+	cfg.Credentials = credentials.NewStaticCredentialsProvider(keys.AccessKeyID, keys.SecretAccessKey, "")
+
+	requests, err := sqsqueue.Open(ctx, cfg, s.RequestsURL, sqsqueue.Options{})
+	if err != nil {
+		t.Fatalf("Open(requests) as sender: %v", err)
+	}
+	if err := requests.Send(ctx, []byte("x")); err != nil {
+		t.Errorf("Send as sender: %v", err)
+	}
+	if _, err := requests.Receive(ctx, 1, 0); err == nil {
+		t.Error("Receive as sender succeeded; the policy does not grant sqs:ReceiveMessage")
+	}
+	store, err := s3store.Open(ctx, cfg, s.Bucket, s3store.Options{UsePathStyle: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Put(ctx, elastiq.InputPrefix+"a", elastiq.Object{Body: []byte("a")}); err != nil {
+		t.Errorf("Put(input/a) as sender: %v", err)
+	}
+	if err := store.Put(ctx, elastiq.OutputPrefix+"a", elastiq.Object{Body: []byte("a")}); err == nil {
+		t.Error("Put(output/a) as sender succeeded; the policy grants input/ only")
+	}
+	if _, err := sqsqueue.Open(ctx, cfg, s.ResponsesURL, sqsqueue.Options{}); err == nil {
+		t.Error("Open(responses) as sender succeeded; the policy grants the request queue only")
+	}
+
+	want := []struct {
+		action, resource string
+		status           int
+	}{
+		{"sqs:SendMessage", s.RequestsARN, 200},
+		{"sqs:ReceiveMessage", s.RequestsARN, 403},
+		{"s3:PutObject", s.BucketARN + "/input/a", 200},
+		{"s3:PutObject", s.BucketARN + "/output/a", 403},
+	}
+	calls := s.Recorder.Calls()
+	for _, w := range want {
+		found := slices.ContainsFunc(calls, func(c awsstack.Call) bool {
+			return c.AccessKeyID == keys.AccessKeyID && c.Action == w.action && c.Resource == w.resource && c.Status == w.status
+		})
+		if !found {
+			t.Errorf("no call %s on %s answered %d recorded; calls: %+v", w.action, w.resource, w.status, calls)
+		}
+	}
+	if got := s.UserOf(keys.AccessKeyID); got != "sender" {
+		t.Errorf("UserOf(sender's key) = %q", got)
+	}
 }

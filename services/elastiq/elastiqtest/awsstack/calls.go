@@ -1,0 +1,177 @@
+package awsstack
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Call is one AWS API call that went through a Recorder.
+type Call struct {
+	Time time.Time
+	// AccessKeyID signed the call ("" when it was not signed).
+	AccessKeyID string
+	// Service is the signing name: sqs, s3, ec2, iam.
+	Service string
+	// Action is the IAM action the call needs, as "service:Name"
+	// (sqs:SendMessage, s3:GetObject, ec2:RunInstances). S3 calls are
+	// named from their method and path: GET, HEAD object is s3:GetObject,
+	// GET bucket s3:ListBucket, PUT object s3:PutObject, DELETE object
+	// s3:DeleteObject.
+	Action string
+	// Resource is the ARN of what the call acts on, as moto authorizes
+	// it: the queue's ARN for SQS, the bucket or object for S3, "*" for
+	// the rest.
+	Resource string
+	// Status is the HTTP status of the answer.
+	Status int
+}
+
+// Recorder is a reverse proxy in front of an AWS-compatible server that
+// records every call made through it. It is a test's view of what the
+// programs ask of AWS: which actions, on what, and with which answer.
+type Recorder struct {
+	// URL is the proxy's endpoint, for the programs' -endpoint.
+	URL string
+	// account and region of the server, for the ARNs.
+	account, region string
+
+	mu    sync.Mutex
+	calls []Call
+}
+
+// NewRecorder starts a recording proxy to target, closed at the end of the
+// test. Queue ARNs are made for account and region.
+func NewRecorder(tb testing.TB, target, account, region string) *Recorder {
+	tb.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r := &Recorder{account: account, region: region}
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	// A client that gives up (a long poll cancelled at shutdown) is not
+	// news: answer 502 without logging.
+	proxy.ErrorHandler = func(w http.ResponseWriter, _ *http.Request, _ error) { w.WriteHeader(http.StatusBadGateway) }
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		c := r.describe(req)
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		proxy.ServeHTTP(sw, req)
+		c.Status = sw.status
+		r.mu.Lock()
+		r.calls = append(r.calls, c)
+		r.mu.Unlock()
+	}))
+	tb.Cleanup(srv.Close)
+	r.URL = srv.URL
+	return r
+}
+
+// Calls returns the calls recorded so far, in the order they were answered.
+func (r *Recorder) Calls() []Call {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Call(nil), r.calls...)
+}
+
+// describe names the call req makes. It reads the body of the calls that
+// carry their action in it (SQS's JSON protocol, the query protocol of EC2
+// and IAM) and puts it back for the proxy.
+func (r *Recorder) describe(req *http.Request) Call {
+	c := Call{Time: time.Now(), Resource: "*"}
+	c.AccessKeyID, c.Service = credential(req.Header.Get("Authorization"))
+	if c.Service == "s3" {
+		c.Action, c.Resource = s3Action(req.Method, req.URL)
+		return c
+	}
+	var body []byte
+	if req.Body != nil {
+		body, _ = io.ReadAll(req.Body)
+		req.Body = io.NopCloser(bytes.NewReader(body))
+	}
+	if target := req.Header.Get("X-Amz-Target"); target != "" {
+		// JSON protocol (SQS): "AmazonSQS.SendMessage".
+		_, name, _ := strings.Cut(target, ".")
+		// AWS authorizes a batch as its single call.
+		c.Action = c.Service + ":" + strings.TrimSuffix(name, "Batch")
+		var in struct{ QueueUrl string }
+		if json.Unmarshal(body, &in) == nil && in.QueueUrl != "" {
+			c.Resource = "arn:aws:sqs:" + r.region + ":" + r.account + ":" + in.QueueUrl[strings.LastIndex(in.QueueUrl, "/")+1:]
+		}
+		return c
+	}
+	// Query protocol (EC2, IAM): Action=Name in the form.
+	form, _ := url.ParseQuery(string(body))
+	if a := form.Get("Action"); a != "" {
+		c.Action = c.Service + ":" + a
+	} else if a := req.URL.Query().Get("Action"); a != "" {
+		c.Action = c.Service + ":" + a
+	}
+	return c
+}
+
+// credential reads the access key ID and the service from a SigV4
+// Authorization header: "AWS4-HMAC-SHA256 Credential=AKID/date/region/service/aws4_request, ...".
+func credential(auth string) (key, service string) {
+	_, cred, ok := strings.Cut(auth, "Credential=")
+	if !ok {
+		return "", ""
+	}
+	cred, _, _ = strings.Cut(cred, ",")
+	parts := strings.Split(cred, "/")
+	if len(parts) < 4 {
+		return parts[0], ""
+	}
+	return parts[0], parts[3]
+}
+
+// s3Action names a path-style S3 call: /bucket or /bucket/key.
+func s3Action(method string, u *url.URL) (action, resource string) {
+	bucket, key, _ := strings.Cut(strings.TrimPrefix(u.Path, "/"), "/")
+	resource = "arn:aws:s3:::" + bucket
+	if key == "" {
+		switch method {
+		case http.MethodGet, http.MethodHead:
+			return "s3:ListBucket", resource
+		case http.MethodPut:
+			return "s3:CreateBucket", resource
+		case http.MethodDelete:
+			return "s3:DeleteBucket", resource
+		}
+		return "s3:" + method + "Bucket", resource
+	}
+	resource += "/" + key
+	switch method {
+	case http.MethodGet, http.MethodHead:
+		return "s3:GetObject", resource
+	case http.MethodPut:
+		return "s3:PutObject", resource
+	case http.MethodDelete:
+		return "s3:DeleteObject", resource
+	}
+	return "s3:" + method + "Object", resource
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
