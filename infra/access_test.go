@@ -79,22 +79,21 @@ func grantsOf(role string, fetchesBundle bool) map[string][]string {
 	g := map[string][]string{}
 	if role == "web" {
 		g = map[string][]string{
-			"s3:ListBucket":               {"bucket"},
-			"s3:PutObject":                {"input/*", "output/*"},
-			"s3:GetObject":                {"input/*", "output/*"},
-			"s3:DeleteObject":             {"input/*"},
-			"sqs:SendMessage":             {"requests", "responses"},
-			"sqs:GetQueueAttributes":      {"requests", "responses", "dead-letters"},
-			"sqs:ReceiveMessage":          {"responses", "dead-letters"},
-			"sqs:DeleteMessage":           {"responses", "dead-letters"},
-			"sqs:ChangeMessageVisibility": {"responses", "dead-letters"},
-			"ec2:DescribeInstances":       {"*"},
-			"ec2:RunInstances":            {"template", "image", "instance/*", "volume/*", "network-interface/*", "security-group/*", "subnet/*"},
-			"ec2:CreateTags":              {"instance/*", "volume/*"},
-			"ec2:StartInstances":          {"instance/*"},
-			"ec2:StopInstances":           {"instance/*"},
-			"ec2:TerminateInstances":      {"instance/*"},
-			"iam:PassRole":                {"worker-role"},
+			"s3:ListBucket":          {"bucket"},
+			"s3:PutObject":           {"input/*", "output/*"},
+			"s3:GetObject":           {"input/*", "output/*"},
+			"s3:DeleteObject":        {"input/*"},
+			"sqs:SendMessage":        {"requests", "responses"},
+			"sqs:GetQueueAttributes": {"requests", "responses", "dead-letters"},
+			"sqs:ReceiveMessage":     {"responses", "dead-letters"},
+			"sqs:DeleteMessage":      {"responses", "dead-letters"},
+			"ec2:DescribeInstances":  {"*"},
+			"ec2:RunInstances":       {"template", "image", "instance/*", "volume/*", "network-interface/*", "security-group/*", "subnet/*"},
+			"ec2:CreateTags":         {"instance/*", "volume/*"},
+			"ec2:StartInstances":     {"instance/*"},
+			"ec2:StopInstances":      {"instance/*"},
+			"ec2:TerminateInstances": {"instance/*"},
+			"iam:PassRole":           {"worker-role"},
 		}
 	} else {
 		g = map[string][]string{

@@ -125,7 +125,7 @@ func Web(g Grants) Document {
 			Action:   []string{"sqs:SendMessage", "sqs:GetQueueAttributes"},
 			Resource: []string{g.RequestQueueARN}},
 		{Sid: "ConsumeResponses", Effect: "Allow",
-			Action:   []string{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"},
+			Action:   []string{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"},
 			Resource: []string{g.ResponseQueueARN, g.DeadLetterQueueARN}},
 		{Sid: "AnswerDeadLetters", Effect: "Allow", Action: []string{"sqs:SendMessage"}, Resource: []string{g.ResponseQueueARN}},
 		// web tier (-stack) and scaler. DescribeInstances has no
