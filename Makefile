@@ -10,7 +10,7 @@ export ELASTIQ_MODELS := $(MODELS)
 # Every Go module of the go.work workspace.
 MODULES := . services/elastiq services/web services/worker services/scaler infra
 
-.PHONY: run test test-unit bench demo simulate bundle models build vet clean
+.PHONY: run test test-unit test-iam bench demo simulate bundle models build vet clean
 
 ## models: fetch the ONNX Runtime library and the face models by package name (idempotent, offline afterwards)
 models:
@@ -36,6 +36,11 @@ test: models
 ## test-unit: the unit tests alone (go test -short): no models, servers or tools; the tests that need them skip
 test-unit:
 	@scripts/test.sh -short $(MODULES)
+
+## test-iam: show that the distributed end-to-end test has teeth: run it once per action of the web and worker IAM
+## policies with that action dropped, and expect each run to fail (about a minute per action; PATTERN=worker to narrow)
+test-iam: models
+	@scripts/iam-teeth.sh $(if $(PATTERN),"$(PATTERN)")
 
 ## bench: the pipeline's overhead and the classifier's speed
 bench: models

@@ -7,6 +7,7 @@ module github.com/elastiq/elastiq
 go 1.26
 
 require (
+	github.com/elastiq/elastiq/infra v0.0.0-00010101000000-000000000000
 	github.com/elastiq/elastiq/services/elastiq v0.0.0-00010101000000-000000000000
 	github.com/elastiq/elastiq/services/scaler v0.0.0-00010101000000-000000000000
 	github.com/elastiq/elastiq/services/web v0.0.0-00010101000000-000000000000
@@ -30,6 +31,8 @@ require (
 	github.com/aws/smithy-go v1.28.9 // indirect
 	github.com/yalue/onnxruntime_go v1.27.0 // indirect
 )
+
+replace github.com/elastiq/elastiq/infra => ./infra
 
 replace github.com/elastiq/elastiq/services/elastiq => ./services/elastiq
 

@@ -7,6 +7,8 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"mime/multipart"
@@ -15,14 +17,19 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	iampolicy "github.com/elastiq/elastiq/infra/iam"
 	"github.com/elastiq/elastiq/services/elastiq"
 	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
 	"github.com/elastiq/elastiq/services/elastiq/elastiqtest/awsstack"
+	"github.com/elastiq/elastiq/services/embedded/motofleet"
 )
 
 var (
@@ -30,13 +37,28 @@ var (
 	dataset  = filepath.Join(repoRoot, "datasets", "cse546-faces")
 )
 
-// TestDistributedMode starts web, scaler and two worker processes against
-// moto_server and memcached, sends the course's 100 images at once and
-// checks every answer; then it kills a worker process while it holds a
-// request (SIGKILL: no release, no delete) and shows that the request is
-// still answered, by another worker, after the visibility timeout. It times
-// the 100 requests in distributed mode and through the embedded program, in
-// the same run.
+// TestDistributedMode runs the programs as they are deployed: web and
+// scaler as one IAM principal (they share the web instance's role), each
+// worker as another, on a moto server that enforces IAM, each principal with
+// the policy document the Pulumi program attaches to its role (infra/iam,
+// for this stack's ARNs). The scaler's EC2 instances become worker processes
+// (motofleet). In turn:
+//
+//   - scale-out from zero: the course's 100 images at once, every answer
+//     checked, the fleet launched by the scaler;
+//   - workers stop their own instances when idle, and the scaler starts a
+//     stopped one for the next request;
+//   - a worker killed (SIGKILL) while it holds a request: its instance's
+//     worker is started again, as systemd does, and answers the request
+//     after the visibility timeout;
+//   - a request that kills its worker on every delivery goes to the
+//     dead-letter queue and is answered as failed;
+//   - the scaler terminates the stopped workers.
+//
+// No call of any program is denied, and every action each policy grants is
+// used by its program (checkPolicyUse), so dropping any one of them from
+// the deployment would make a call fail here. It times the 100 requests in
+// distributed mode and through the embedded program, in the same run.
 func TestDistributedMode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs every program; not in -short")
@@ -45,93 +67,189 @@ func TestDistributedMode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	elastiqtest.AWSEnv(t)
 	memcached := elastiqtest.Memcached(t)
-	const visibility = 5 * time.Second
-	st := awsstack.New(t, visibility, 5)
-	template := elastiqtest.LaunchTemplate(t.Context(), t, st.Config)
+	const (
+		visibility  = 5 * time.Second
+		maxReceives = 2
+	)
+	st := awsstack.NewEnforcing(t, visibility, maxReceives)
+	template, image := launchTemplate(t, st.Config)
+	grants := iampolicy.Grants{
+		Account:            iampolicy.Account{Partition: "aws", Region: st.Region, ID: st.Account},
+		Stack:              st.Name,
+		BucketARN:          st.BucketARN,
+		RequestQueueARN:    st.RequestsARN,
+		ResponseQueueARN:   st.ResponsesARN,
+		DeadLetterQueueARN: st.DeadLetterARN,
+		WorkerImageID:      image,
+		WorkerRoleARN:      "arn:aws:iam::" + st.Account + ":role/" + st.Name + "-worker",
+	}
+	grants.LaunchTemplateARN = grants.Account.EC2ARN("launch-template/" + template)
+	if os.Getenv(EnvDropAction) == "list" {
+		listActions(t, map[string]iampolicy.Document{"web": iampolicy.Web(grants), "worker": iampolicy.Worker(grants)},
+			map[string]map[string]string{"web": merge(webUnused, webMotoBlind), "worker": workerUnused})
+		return
+	}
+	webPolicy := dropAction(t, "web", iampolicy.Web(grants))
+	workerPolicy := dropAction(t, "worker", iampolicy.Worker(grants))
+	webKeys := st.User(t, "web", policyJSON(t, webPolicy))
+	workerKeys := st.User(t, "worker", policyJSON(t, workerPolicy))
+
 	bin := build(t, "./services/web/cmd/web", "./services/worker/cmd/worker",
 		"./services/scaler/cmd/scaler", "./services/embedded/cmd/elastiq")
 	cache := filepath.Join(t.TempDir(), "gallery-cache")
 	faceFlags := []string{"-models", models, "-gallery", dataset, "-gallery-cache", cache, "-sessions", "1"}
 	images := workload(t)
 
-	web := start(t, "web", filepath.Join(bin, "web"), append(st.Args(),
+	web := start(t, "web", filepath.Join(bin, "web"), webKeys.Env(), append(st.Args(),
 		"-addr", "127.0.0.1:0", "-memcached", memcached, "-dead-letter-queue-url", st.DeadLetterURL,
 		"-stack", st.Name, "-log-level", "warn"))
 	url := web.await(t, regexp.MustCompile(`serving on (http://\S+)`))
-	start(t, "scaler", filepath.Join(bin, "scaler"), []string{"-endpoint", st.Endpoint,
+	start(t, "scaler", filepath.Join(bin, "scaler"), webKeys.Env(), []string{"-endpoint", st.Endpoint,
 		"-request-queue-url", st.RequestsURL, "-stack", st.Name, "-launch-template-id", template,
-		"-max-workers", "19", "-log-level", "warn"}).await(t, regexp.MustCompile(`scaler: managing`))
-	worker := func(name string, extra ...string) *process {
-		args := append(st.Args(), "-name", name, "-idle", "0", "-visibility", visibility.String(), "-log-level", "warn")
-		p := start(t, name, filepath.Join(bin, "worker"), append(args, extra...))
-		p.await(t, regexp.MustCompile(`taking requests`))
-		return p
-	}
-	w1 := worker("worker-1", faceFlags...)
-	w2 := worker("worker-2", faceFlags...)
+		"-policy", "classic", "-max-workers", "3", "-terminate-after", "20s", "-interval", "500ms",
+		"-log-level", "warn"}).await(t, regexp.MustCompile(`scaler: managing`))
 
-	distributed := burst(t, url, images)
-	t.Logf("distributed mode (web, scaler, 2 workers on moto + memcached): 100 requests in %v", distributed)
-
-	// The scaler saw the queue and launched instances for the stack in the
-	// (simulated) EC2 of moto.
-	elastiqtest.Eventually(t, "the scaler launched workers", func() bool {
-		return metric(t, url, `elastiq_fleet_instances{state="running"}`) > 0 ||
-			metric(t, url, `elastiq_fleet_instances{state="pending"}`) > 0
+	// The worker image: what each instance runs, chosen when its worker
+	// process starts (face recognition, or a classifier that hangs or
+	// kills its worker, for the failure steps).
+	var mode atomic.Value
+	mode.Store("face")
+	scripts := t.TempDir()
+	hang := script(t, scripts, "hang.sh", "sleep 600")
+	crash := script(t, scripts, "crash.sh", "kill -9 $PPID")
+	logs := t.TempDir()
+	fleet, err := motofleet.Start(motofleet.Config{
+		AWS: st.Config, Stack: st.Name, LaunchReady: time.Second, StartReady: 300 * time.Millisecond,
+		RestartDelay: time.Second, StopGrace: 30 * time.Second,
+		Command: func(id, imds string) *exec.Cmd {
+			args := append(st.Args(), "-self-stop", "-imds-endpoint", imds, "-idle", "2s",
+				"-visibility", visibility.String(), "-log-level", "info")
+			switch m := mode.Load().(string); m {
+			case "hang", "crash":
+				args = append(args, "-classifier", "exec", "-exec-command", map[string]string{"hang": hang, "crash": crash}[m]+" {}", "-exec-timeout", "10m")
+			default:
+				args = append(args, faceFlags...)
+			}
+			cmd := exec.Command(filepath.Join(bin, "worker"), args...)
+			cmd.Env = append(os.Environ(), workerKeys.Env()...)
+			f, err := os.OpenFile(filepath.Join(logs, id+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+			if err == nil {
+				cmd.Stdout, cmd.Stderr = f, f
+			}
+			return cmd
+		},
 	})
-
-	// Kill a worker mid-message. Only the holder runs while the request is
-	// taken: its classifier hangs, so it holds the message until killed.
-	w1.stop(t)
-	w2.stop(t)
-	hang := filepath.Join(t.TempDir(), "hang.sh")
-	if err := os.WriteFile(hang, []byte("#!/bin/sh\nsleep 600\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	holder := worker("worker-holder", "-classifier", "exec", "-exec-command", hang+" {}", "-exec-timeout", "10m")
-	type answer struct {
-		code int
-		body string
-		err  error
-	}
-	answers := make(chan answer, 1)
-	img := images[7]
-	go func() {
-		code, body, err := post(url, img)
-		answers <- answer{code, body, err}
-	}()
-	elastiqtest.Eventually(t, "the holder took the request", func() bool {
-		stats, err := st.Requests.Stats(t.Context())
-		return err == nil && stats.InFlight == 1 && stats.Visible == 0
-	})
-	holder.kill(t)
-	killed := time.Now()
-	worker("worker-3", faceFlags...)
-
-	select {
-	case a := <-answers:
-		if a.err != nil || a.code != http.StatusOK || a.body != img.label {
-			t.Errorf("POST / %s after the holder was killed = %d %q, %v; want 200 %q", img.name, a.code, a.body, a.err, img.label)
-		}
-		t.Logf("answered %v after the holder was killed (visibility timeout %v)", time.Since(killed), visibility)
-	case <-time.After(2 * time.Minute):
-		t.Fatal("no answer after the holder was killed")
-	}
-	outputs, err := st.Store.List(t.Context(), elastiq.OutputPrefix)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(outputs) != len(images)+1 {
-		t.Errorf("outputs = %d, want %d: one per request", len(outputs), len(images)+1)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := fleet.Close(ctx); err != nil {
+			t.Error(err)
+		}
+		if t.Failed() {
+			dumpLogs(t, logs)
+		}
+	})
+
+	// A denied call fails the test at once, with what was denied.
+	ctx := watchDenials(t, st, webKeys, workerKeys)
+
+	// Scale-out from zero.
+	distributed := burst(ctx, t, url, images)
+	t.Logf("distributed mode (web, scaler, up to 3 workers on moto under IAM + memcached): 100 requests in %v, %d workers started",
+		distributed, fleet.Starts())
+	if fleet.Starts() == 0 {
+		t.Fatal("no worker process was started")
 	}
 
+	// Idle workers stop their own instances; the next request starts one.
+	waitFor(ctx, t, "every idle worker stopped its instance", time.Minute, func() bool {
+		workers := fleet.Workers()
+		return len(workers) > 0 && !slices.ContainsFunc(workers, func(w motofleet.Worker) bool {
+			return w.State != elastiq.InstanceStopped || w.PID != 0
+		})
+	})
+	mode.Store("hang")
+	img := images[7]
+	id := submit(ctx, t, url, img)
+	// The worker that takes it holds it past its visibility timeout (its
+	// heartbeat extends it), and the request reads as pending meanwhile.
+	var holder string
+	waitFor(ctx, t, "a worker holds the request past its visibility timeout", 2*time.Minute, func() bool {
+		if !slices.ContainsFunc(st.Recorder.Calls(), func(c awsstack.Call) bool {
+			return c.AccessKeyID == workerKeys.AccessKeyID && c.Action == "sqs:ChangeMessageVisibility" && c.Status == http.StatusOK
+		}) {
+			return false
+		}
+		for _, w := range fleet.Workers() {
+			if w.State == elastiq.InstanceRunning && w.PID != 0 {
+				holder = w.ID
+			}
+		}
+		return holder != ""
+	})
+	if res := recognition(t, url, id); res.Status != elastiq.StatusPending {
+		t.Errorf("GET /v1/recognitions/%s while a worker holds it = %+v, want pending", id, res)
+	}
+	// Kill it: the instance's worker is started again and answers.
+	mode.Store("face")
+	if err := fleet.Kill(holder); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	waitFor(ctx, t, "the request answered after its worker was killed", 2*time.Minute, func() bool {
+		return recognition(t, url, id).Status != elastiq.StatusPending
+	})
+	if res := recognition(t, url, id); res.Status != elastiq.StatusDone || res.Label != img.label {
+		t.Errorf("GET /v1/recognitions/%s after its worker was killed = %+v, want done, %q", id, res, img.label)
+	}
+	t.Logf("answered %v after its worker was killed (visibility timeout %v)", time.Since(killed), visibility)
+
+	// A request that kills its worker on every delivery: answered as
+	// failed once the queue gives up on it.
+	mode.Store("crash")
+	for _, w := range fleet.Workers() {
+		if w.PID != 0 {
+			fleet.Kill(w.ID) // restarted in crash mode
+		}
+	}
+	code, body, err := post(ctx, url, images[8])
+	failIfDone(ctx, t)
+	if err != nil || code == http.StatusOK || !strings.Contains(body, "could not recognise") {
+		t.Errorf("POST / of a request that kills its worker = %d %q, %v; want a failure after %d deliveries", code, body, err, maxReceives)
+	}
+	mode.Store("face")
+	for _, w := range fleet.Workers() {
+		if w.PID != 0 {
+			fleet.Kill(w.ID)
+		}
+	}
+
+	// The scaler terminates the workers that stay stopped.
+	waitFor(ctx, t, "the scaler terminated every stopped worker", time.Minute, func() bool {
+		return len(fleet.Workers()) == 0
+	})
+	// "output", not "output/": moto computes the signature of a listing
+	// whose prefix has a "/" differently from the SDK (SignatureDoesNotMatch
+	// under IAM enforcement). No program lists the bucket.
+	outputs, err := st.Store.List(t.Context(), strings.TrimSuffix(elastiq.OutputPrefix, "/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(outputs) != len(images)+2 {
+		t.Errorf("outputs = %d, want %d: one per request", len(outputs), len(images)+2)
+	}
+	checkPolicyUse(t, st, webKeys, webPolicy, webUnused)
+	checkPolicyUse(t, st, workerKeys, workerPolicy, workerUnused)
+
 	// The same burst through the embedded program, for comparison.
-	embedded := start(t, "elastiq", filepath.Join(bin, "elastiq"), append([]string{
+	embedded := start(t, "elastiq", filepath.Join(bin, "elastiq"), nil, append([]string{
 		"-addr", "127.0.0.1:0", "-data", t.TempDir(), "-log-level", "warn"}, faceFlags...))
 	embeddedURL := embedded.await(t, regexp.MustCompile(`serving on (http://\S+)`))
-	t.Logf("embedded mode (one process): 100 requests in %v", burst(t, embeddedURL, images))
+	t.Logf("embedded mode (one process): 100 requests in %v", burst(t.Context(), t, embeddedURL, images))
 }
 
 // build compiles the programs into a temporary folder.
@@ -156,8 +274,10 @@ type process struct {
 	exited error
 }
 
-func start(t *testing.T, name, path string, args []string) *process {
+// start runs a program with env added to the test's environment.
+func start(t *testing.T, name, path string, env, args []string) *process {
 	p := &process{name: name, cmd: exec.Command(path, args...), lines: make(chan string, 100), done: make(chan struct{})}
+	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stderr = &lockedWriter{p: p}
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {
@@ -265,7 +385,7 @@ func workload(t *testing.T) []image {
 
 var client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 100}, Timeout: 5 * time.Minute}
 
-func post(url string, img image) (int, string, error) {
+func post(ctx context.Context, url string, img image) (int, string, error) {
 	var body bytes.Buffer
 	mw := multipart.NewWriter(&body)
 	fw, err := mw.CreateFormFile("myfile", img.name)
@@ -274,7 +394,12 @@ func post(url string, img image) (int, string, error) {
 	}
 	fw.Write(img.data)
 	mw.Close()
-	resp, err := client.Post(url+"/", mw.FormDataContentType(), &body)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/", &body)
+	if err != nil {
+		return 0, "", err
+	}
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	resp, err := client.Do(req)
 	if err != nil {
 		return 0, "", err
 	}
@@ -284,20 +409,87 @@ func post(url string, img image) (int, string, error) {
 }
 
 // burst sends every image at once and checks every answer; it returns how
-// long the whole burst took.
-func burst(t *testing.T, url string, images []image) time.Duration {
+// long the whole burst took. It fails at once when ctx ends (a denial).
+func burst(ctx context.Context, t *testing.T, url string, images []image) time.Duration {
+	t.Helper()
 	t0 := time.Now()
 	var wg sync.WaitGroup
 	for _, img := range images {
 		wg.Go(func() {
-			code, body, err := post(url, img)
-			if err != nil || code != http.StatusOK || body != img.label {
+			code, body, err := post(ctx, url, img)
+			if ctx.Err() == nil && (err != nil || code != http.StatusOK || body != img.label) {
 				t.Errorf("POST / %s = %d %q, %v; want 200 %q", img.name, code, body, err, img.label)
 			}
 		})
 	}
 	wg.Wait()
+	failIfDone(ctx, t)
 	return time.Since(t0)
+}
+
+// failIfDone fails the test with ctx's cause when ctx has ended.
+func failIfDone(ctx context.Context, t *testing.T) {
+	t.Helper()
+	if ctx.Err() != nil {
+		t.Fatal(context.Cause(ctx))
+	}
+}
+
+// waitFor polls cond every 100 ms (each poll may cost calls to moto, which
+// serves one at a time) until it holds, and fails the test after timeout or
+// when ctx ends.
+func waitFor(ctx context.Context, t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		failIfDone(ctx, t)
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// submit sends img to POST /v1/recognitions and returns the request's ID.
+func submit(ctx context.Context, t *testing.T, url string, img image) elastiq.RequestID {
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	fw, err := mw.CreateFormFile("file", img.name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw.Write(img.data)
+	mw.Close()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/v1/recognitions", &body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	resp, err := client.Do(req)
+	if err != nil {
+		failIfDone(ctx, t)
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var accepted struct{ ID elastiq.RequestID }
+	if err := json.NewDecoder(resp.Body).Decode(&accepted); err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST /v1/recognitions %s = %s, %v", img.name, resp.Status, err)
+	}
+	return accepted.ID
+}
+
+// recognition reads GET /v1/recognitions/{id}.
+func recognition(t *testing.T, url string, id elastiq.RequestID) elastiq.Result {
+	resp, err := client.Get(url + "/v1/recognitions/" + string(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var res elastiq.Result
+	if err := json.NewDecoder(resp.Body).Decode(&res); err != nil {
+		t.Fatalf("GET /v1/recognitions/%s: %s, %v", id, resp.Status, err)
+	}
+	return res
 }
 
 // metric reads one sample of the web tier's /metrics.
