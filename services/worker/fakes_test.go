@@ -47,15 +47,19 @@ type fakeQueue struct {
 
 func newFakeQueue() *fakeQueue { return &fakeQueue{wake: make(chan struct{}, 1)} }
 
-// push makes body deliverable and returns the receipt handle of its delivery.
-func (q *fakeQueue) push(body []byte) string {
+// push makes body deliverable, as a first delivery, and returns the receipt
+// handle of its delivery.
+func (q *fakeQueue) push(body []byte) string { return q.pushDelivery(body, 1) }
+
+// pushDelivery makes body deliverable as its receiveCount-th delivery.
+func (q *fakeQueue) pushDelivery(body []byte, receiveCount int) string {
 	q.mu.Lock()
 	q.nextReceipt++
 	m := elastiq.Message{
 		ID:            fmt.Sprintf("m%d", q.nextReceipt),
 		Body:          body,
 		ReceiptHandle: fmt.Sprintf("r%d", q.nextReceipt),
-		ReceiveCount:  1,
+		ReceiveCount:  receiveCount,
 	}
 	q.ready = append(q.ready, m)
 	q.mu.Unlock()

@@ -405,7 +405,7 @@ func (w *Worker) handle(ctx context.Context, m elastiq.Message) {
 	log = lazyWith(log, slog.String("id", string(req.ID)))
 
 	stopHeartbeat := w.heartbeat(ctx, log, m.ReceiptHandle)
-	res, reused, err := w.result(ctx, req)
+	res, reused, err := w.result(ctx, req, m.ReceiveCount)
 	if err == nil {
 		err = w.respond(ctx, res)
 	}
@@ -441,14 +441,21 @@ func (w *Worker) handle(ctx context.Context, m elastiq.Message) {
 
 // result returns the stored result of req when output/<id> exists (a
 // duplicate delivery) and otherwise classifies the input and stores the
-// result. reused reports the former.
-func (w *Worker) result(ctx context.Context, req elastiq.Request) (res elastiq.Result, reused bool, err error) {
+// result. reused reports the former. On a first delivery (receiveCount 1)
+// there is nothing to reuse, so output/ is not read: a call saved on almost
+// every request. Were a first delivery a duplicate after all (a request sent
+// twice, or receive counts lost with a queue's state), it is classified
+// again and its output and response written again, with the same label.
+func (w *Worker) result(ctx context.Context, req elastiq.Request, receiveCount int) (res elastiq.Result, reused bool, err error) {
 	outKey := elastiq.OutputKey(req.ID)
 	var stored elastiq.Object
-	err = w.op(ctx, func(ctx context.Context) (err error) {
-		stored, err = w.deps.Store.Get(ctx, outKey)
-		return err
-	})
+	err = elastiq.ErrNotFound
+	if receiveCount != 1 {
+		err = w.op(ctx, func(ctx context.Context) (err error) {
+			stored, err = w.deps.Store.Get(ctx, outKey)
+			return err
+		})
+	}
 	switch {
 	case err == nil:
 		if res, err := elastiq.DecodeResult(stored.Body); err == nil && res.ID == req.ID {

@@ -164,10 +164,12 @@ func TestWorkerResults(t *testing.T) {
 	}
 }
 
+// TestWorkerDuplicateDelivery: a redelivery finds the output the first
+// delivery stored and answers with it, without classifying again.
 func TestWorkerDuplicateDelivery(t *testing.T) {
 	h := newHarness(t, labelByContent, nil)
 	req, body := h.submit(t, "test_01.jpg", []byte("face of Ann"))
-	first, second := h.requests.push(body), h.requests.push(body)
+	first, second := h.requests.push(body), h.requests.pushDelivery(body, 2)
 	h.runUntilIdle(t)
 
 	if n := h.classifyCalls.Load(); n != 1 {
@@ -193,6 +195,29 @@ func TestWorkerDuplicateDelivery(t *testing.T) {
 	}
 	if st := h.worker.Stats(); st.Duplicates != 1 || st.Done != 2 {
 		t.Errorf("Stats() = %+v, want Duplicates 1, Done 2", st)
+	}
+}
+
+// TestWorkerFirstDeliveryReadsNoOutput: a first delivery does not look for
+// a stored output (there is none to reuse, and the read is a call per
+// request), so the same request sent twice is classified twice; both
+// answers carry its label.
+func TestWorkerFirstDeliveryReadsNoOutput(t *testing.T) {
+	h := newHarness(t, labelByContent, nil)
+	req, body := h.submit(t, "test_01.jpg", []byte("face of Ann"))
+	h.requests.push(body)
+	h.requests.push(body)
+	h.runUntilIdle(t)
+
+	if n := h.classifyCalls.Load(); n != 2 {
+		t.Errorf("classifier calls = %d, want 2", n)
+	}
+	if n := h.store.GetCount(elastiq.OutputKey(req.ID)); n != 0 {
+		t.Errorf("output reads = %d, want 0", n)
+	}
+	sent, err := h.responses.sentResults()
+	if err != nil || len(sent) != 2 || sent[0].Label != "Ann" || sent[1].Label != "Ann" {
+		t.Errorf("responses = %v, %v; want 2 labelled Ann", sent, err)
 	}
 }
 

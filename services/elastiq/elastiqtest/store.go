@@ -15,12 +15,13 @@ var _ elastiq.ObjectStore = (*Store)(nil)
 // Store is a test double of elastiq.ObjectStore: a map from key to object.
 // It copies bodies in and out, so neither the caller nor the code under test
 // can change a stored object behind the other's back. It counts puts per key
-// and can be told to fail Put, or Get and Head. It is safe for concurrent
+// and gets per key, and can be told to fail Put, or Get and Head. It is safe for concurrent
 // use; the zero value is an empty store.
 type Store struct {
 	mu      sync.Mutex
 	objects map[string]elastiq.Object
 	puts    map[string]int
+	gets    map[string]int
 	putErr  error
 	getErr  error
 }
@@ -50,6 +51,10 @@ func (s *Store) Put(ctx context.Context, key string, obj elastiq.Object) error {
 func (s *Store) Get(ctx context.Context, key string) (elastiq.Object, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.gets == nil {
+		s.gets = make(map[string]int)
+	}
+	s.gets[key]++
 	if s.getErr != nil {
 		return elastiq.Object{}, s.getErr
 	}
@@ -110,6 +115,13 @@ func (s *Store) PutCount(key string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.puts[key]
+}
+
+// GetCount returns how many Get calls asked for key, found or not.
+func (s *Store) GetCount(key string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gets[key]
 }
 
 // Puts returns how many Put calls stored an object, under any key.
