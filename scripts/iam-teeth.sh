@@ -39,7 +39,8 @@ for line in "${actions[@]}"; do
 		toothless=1
 		continue
 	fi
-	why="$(grep -m1 -E 'was denied|e2e_test.go:[0-9]+:|iam_test.go:[0-9]+:' <<<"$out" | sed 's/^ *//' | cut -c1-150)"
+	why="$(grep -m1 'was denied' <<<"$out" || grep -v 'dropped' <<<"$out" | grep -m1 -E '_test.go:[0-9]+:' || true)"
+	why="$(sed 's/^ *//' <<<"$why" | cut -c1-160)"
 	printf '%-55s failed (%ds): %s\n' "$action" $((SECONDS - t0)) "${why:-see the test output}"
 done
 exit "$toothless"

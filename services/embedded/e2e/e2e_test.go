@@ -158,7 +158,9 @@ func TestDistributedMode(t *testing.T) {
 	ctx := watchDenials(t, st, webKeys, workerKeys)
 
 	// Scale-out from zero.
+	before := len(st.Recorder.Calls())
 	distributed := burst(ctx, t, url, images)
+	logCallsPerRequest(t, st.Recorder.Calls()[before:], len(images), webKeys, workerKeys)
 	t.Logf("distributed mode (web, scaler, up to 3 workers on moto under IAM + memcached): 100 requests in %v, %d workers started",
 		distributed, fleet.Starts())
 	if fleet.Starts() == 0 {

@@ -190,6 +190,32 @@ func watchDenials(t *testing.T, st *awsstack.Enforcing, keys ...awsstack.Keys) c
 	return ctx
 }
 
+// logCallsPerRequest logs how many calls to S3 and SQS the programs signing
+// with keys made per request, by action, empty long polls included (they
+// are billed too). The fleet's and the metrics' calls (EC2, queue
+// attributes) are left out: they depend on time, not on requests.
+func logCallsPerRequest(t *testing.T, calls []awsstack.Call, requests int, keys ...awsstack.Keys) {
+	user := map[string]string{}
+	for _, k := range keys {
+		user[k.AccessKeyID] = k.User
+	}
+	byAction := map[string]int{}
+	total := 0
+	for _, c := range calls {
+		u, ok := user[c.AccessKeyID]
+		if !ok || strings.HasPrefix(c.Action, "ec2:") || c.Action == "sqs:GetQueueAttributes" {
+			continue
+		}
+		byAction[u+" "+c.Action]++
+		total++
+	}
+	var parts []string
+	for _, a := range slices.Sorted(maps.Keys(byAction)) {
+		parts = append(parts, fmt.Sprintf("%s %.2f", a, float64(byAction[a])/float64(requests)))
+	}
+	t.Logf("S3 and SQS calls per request: %.2f (%s)", float64(total)/float64(requests), strings.Join(parts, ", "))
+}
+
 // policyJSON is doc as IAM takes it.
 func policyJSON(t *testing.T, doc iampolicy.Document) string {
 	s, err := doc.JSON()
