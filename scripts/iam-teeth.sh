@@ -9,14 +9,16 @@
 # PATTERN (a grep -E pattern) limits the run to the matching actions, as
 # "worker SendResponses".
 #
-# About a minute per action; `make test-iam` runs it. It needs what
-# `make test` needs (models, test servers), and starts the test servers
-# itself. Exit status 1 when a run with an action dropped passes.
+# Up to a minute per action (about 9 minutes in all here); `make test-iam`
+# runs it. It needs what `make test` needs (models, test servers), and
+# starts the test servers, then stops them, as scripts/test.sh does. Exit
+# status 1 when a run with an action dropped passes.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 pattern="${1:-.}"
 
+trap 'scripts/test-servers.sh stop' EXIT
 eval "$(scripts/test-servers.sh start)"
 run() { go test -count=1 -run '^TestDistributedMode$' -v ./services/embedded/e2e; }
 
