@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -399,4 +400,62 @@ func TestCreateWithDeadLetterIsIdempotent(t *testing.T) {
 	if want := ":" + name + sqsqueue.DeadLetterSuffix; !strings.HasSuffix(redrive.Target, want) {
 		t.Errorf("RedrivePolicy deadLetterTargetArn = %q, want suffix %q", redrive.Target, want)
 	}
+}
+
+// TestBatchedSendDelete: on the server, Sends and Deletes made at once go in
+// batch calls and each does what a single call would; a garbage receipt in a
+// batch fails alone, as ErrInvalidReceipt.
+func TestBatchedSendDelete(t *testing.T) {
+	t.Parallel()
+	plain, _ := newQueues(t, sqsqueue.CreateOptions{})
+	q, err := sqsqueue.Open(t.Context(), awstest.Config(t), plain.URL(),
+		sqsqueue.Options{SendWindow: 50 * time.Millisecond, DeleteWindow: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 25
+	want := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range want {
+		want[i] = fmt.Sprintf("msg-%02d", i)
+		wg.Go(func() {
+			if err := q.Send(t.Context(), []byte(want[i])); err != nil {
+				t.Errorf("Send(%s): %v", want[i], err)
+			}
+		})
+	}
+	wg.Wait()
+
+	var got []elastiq.Message
+	deadline := time.Now().Add(patience)
+	for len(got) < n && time.Now().Before(deadline) {
+		msgs, err := q.Receive(t.Context(), 10, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, msgs...)
+	}
+	bodies := make([]string, len(got))
+	for i, m := range got {
+		bodies[i] = string(m.Body)
+	}
+	slices.Sort(bodies)
+	if !slices.Equal(bodies, want) {
+		t.Fatalf("received %q, want each of %q once", bodies, want)
+	}
+
+	var invalid error
+	for _, m := range got {
+		wg.Go(func() {
+			if err := q.Delete(t.Context(), m.ReceiptHandle); err != nil {
+				t.Errorf("Delete(%s): %v", m.Body, err)
+			}
+		})
+	}
+	wg.Go(func() { invalid = q.Delete(t.Context(), "garbage") })
+	wg.Wait()
+	if !errors.Is(invalid, elastiq.ErrInvalidReceipt) {
+		t.Errorf("Delete(garbage) in a batch = %v, want ErrInvalidReceipt", invalid)
+	}
+	wantStats(t, q, elastiq.QueueStats{})
 }

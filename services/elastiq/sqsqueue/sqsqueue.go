@@ -1,13 +1,19 @@
 // Package sqsqueue is an elastiq.Queue on Amazon SQS (or an SQS-compatible
 // server such as moto), through aws-sdk-go-v2.
 //
-// The queue uses five SQS calls, declared as the small interface API so that
-// tests can put a double in place of the SDK client. SDK types stay inside
+// The queue uses seven SQS calls, declared as the small interface API so
+// that tests can put a double in place of the SDK client. SDK types stay inside
 // this package: callers see elastiq.Message, elastiq.QueueStats and errors
 // that wrap elastiq.ErrInvalidReceipt or elastiq.ErrNotFound.
 //
 // Every call is bounded by Options.Timeout; a long-polling Receive gets its
 // wait on top of it.
+//
+// Sends and Deletes can be batched (Options.SendWindow, DeleteWindow): the
+// ones made within the window share one SendMessageBatch or
+// DeleteMessageBatch of up to ten, each caller still getting its own
+// result. It costs the first caller up to the window in latency and saves a
+// call per message batched: SQS bills a batch of ten as one request.
 package sqsqueue
 
 import (
@@ -42,6 +48,8 @@ type API interface {
 	DeleteMessage(ctx context.Context, in *sqs.DeleteMessageInput, optFns ...func(*sqs.Options)) (*sqs.DeleteMessageOutput, error)
 	ChangeMessageVisibility(ctx context.Context, in *sqs.ChangeMessageVisibilityInput, optFns ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error)
 	GetQueueAttributes(ctx context.Context, in *sqs.GetQueueAttributesInput, optFns ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error)
+	SendMessageBatch(ctx context.Context, in *sqs.SendMessageBatchInput, optFns ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error)
+	DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageBatchInput, optFns ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error)
 }
 
 var _ API = (*sqs.Client)(nil)
@@ -51,6 +59,9 @@ type Options struct {
 	// Timeout bounds each SQS call, retries included. A Receive may take
 	// its wait longer. Default DefaultTimeout.
 	Timeout time.Duration
+	// SendWindow, when positive, batches the Sends made within it (see
+	// the package comment); DeleteWindow the Deletes. Zero: one call each.
+	SendWindow, DeleteWindow time.Duration
 }
 
 // Queue is one SQS queue. It is safe for concurrent use and holds no
@@ -59,6 +70,8 @@ type Queue struct {
 	api     API
 	url     string
 	timeout time.Duration
+	// sends and deletes batch the calls; nil without a window.
+	sends, deletes *batcher
 }
 
 var _ elastiq.Queue = (*Queue)(nil)
@@ -68,7 +81,14 @@ func New(api API, queueURL string, opts Options) *Queue {
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultTimeout
 	}
-	return &Queue{api: api, url: queueURL, timeout: opts.Timeout}
+	q := &Queue{api: api, url: queueURL, timeout: opts.Timeout}
+	if opts.SendWindow > 0 {
+		q.sends = &batcher{window: opts.SendWindow, flush: q.sendBatch}
+	}
+	if opts.DeleteWindow > 0 {
+		q.deletes = &batcher{window: opts.DeleteWindow, flush: q.deleteBatch}
+	}
+	return q
 }
 
 // Open returns the queue at queueURL with an SQS client made from cfg, after
@@ -88,6 +108,9 @@ func (q *Queue) URL() string { return q.url }
 // Send enqueues one message body. SQS takes bodies of valid Unicode text
 // (XML characters) only; the elastiq messages are JSON.
 func (q *Queue) Send(ctx context.Context, body []byte) error {
+	if q.sends != nil {
+		return q.sends.do(ctx, string(body))
+	}
 	ctx, cancel := context.WithTimeout(ctx, q.timeout)
 	defer cancel()
 	_, err := q.api.SendMessage(ctx, &sqs.SendMessageInput{
@@ -177,6 +200,9 @@ func toMessage(m types.Message) (elastiq.Message, error) {
 // the newest (the message then may or may not be deleted); see the package
 // tests for what moto does.
 func (q *Queue) Delete(ctx context.Context, receiptHandle string) error {
+	if q.deletes != nil {
+		return q.deletes.do(ctx, receiptHandle)
+	}
 	ctx, cancel := context.WithTimeout(ctx, q.timeout)
 	defer cancel()
 	_, err := q.api.DeleteMessage(ctx, &sqs.DeleteMessageInput{

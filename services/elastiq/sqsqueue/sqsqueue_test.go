@@ -6,6 +6,7 @@ package sqsqueue_test
 
 import (
 	"context"
+	"sync"
 	"errors"
 	"testing"
 	"time"
@@ -30,6 +31,10 @@ type fakeAPI struct {
 	receive   *sqs.ReceiveMessageInput
 	change    *sqs.ChangeMessageVisibilityInput
 	remaining time.Duration // until the last call's context deadline
+
+	mu      sync.Mutex
+	batches []int             // entries of each batch call, in order
+	fail    map[string]string // batch entry ID -> error code to fail it with
 }
 
 var _ sqsqueue.API = (*fakeAPI)(nil)
@@ -77,6 +82,56 @@ func (f *fakeAPI) GetQueueAttributes(ctx context.Context, _ *sqs.GetQueueAttribu
 		return nil, err
 	}
 	return &sqs.GetQueueAttributesOutput{Attributes: f.attrs}, nil
+}
+
+func (f *fakeAPI) SendMessageBatch(ctx context.Context, in *sqs.SendMessageBatchInput, _ ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error) {
+	ids := make([]string, len(in.Entries))
+	for i, e := range in.Entries {
+		ids[i] = aws.ToString(e.Id)
+	}
+	ok, failed, err := f.batch(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := &sqs.SendMessageBatchOutput{Failed: failed}
+	for _, id := range ok {
+		out.Successful = append(out.Successful, types.SendMessageBatchResultEntry{Id: aws.String(id)})
+	}
+	return out, nil
+}
+
+func (f *fakeAPI) DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageBatchInput, _ ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error) {
+	ids := make([]string, len(in.Entries))
+	for i, e := range in.Entries {
+		ids[i] = aws.ToString(e.Id)
+	}
+	ok, failed, err := f.batch(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := &sqs.DeleteMessageBatchOutput{Failed: failed}
+	for _, id := range ok {
+		out.Successful = append(out.Successful, types.DeleteMessageBatchResultEntry{Id: aws.String(id)})
+	}
+	return out, nil
+}
+
+// batch records a batch call of the entries ids and splits them by f.fail.
+func (f *fakeAPI) batch(ctx context.Context, ids []string) (ok []string, failed []types.BatchResultErrorEntry, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.batches = append(f.batches, len(ids))
+	if err := f.called(ctx); err != nil {
+		return nil, nil, err
+	}
+	for _, id := range ids {
+		if code, bad := f.fail[id]; bad {
+			failed = append(failed, types.BatchResultErrorEntry{Id: aws.String(id), Code: aws.String(code), SenderFault: true})
+		} else {
+			ok = append(ok, id)
+		}
+	}
+	return ok, failed, nil
 }
 
 // ops calls each Queue method once.
