@@ -43,6 +43,7 @@ type fakeQueue struct {
 	receiveErrs int
 	// onDelete, if set, is called (without the lock) after each Delete.
 	onDelete func(n int)
+	batches  []int // the size of each Receive that returned messages
 }
 
 func newFakeQueue() *fakeQueue { return &fakeQueue{wake: make(chan struct{}, 1)} }
@@ -93,6 +94,7 @@ func (q *fakeQueue) Receive(ctx context.Context, max int, wait time.Duration) ([
 		if n := min(max, len(q.ready)); n > 0 {
 			msgs := append([]elastiq.Message(nil), q.ready[:n]...)
 			q.ready = q.ready[n:]
+			q.batches = append(q.batches, n)
 			q.mu.Unlock()
 			return msgs, nil
 		}

@@ -42,11 +42,18 @@ type Config struct {
 	IdleTimeout time.Duration
 	// Concurrency is how many messages are processed at once.
 	Concurrency int
+	// Hold is how many messages more than Concurrency the worker may have
+	// in hand: received ahead of a free slot and held, their visibility
+	// extended, until one frees. It lets one Receive take a batch (see
+	// BatchSize) instead of one call per message. On Shutdown the held
+	// messages not yet started are released at once. Default 0.
+	Hold int
 	// ReceiveWait is the long-poll wait of one Receive (at most 20s, as in
 	// SQS). It is shortened so it never outlasts the remaining idle time.
 	ReceiveWait time.Duration
 	// BatchSize is the most messages one Receive asks for (1 to 10). The
-	// worker never asks for more than it has free slots.
+	// worker never asks for more than Concurrency+Hold minus the messages
+	// in hand.
 	BatchSize int
 	// OpTimeout bounds each store and queue call other than the long poll
 	// (which gets ReceiveWait plus OpTimeout).
@@ -90,6 +97,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("worker config: IdleTimeout %v: want >= 0 (0 = never stop)", c.IdleTimeout)
 	case c.Concurrency < 1:
 		return fmt.Errorf("worker config: Concurrency %d: want >= 1", c.Concurrency)
+	case c.Hold < 0:
+		return fmt.Errorf("worker config: Hold %d: want >= 0", c.Hold)
 	case c.ReceiveWait <= 0 || c.ReceiveWait > elastiq.MaxReceiveWait:
 		return fmt.Errorf("worker config: ReceiveWait %v: want in (0, %v]", c.ReceiveWait, elastiq.MaxReceiveWait)
 	case c.BatchSize < 1 || c.BatchSize > elastiq.MaxReceiveBatch:
@@ -277,7 +286,9 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	finished := make(chan struct{}, w.cfg.Concurrency)
+	capacity := w.cfg.Concurrency + w.cfg.Hold
+	finished := make(chan struct{}, capacity)
+	slots := make(chan struct{}, w.cfg.Concurrency) // a message being processed holds one
 	inHand := 0
 	idleSince := w.deps.Now()
 	recvBackoff := retry.Backoff{Min: w.cfg.ErrorBackoff, Max: w.cfg.MaxErrorBackoff}
@@ -319,7 +330,10 @@ func (w *Worker) Run(ctx context.Context) error {
 		if stopping() {
 			return stopped()
 		}
-		if inHand == w.cfg.Concurrency {
+		// Receive when no message waits for a slot: then one Receive
+		// takes a batch (up to the free capacity), instead of one call
+		// for each message that finishes.
+		if inHand == capacity || inHand > w.cfg.Concurrency {
 			select {
 			case <-loop.Done():
 				return stopped()
@@ -348,7 +362,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 		}
 
-		msgs, err := w.receive(poll, min(w.cfg.BatchSize, w.cfg.Concurrency-inHand), wait)
+		msgs, err := w.receive(poll, min(w.cfg.BatchSize, capacity-inHand), wait)
 		if stopping() {
 			// Stopping: what the last poll brought goes back at once.
 			for _, m := range msgs {
@@ -369,7 +383,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			inHand++
 			wg.Go(func() {
 				defer func() { finished <- struct{}{} }()
-				w.handle(work, m)
+				w.handle(work, m, slots)
 			})
 		}
 	}
@@ -386,10 +400,13 @@ func (w *Worker) receive(ctx context.Context, max int, wait time.Duration) ([]el
 	return msgs, nil
 }
 
-// handle takes one delivery from receipt to delete. Every error path leaves
-// the message undeleted (so it is delivered again) except an undecodable
-// body, which no delivery could ever process.
-func (w *Worker) handle(ctx context.Context, m elastiq.Message) {
+// handle takes one delivery from receipt to delete. It processes the
+// message holding one of slots, which it frees once the response is sent:
+// the delete, which may wait to share a batch call, does not keep another
+// message waiting. Every error path leaves the message undeleted (so it is
+// delivered again) except an undecodable body, which no delivery could ever
+// process.
+func (w *Worker) handle(ctx context.Context, m elastiq.Message, slots chan struct{}) {
 	log := lazyWith(w.log, slog.String("message", m.ID), slog.Int("receive_count", m.ReceiveCount))
 	req, err := elastiq.DecodeRequest(m.Body)
 	if err != nil {
@@ -405,11 +422,19 @@ func (w *Worker) handle(ctx context.Context, m elastiq.Message) {
 	log = lazyWith(log, slog.String("id", string(req.ID)))
 
 	stopHeartbeat := w.heartbeat(ctx, log, m.ReceiptHandle)
+	if !w.acquire(ctx, slots) {
+		// Held, not started, when the worker stopped: another worker
+		// can take it now.
+		stopHeartbeat()
+		w.release(ctx, log, m.ReceiptHandle)
+		return
+	}
 	res, reused, err := w.result(ctx, req, m.ReceiveCount)
 	if err == nil {
 		err = w.respond(ctx, res)
 	}
 	stopHeartbeat()
+	<-slots
 	if err == nil {
 		err = w.op(ctx, func(ctx context.Context) error { return w.deps.Requests.Delete(ctx, m.ReceiptHandle) })
 		if errors.Is(err, elastiq.ErrInvalidReceipt) {
@@ -496,11 +521,15 @@ func (w *Worker) classify(ctx context.Context, req elastiq.Request) (elastiq.Res
 	if inKey == "" {
 		inKey = elastiq.InputKey(req.ID)
 	}
-	var input elastiq.Object
-	err := w.op(ctx, func(ctx context.Context) (err error) {
-		input, err = w.deps.Store.Get(ctx, inKey)
-		return err
-	})
+	// An image that came in the request need not be read from input/.
+	input := elastiq.Object{Body: req.Image}
+	var err error
+	if len(req.Image) == 0 {
+		err = w.op(ctx, func(ctx context.Context) (err error) {
+			input, err = w.deps.Store.Get(ctx, inKey)
+			return err
+		})
+	}
 	switch {
 	case errors.Is(err, elastiq.ErrNotFound):
 		res.Status, res.Error = elastiq.StatusFailed, "input not found"
@@ -535,6 +564,26 @@ func (w *Worker) respond(ctx context.Context, res elastiq.Result) error {
 		return fmt.Errorf("send response %s: %w", res.ID, err)
 	}
 	return nil
+}
+
+// acquire takes one of slots for a message in hand. A free slot is taken
+// at once, even when the worker is stopping (a message in hand is
+// finished); a held message waits for one, and gives up (false) when the
+// worker stops or ctx ends.
+func (w *Worker) acquire(ctx context.Context, slots chan struct{}) bool {
+	select {
+	case slots <- struct{}{}:
+		return true
+	default:
+	}
+	select {
+	case slots <- struct{}{}:
+		return true
+	case <-w.quit:
+		return false
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // heartbeat extends the message's visibility every VisibilityTimeout/2 until
