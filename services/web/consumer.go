@@ -25,6 +25,10 @@ func (s *Server) consumeResponses(ctx context.Context) {
 }
 
 func (s *Server) consume(ctx context.Context, log *slog.Logger) {
+	// The deletes go on while the next batch is received: the response
+	// queue may hold them back to share a batch call (see cmd/web).
+	var deletes sync.WaitGroup
+	defer deletes.Wait()
 	b := retry.Backoff{Min: minBackoff, Max: maxBackoff}
 	for {
 		if retry.Sleep(ctx, b.Delay()) != nil {
@@ -39,9 +43,11 @@ func (s *Server) consume(ctx context.Context, log *slog.Logger) {
 			continue
 		}
 		b.Reset()
+		var wg sync.WaitGroup
 		for _, m := range msgs {
-			s.handleResponse(context.WithoutCancel(ctx), log, m)
+			wg.Go(func() { s.handleResponse(context.WithoutCancel(ctx), log, m, &deletes) })
 		}
+		wg.Wait()
 	}
 }
 
@@ -63,9 +69,10 @@ func (s *Server) receiveFrom(ctx context.Context, q elastiq.Queue) ([]elastiq.Me
 
 // handleResponse handles one response message. The first result for an ID
 // wins; later ones, and messages that do not decode, are deleted. Waiters are
-// woken before the cache write, which only serves later GETs.
-func (s *Server) handleResponse(ctx context.Context, log *slog.Logger, m elastiq.Message) {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.IOTimeout)
+// woken before the cache write, which only serves later GETs. The delete runs
+// in deletes, after handleResponse returns.
+func (s *Server) handleResponse(ctx context.Context, log *slog.Logger, m elastiq.Message, deletes *sync.WaitGroup) {
+	deliverCtx, cancel := context.WithTimeout(ctx, s.cfg.IOTimeout)
 	defer cancel()
 	res, err := elastiq.DecodeResult(m.Body)
 	switch {
@@ -77,10 +84,14 @@ func (s *Server) handleResponse(ctx context.Context, log *slog.Logger, m elastiq
 		log.Info("duplicate result ignored", "id", res.ID, "message", m.ID, "status", res.Status)
 	default:
 		s.metrics.observeResult(res, s.now())
-		s.cacheResult(ctx, res)
+		s.cacheResult(deliverCtx, res)
 	}
-	if err := s.responses.Delete(ctx, m.ReceiptHandle); err != nil {
-		// It will be delivered again and then recognised as a duplicate.
-		log.Warn("delete response failed", "message", m.ID, "err", err)
-	}
+	deletes.Go(func() {
+		ctx, cancel := context.WithTimeout(ctx, s.cfg.IOTimeout)
+		defer cancel()
+		if err := s.responses.Delete(ctx, m.ReceiptHandle); err != nil {
+			// It will be delivered again and then recognised as a duplicate.
+			log.Warn("delete response failed", "message", m.ID, "err", err)
+		}
+	})
 }
