@@ -38,6 +38,18 @@ const (
 	MaxVisibility = 12 * time.Hour
 )
 
+// DefaultBatchWindow is the programs' default -batch-window: how long a
+// Send may wait for others to share its batch call. A Delete, which no
+// answer waits on, may wait DeleteWindowFactor times as long.
+const (
+	DefaultBatchWindow = 10 * time.Millisecond
+	DeleteWindowFactor = 50
+)
+
+// BatchWindowUsage is the -batch-window flag's usage text.
+const BatchWindowUsage = "how long a message sent to SQS may wait to share a batch call with others (deletes, which no answer waits on, wait " +
+	"50 times as long; 0: no batching)"
+
 // DefaultTimeout bounds each call when Options.Timeout is zero.
 const DefaultTimeout = 10 * time.Second
 

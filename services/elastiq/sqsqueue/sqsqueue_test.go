@@ -6,8 +6,8 @@ package sqsqueue_test
 
 import (
 	"context"
-	"sync"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 

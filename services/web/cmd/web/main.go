@@ -26,6 +26,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/elastiq/elastiq/services/elastiq"
 	"github.com/elastiq/elastiq/services/elastiq/awsconfig"
 	"github.com/elastiq/elastiq/services/elastiq/ec2fleet"
 	"github.com/elastiq/elastiq/services/elastiq/flagenv"
@@ -52,6 +53,7 @@ type options struct {
 	deadLettersURL string
 	memcached      string
 	stack          string
+	batchWindow    time.Duration
 	web            web.Config
 	logLevel       slog.Level
 }
@@ -72,6 +74,10 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 	fs.DurationVar(&c.CacheTTL, "cache-ttl", c.CacheTTL, "how long a result stays in memcached")
 	fs.DurationVar(&c.SyncTimeout, "sync-timeout", c.SyncTimeout, "how long POST / waits for a result before 504")
 	fs.Int64Var(&c.MaxUploadBytes, "max-upload", c.MaxUploadBytes, "largest accepted upload in bytes")
+	fs.DurationVar(&o.batchWindow, "batch-window", sqsqueue.DefaultBatchWindow, sqsqueue.BatchWindowUsage)
+	c.InlineMaxBytes = elastiq.MaxInlineImage
+	fs.IntVar(&c.InlineMaxBytes, "inline-max", c.InlineMaxBytes, "images up to this many bytes travel in their request "+
+		"message, so the worker need not read them from S3 (input/ keeps them all the same; 0: never)")
 	fs.StringVar(&o.stack, "stack", "", "name of the stack whose worker instances /metrics counts (read only; default: none shown)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "on SIGTERM, time for the requests being served to finish")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
@@ -113,13 +119,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	queues := map[string]*sqsqueue.Queue{}
-	for _, q := range []struct{ name, url string }{
-		{"request queue", o.requestsURL}, {"response queue", o.responsesURL}, {"dead-letter queue", o.deadLettersURL},
+	// Requests are sent in batches; responses and dead letters deleted
+	// in batches.
+	deletes := sqsqueue.Options{DeleteWindow: sqsqueue.DeleteWindowFactor * o.batchWindow}
+	for _, q := range []struct {
+		name, url string
+		opts      sqsqueue.Options
+	}{
+		{"request queue", o.requestsURL, sqsqueue.Options{SendWindow: o.batchWindow}},
+		{"response queue", o.responsesURL, deletes},
+		{"dead-letter queue", o.deadLettersURL, deletes},
 	} {
 		if q.url == "" {
 			continue
 		}
-		if queues[q.name], err = sqsqueue.Open(ctx, awsCfg, q.url, sqsqueue.Options{}); err != nil {
+		if queues[q.name], err = sqsqueue.Open(ctx, awsCfg, q.url, q.opts); err != nil {
 			return fmt.Errorf("%s: %w", q.name, err)
 		}
 	}

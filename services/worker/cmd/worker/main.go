@@ -30,6 +30,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/elastiq/elastiq/services/elastiq"
 	"github.com/elastiq/elastiq/services/elastiq/awsconfig"
 	"github.com/elastiq/elastiq/services/elastiq/ec2fleet"
 	"github.com/elastiq/elastiq/services/elastiq/flagenv"
@@ -57,12 +58,17 @@ type options struct {
 	selfStop     bool
 	imdsEndpoint string
 	grace        time.Duration
+	batchWindow  time.Duration
 	logLevel     slog.Level
 }
 
 func parse(args []string, getenv func(string) string, stderr io.Writer) (options, error) {
 	o := options{worker: worker.DefaultConfig(""), classify: classify.DefaultConfig(), grace: 25 * time.Second}
 	o.worker.Concurrency = runtime.GOMAXPROCS(0)
+	// On SQS every call counts (time and money): take a batch of requests
+	// per receive and hold those waiting for a slot.
+	o.worker.BatchSize = elastiq.MaxReceiveBatch
+	o.worker.Hold = elastiq.MaxReceiveBatch - o.worker.Concurrency
 	o.classify.Gallery = "datasets/cse546-faces"
 	o.classify.Sessions = runtime.GOMAXPROCS(0)
 
@@ -75,6 +81,9 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 	fs.StringVar(&o.responsesURL, "response-queue-url", "", "URL of the SQS response queue (required)")
 	fs.StringVar(&w.Name, "name", "", "this worker's name in results (default: the EC2 instance ID with -self-stop, else <hostname>-<pid>)")
 	fs.IntVar(&w.Concurrency, "concurrency", w.Concurrency, "requests handled at once")
+	fs.IntVar(&w.Hold, "hold", max(w.Hold, 0), "requests held beyond -concurrency, waiting for a slot, so that one receive takes a "+
+		"batch (released at once on SIGTERM; 0: receive only what the free slots take)")
+	fs.DurationVar(&o.batchWindow, "batch-window", sqsqueue.DefaultBatchWindow, sqsqueue.BatchWindowUsage)
 	fs.DurationVar(&w.IdleTimeout, "idle", w.IdleTimeout, "stop after the queue has stayed empty this long (0: never)")
 	fs.DurationVar(&w.ReceiveWait, "receive-wait", w.ReceiveWait,
 		"long-poll wait of one receive, at most 20s (SQS's longest); on SIGTERM the poll in progress is waited for within -grace, so keep -grace longer")
@@ -139,11 +148,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log = log.With("worker", o.worker.Name)
 
-	requests, err := sqsqueue.Open(stop, awsCfg, o.requestsURL, sqsqueue.Options{})
+	// Responses are sent in batches, requests deleted in batches.
+	requests, err := sqsqueue.Open(stop, awsCfg, o.requestsURL,
+		sqsqueue.Options{DeleteWindow: sqsqueue.DeleteWindowFactor * o.batchWindow})
 	if err != nil {
 		return fmt.Errorf("request queue: %w", err)
 	}
-	responses, err := sqsqueue.Open(stop, awsCfg, o.responsesURL, sqsqueue.Options{})
+	responses, err := sqsqueue.Open(stop, awsCfg, o.responsesURL, sqsqueue.Options{SendWindow: o.batchWindow})
 	if err != nil {
 		return fmt.Errorf("response queue: %w", err)
 	}
