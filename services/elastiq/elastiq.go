@@ -96,14 +96,26 @@ func IDFromKey(key string) (RequestID, error) {
 }
 
 // Request is the message the web tier puts on the request queue. It carries
-// the input's key, never the image bytes.
+// the input's key and, for a small image (see MaxInlineImage), the image
+// itself.
 type Request struct {
 	ID          RequestID `json:"id"`
 	InputKey    string    `json:"input_key"`
 	FileName    string    `json:"file_name"`
 	ContentType string    `json:"content_type,omitempty"`
 	SubmittedAt time.Time `json:"submitted_at"`
+	// Image is the upload itself when the web tier put it in the request;
+	// the worker then reads no input/ (which holds it all the same: the
+	// durable copy, for recovery and for GET).
+	Image []byte `json:"image,omitempty"`
 }
+
+// MaxInlineImage is the largest image the distributed web tier puts in its
+// request by default (-inline-max): base64 makes it 4/3 as large, and with
+// the request's other fields the message stays under 64 KiB, which SQS bills
+// as one request. The worker's read of input/ is saved, one S3 call of a
+// request's five or so.
+const MaxInlineImage = 47 << 10
 
 // Status of a request.
 type Status string

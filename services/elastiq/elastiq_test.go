@@ -2,6 +2,7 @@ package elastiq_test
 
 import (
 	"strings"
+	"reflect"
 	"testing"
 	"time"
 
@@ -98,7 +99,7 @@ func TestRequestFromInput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("RequestFromInput() = %+v, want %+v", got, want)
 	}
 	obj.Metadata[elastiq.MetaSubmittedAt] = "yesterday"

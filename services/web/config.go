@@ -13,6 +13,11 @@ import (
 type Config struct {
 	// MaxUploadBytes is the largest accepted image file (413 above it).
 	MaxUploadBytes int64
+	// InlineMaxBytes: an image up to this size travels in its request
+	// (elastiq.Request.Image), so the worker need not read input/. Zero:
+	// never (the default; the distributed web program uses
+	// elastiq.MaxInlineImage).
+	InlineMaxBytes int
 	// MaxImageSide is the largest width or height an image header may
 	// declare, and MaxImagePixels the largest width×height (400 above
 	// either). They are checked from the header, before the rest of the
@@ -72,6 +77,10 @@ func DefaultConfig() Config {
 	}
 }
 
+// maxInline is the largest InlineMaxBytes: a request with an image this
+// large still fits in an SQS message.
+const maxInline = 190 << 10
+
 // Validate reports every invalid field at once.
 func (c Config) Validate() error {
 	var errs []error
@@ -92,6 +101,9 @@ func (c Config) Validate() error {
 	check(c.ResultRetention > 0, "ResultRetention %v: want > 0", c.ResultRetention)
 	check(c.MaxRetainedResults > 0, "MaxRetainedResults %d: want > 0", c.MaxRetainedResults)
 	check(c.Consumers > 0, "Consumers %d: want > 0", c.Consumers)
+	// An SQS message holds 256 KiB; the image goes in base64 (4/3).
+	check(c.InlineMaxBytes >= 0 && c.InlineMaxBytes <= maxInline,
+		"InlineMaxBytes %d: want 0 to %d (an SQS message holds 256 KiB, the image in base64)", c.InlineMaxBytes, maxInline)
 	// SQS limits: at most 10 messages per receive, long polls up to 20 s.
 	check(c.ReceiveBatch >= 1 && c.ReceiveBatch <= elastiq.MaxReceiveBatch,
 		"ReceiveBatch %d: want 1 to %d", c.ReceiveBatch, elastiq.MaxReceiveBatch)

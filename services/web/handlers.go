@@ -206,7 +206,11 @@ func (s *Server) accept(ctx context.Context, u upload, subscribe bool) (elastiq.
 		ContentType: u.contentType,
 		SubmittedAt: now,
 	}
-	body, err := elastiq.EncodeRequest(req)
+	msg := req
+	if len(u.body) <= s.cfg.InlineMaxBytes {
+		msg.Image = u.body
+	}
+	body, err := elastiq.EncodeRequest(msg)
 	if err != nil {
 		return req, nil, fmt.Errorf("encode request %s: %w", id, err)
 	}

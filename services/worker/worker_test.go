@@ -509,3 +509,25 @@ func BenchmarkWorker(b *testing.B) {
 		})
 	}
 }
+
+// TestWorkerInlineImage: an image that came in the request is classified
+// without reading input/.
+func TestWorkerInlineImage(t *testing.T) {
+	h := newHarness(t, labelByContent, nil)
+	req := elastiq.Request{ID: elastiq.NewRequestID(time.Now()), FileName: "inline.jpg", SubmittedAt: time.Now(),
+		Image: []byte("face of Ann")}
+	req.InputKey = elastiq.InputKey(req.ID) // not stored: the worker must not need it
+	body, err := elastiq.EncodeRequest(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.requests.push(body)
+	h.runUntilIdle(t)
+	sent, err := h.responses.sentResults()
+	if err != nil || len(sent) != 1 || sent[0].Label != "Ann" || sent[0].Status != elastiq.StatusDone {
+		t.Fatalf("responses = %+v, %v; want one done, labelled Ann", sent, err)
+	}
+	if n := h.store.GetCount(req.InputKey); n != 0 {
+		t.Errorf("input reads = %d, want 0", n)
+	}
+}

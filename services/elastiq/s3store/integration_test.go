@@ -11,6 +11,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"slices"
+	"reflect"
 	"testing"
 	"time"
 
@@ -105,7 +106,7 @@ func TestInputRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("RequestFromInput: %v", err)
 	}
-	if back != req {
+	if !reflect.DeepEqual(back, req) {
 		t.Errorf("RequestFromInput(Get(...)) = %+v, want %+v", back, req)
 	}
 

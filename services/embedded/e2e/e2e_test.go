@@ -218,7 +218,9 @@ func TestDistributedMode(t *testing.T) {
 			fleet.Kill(w.ID) // restarted in crash mode
 		}
 	}
-	code, body, err := post(ctx, url, images[8])
+	// An image too large to travel in its request (-inline-max), so that
+	// its worker reads it from input/.
+	code, body, err := post(ctx, url, noise(t, 256))
 	failIfDone(ctx, t)
 	if err != nil || code == http.StatusOK || !strings.Contains(body, "could not recognise") {
 		t.Errorf("POST / of a request that kills its worker = %d %q, %v; want a failure after %d deliveries", code, body, err, maxReceives)

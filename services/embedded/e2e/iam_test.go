@@ -1,9 +1,13 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	stdimage "image"
+	"image/png"
 	"maps"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -237,6 +241,21 @@ func launchTemplate(t *testing.T, cfg aws.Config) (id, image string) {
 		t.Fatalf("DescribeLaunchTemplateVersions(%s) = %v, %v", id, out, err)
 	}
 	return id, aws.ToString(out.LaunchTemplateVersions[0].LaunchTemplateData.ImageId)
+}
+
+// noise is a side x side PNG of random gray pixels: a valid image with no
+// face, about side*side bytes.
+func noise(t *testing.T, side int) image {
+	img := stdimage.NewGray(stdimage.Rect(0, 0, side, side))
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range img.Pix {
+		img.Pix[i] = uint8(r.IntN(256))
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		t.Fatal(err)
+	}
+	return image{name: "noise.png", data: buf.Bytes()}
 }
 
 // script writes an executable shell script into dir and returns its path.
