@@ -17,15 +17,19 @@ import (
 // takes.
 const maxBatch = 10
 
-// batcher gathers the Sends (or Deletes) that callers make within a window
-// into one batch call. It runs no goroutine of its own: the first caller of
-// a batch leads it, waiting out the window (or until the batch is full, or
-// its context ends), then makes the call and hands each caller its entry's
-// result. The others wait for that.
+// batcher gathers Sends (or Deletes) into batch calls, one call in flight at
+// a time: the entries that arrive while a call is in flight go together in
+// the next one (up to ten), so a lone call waits for nothing and a burst
+// shares calls. With a window, a batch also waits up to the window from its
+// first entry (or until it is full) before it goes, for calls that no one
+// waits on (deletes). Each batch is led by a goroutine that lives until its
+// call returns.
 type batcher struct {
 	window time.Duration
 	// flush makes the batch call and returns one error per entry.
 	flush func(ctx context.Context, entries []string) []error
+	// inFlight holds a token while a batch call is in flight.
+	inFlight chan struct{}
 
 	mu  sync.Mutex
 	cur *batch // open to new entries; nil when none
@@ -38,16 +42,23 @@ type batch struct {
 	done    chan struct{} // closed when errs are set
 }
 
+func newBatcher(window time.Duration, flush func(context.Context, []string) []error) *batcher {
+	return &batcher{window: window, flush: flush, inFlight: make(chan struct{}, 1)}
+}
+
 // do adds entry to the open batch (opening one if needed) and returns its
 // result. If ctx ends first, do returns ctx's error while the batch goes on:
 // the entry may still be sent or deleted, as with a call whose answer was
 // lost.
 func (b *batcher) do(ctx context.Context, entry string) error {
 	b.mu.Lock()
-	bt, lead := b.cur, false
+	bt := b.cur
 	if bt == nil {
 		bt = &batch{full: make(chan struct{}), done: make(chan struct{})}
-		b.cur, lead = bt, true
+		b.cur = bt
+		// The batch carries other callers' entries too: the first one's
+		// end does not cancel it (the call keeps the queue's timeout).
+		go b.lead(context.WithoutCancel(ctx), bt)
 	}
 	i := len(bt.entries)
 	bt.entries = append(bt.entries, entry)
@@ -56,31 +67,35 @@ func (b *batcher) do(ctx context.Context, entry string) error {
 		close(bt.full)
 	}
 	b.mu.Unlock()
-
-	if lead {
-		t := time.NewTimer(b.window)
-		select {
-		case <-t.C:
-		case <-bt.full:
-		case <-ctx.Done():
-		}
-		t.Stop()
-		b.mu.Lock()
-		if b.cur == bt {
-			b.cur = nil
-		}
-		b.mu.Unlock()
-		// The batch carries other callers' entries: the leader's own end
-		// does not cancel it (the call keeps its timeout).
-		bt.errs = b.flush(context.WithoutCancel(ctx), bt.entries)
-		close(bt.done)
-	}
 	select {
 	case <-bt.done:
 		return bt.errs[i]
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// lead sends bt once its window is over (or it is full) and no other call
+// is in flight.
+func (b *batcher) lead(ctx context.Context, bt *batch) {
+	if b.window > 0 {
+		t := time.NewTimer(b.window)
+		select {
+		case <-t.C:
+		case <-bt.full:
+		}
+		t.Stop()
+	}
+	b.inFlight <- struct{}{}
+	defer func() { <-b.inFlight }()
+	b.mu.Lock()
+	if b.cur == bt {
+		b.cur = nil
+	}
+	entries := bt.entries
+	b.mu.Unlock()
+	bt.errs = b.flush(ctx, entries)
+	close(bt.done)
 }
 
 // sendBatch sends bodies with one SendMessageBatch.

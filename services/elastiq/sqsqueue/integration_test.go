@@ -409,7 +409,7 @@ func TestBatchedSendDelete(t *testing.T) {
 	t.Parallel()
 	plain, _ := newQueues(t, sqsqueue.CreateOptions{})
 	q, err := sqsqueue.Open(t.Context(), awstest.Config(t), plain.URL(),
-		sqsqueue.Options{SendWindow: 50 * time.Millisecond, DeleteWindow: 50 * time.Millisecond})
+		sqsqueue.Options{BatchSends: true, DeleteWindow: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

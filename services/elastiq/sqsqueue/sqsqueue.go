@@ -9,11 +9,11 @@
 // Every call is bounded by Options.Timeout; a long-polling Receive gets its
 // wait on top of it.
 //
-// Sends and Deletes can be batched (Options.SendWindow, DeleteWindow): the
-// ones made within the window share one SendMessageBatch or
-// DeleteMessageBatch of up to ten, each caller still getting its own
-// result. It costs the first caller up to the window in latency and saves a
-// call per message batched: SQS bills a batch of ten as one request.
+// Sends and Deletes can be batched (Options.BatchSends, DeleteWindow):
+// one batch call at a time, SendMessageBatch or DeleteMessageBatch of up to
+// ten, carries what was asked while the previous one was in flight, each
+// caller still getting its own result. A lone Send waits for nothing; a
+// burst of them shares calls, which SQS bills as one request each.
 package sqsqueue
 
 import (
@@ -38,17 +38,13 @@ const (
 	MaxVisibility = 12 * time.Hour
 )
 
-// DefaultBatchWindow is the programs' default -batch-window: how long a
-// Send may wait for others to share its batch call. A Delete, which no
-// answer waits on, may wait DeleteWindowFactor times as long.
-const (
-	DefaultBatchWindow = 10 * time.Millisecond
-	DeleteWindowFactor = 50
-)
+// DefaultDeleteWindow is the programs' default -delete-window: how long a
+// Delete, which no answer waits on, may wait for others to share its batch
+// call.
+const DefaultDeleteWindow = 250 * time.Millisecond
 
-// BatchWindowUsage is the -batch-window flag's usage text.
-const BatchWindowUsage = "how long a message sent to SQS may wait to share a batch call with others (deletes, which no answer waits on, wait " +
-	"50 times as long; 0: no batching)"
+// DeleteWindowUsage is the -delete-window flag's usage text.
+const DeleteWindowUsage = "how long a delete of an SQS message may wait for others to share a batch call (0: no wait)"
 
 // DefaultTimeout bounds each call when Options.Timeout is zero.
 const DefaultTimeout = 10 * time.Second
@@ -71,9 +67,12 @@ type Options struct {
 	// Timeout bounds each SQS call, retries included. A Receive may take
 	// its wait longer. Default DefaultTimeout.
 	Timeout time.Duration
-	// SendWindow, when positive, batches the Sends made within it (see
-	// the package comment); DeleteWindow the Deletes. Zero: one call each.
-	SendWindow, DeleteWindow time.Duration
+	// BatchSends sends in batch calls, one at a time, what was sent while
+	// the previous call was in flight (see the package comment).
+	BatchSends bool
+	// DeleteWindow, when positive, batches the Deletes the same way, each
+	// batch also waiting up to DeleteWindow for more. Zero: one call each.
+	DeleteWindow time.Duration
 }
 
 // Queue is one SQS queue. It is safe for concurrent use and holds no
@@ -94,11 +93,11 @@ func New(api API, queueURL string, opts Options) *Queue {
 		opts.Timeout = DefaultTimeout
 	}
 	q := &Queue{api: api, url: queueURL, timeout: opts.Timeout}
-	if opts.SendWindow > 0 {
-		q.sends = &batcher{window: opts.SendWindow, flush: q.sendBatch}
+	if opts.BatchSends {
+		q.sends = newBatcher(0, q.sendBatch)
 	}
 	if opts.DeleteWindow > 0 {
-		q.deletes = &batcher{window: opts.DeleteWindow, flush: q.deleteBatch}
+		q.deletes = newBatcher(opts.DeleteWindow, q.deleteBatch)
 	}
 	return q
 }

@@ -32,9 +32,12 @@ type fakeAPI struct {
 	change    *sqs.ChangeMessageVisibilityInput
 	remaining time.Duration // until the last call's context deadline
 
-	mu      sync.Mutex
-	batches []int             // entries of each batch call, in order
-	fail    map[string]string // batch entry ID -> error code to fail it with
+	mu          sync.Mutex
+	batches     []int             // entries of each batch call, in order
+	fail        map[string]string // batch entry ID -> error code to fail it with
+	batchDelay  time.Duration     // each batch call takes this long
+	inFlight    int
+	maxInFlight int // the most batch calls in flight at once
 }
 
 var _ sqsqueue.API = (*fakeAPI)(nil)
@@ -119,7 +122,13 @@ func (f *fakeAPI) DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageB
 // batch records a batch call of the entries ids and splits them by f.fail.
 func (f *fakeAPI) batch(ctx context.Context, ids []string) (ok []string, failed []types.BatchResultErrorEntry, err error) {
 	f.mu.Lock()
+	f.inFlight++
+	f.maxInFlight = max(f.maxInFlight, f.inFlight)
+	f.mu.Unlock()
+	time.Sleep(f.batchDelay)
+	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.inFlight--
 	f.batches = append(f.batches, len(ids))
 	if err := f.called(ctx); err != nil {
 		return nil, nil, err
