@@ -382,8 +382,13 @@ func (w *Worker) Run(ctx context.Context) error {
 		for _, m := range msgs {
 			inHand++
 			wg.Go(func() {
-				defer func() { finished <- struct{}{} }()
-				w.handle(work, m, slots)
+				// The message leaves the hand when its slot frees (or
+				// when handle returns, if it never took one): a delete
+				// waiting for its batch does not keep the next receive.
+				var once sync.Once
+				out := func() { once.Do(func() { finished <- struct{}{} }) }
+				defer out()
+				w.handle(work, m, slots, out)
 			})
 		}
 	}
@@ -401,12 +406,12 @@ func (w *Worker) receive(ctx context.Context, max int, wait time.Duration) ([]el
 }
 
 // handle takes one delivery from receipt to delete. It processes the
-// message holding one of slots, which it frees once the response is sent:
-// the delete, which may wait to share a batch call, does not keep another
-// message waiting. Every error path leaves the message undeleted (so it is
+// message holding one of slots, which it frees (and calls freed) once the
+// response is sent: the delete, which may wait to share a batch call, keeps
+// neither another message nor the next receive waiting. Every error path leaves the message undeleted (so it is
 // delivered again) except an undecodable body, which no delivery could ever
 // process.
-func (w *Worker) handle(ctx context.Context, m elastiq.Message, slots chan struct{}) {
+func (w *Worker) handle(ctx context.Context, m elastiq.Message, slots chan struct{}, freed func()) {
 	log := lazyWith(w.log, slog.String("message", m.ID), slog.Int("receive_count", m.ReceiveCount))
 	req, err := elastiq.DecodeRequest(m.Body)
 	if err != nil {
@@ -435,6 +440,7 @@ func (w *Worker) handle(ctx context.Context, m elastiq.Message, slots chan struc
 	}
 	stopHeartbeat()
 	<-slots
+	freed()
 	if err == nil {
 		err = w.op(ctx, func(ctx context.Context) error { return w.deps.Requests.Delete(ctx, m.ReceiptHandle) })
 		if errors.Is(err, elastiq.ErrInvalidReceipt) {
