@@ -54,6 +54,12 @@ type Config struct {
 	// receiving up to ReceiveBatch messages and waiting up to ReceiveWait.
 	Consumers    int
 	ReceiveBatch int
+	// GatherWindow: after a receive that brought fewer than ReceiveBatch
+	// responses, a consumer waits this long before the next, so that
+	// responses gather into fewer, fuller receives (each one a billed
+	// call). It adds up to this much to an answer. Default 0; the
+	// distributed web program uses its -batch-window.
+	GatherWindow time.Duration
 	ReceiveWait  time.Duration
 }
 
@@ -101,6 +107,7 @@ func (c Config) Validate() error {
 	check(c.ResultRetention > 0, "ResultRetention %v: want > 0", c.ResultRetention)
 	check(c.MaxRetainedResults > 0, "MaxRetainedResults %d: want > 0", c.MaxRetainedResults)
 	check(c.Consumers > 0, "Consumers %d: want > 0", c.Consumers)
+	check(c.GatherWindow >= 0, "GatherWindow %v: want >= 0", c.GatherWindow)
 	// An SQS message holds 256 KiB; the image goes in base64 (4/3).
 	check(c.InlineMaxBytes >= 0 && c.InlineMaxBytes <= maxInline,
 		"InlineMaxBytes %d: want 0 to %d (an SQS message holds 256 KiB, the image in base64)", c.InlineMaxBytes, maxInline)

@@ -48,6 +48,11 @@ func (s *Server) consume(ctx context.Context, log *slog.Logger) {
 			wg.Go(func() { s.handleResponse(context.WithoutCancel(ctx), log, m, &deletes) })
 		}
 		wg.Wait()
+		if len(msgs) > 0 && len(msgs) < s.cfg.ReceiveBatch && s.cfg.GatherWindow > 0 {
+			if retry.Sleep(ctx, s.cfg.GatherWindow) != nil {
+				return
+			}
+		}
 	}
 }
 

@@ -53,7 +53,7 @@ type options struct {
 	deadLettersURL string
 	memcached      string
 	stack          string
-	batchWindow    time.Duration
+	deleteWindow   time.Duration
 	web            web.Config
 	logLevel       slog.Level
 }
@@ -74,7 +74,9 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 	fs.DurationVar(&c.CacheTTL, "cache-ttl", c.CacheTTL, "how long a result stays in memcached")
 	fs.DurationVar(&c.SyncTimeout, "sync-timeout", c.SyncTimeout, "how long POST / waits for a result before 504")
 	fs.Int64Var(&c.MaxUploadBytes, "max-upload", c.MaxUploadBytes, "largest accepted upload in bytes")
-	fs.DurationVar(&o.batchWindow, "batch-window", sqsqueue.DefaultBatchWindow, sqsqueue.BatchWindowUsage)
+	fs.DurationVar(&o.deleteWindow, "delete-window", sqsqueue.DefaultDeleteWindow, sqsqueue.DeleteWindowUsage)
+	fs.DurationVar(&c.GatherWindow, "gather-window", 20*time.Millisecond, "after a receive of fewer than 10 responses, "+
+		"wait this long before the next, so that responses gather into fuller receives, each a billed call (0: no wait)")
 	c.InlineMaxBytes = elastiq.MaxInlineImage
 	fs.IntVar(&c.InlineMaxBytes, "inline-max", c.InlineMaxBytes, "images up to this many bytes travel in their request "+
 		"message, so the worker need not read them from S3 (input/ keeps them all the same; 0: never)")
@@ -119,14 +121,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	queues := map[string]*sqsqueue.Queue{}
-	// Requests are sent in batches; responses and dead letters deleted
-	// in batches.
-	deletes := sqsqueue.Options{DeleteWindow: sqsqueue.DeleteWindowFactor * o.batchWindow}
+	// Requests are sent in batches, while a call is in flight; responses
+	// and dead letters deleted in batches.
+	deletes := sqsqueue.Options{DeleteWindow: o.deleteWindow}
 	for _, q := range []struct {
 		name, url string
 		opts      sqsqueue.Options
 	}{
-		{"request queue", o.requestsURL, sqsqueue.Options{SendWindow: o.batchWindow}},
+		{"request queue", o.requestsURL, sqsqueue.Options{BatchSends: true}},
 		{"response queue", o.responsesURL, deletes},
 		{"dead-letter queue", o.deadLettersURL, deletes},
 	} {

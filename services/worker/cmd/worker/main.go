@@ -58,7 +58,7 @@ type options struct {
 	selfStop     bool
 	imdsEndpoint string
 	grace        time.Duration
-	batchWindow  time.Duration
+	deleteWindow time.Duration
 	logLevel     slog.Level
 }
 
@@ -83,7 +83,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 	fs.IntVar(&w.Concurrency, "concurrency", w.Concurrency, "requests handled at once")
 	fs.IntVar(&w.Hold, "hold", max(w.Hold, 0), "requests held beyond -concurrency, waiting for a slot, so that one receive takes a "+
 		"batch (released at once on SIGTERM; 0: receive only what the free slots take)")
-	fs.DurationVar(&o.batchWindow, "batch-window", sqsqueue.DefaultBatchWindow, sqsqueue.BatchWindowUsage)
+	fs.DurationVar(&o.deleteWindow, "delete-window", sqsqueue.DefaultDeleteWindow, sqsqueue.DeleteWindowUsage)
 	fs.DurationVar(&w.IdleTimeout, "idle", w.IdleTimeout, "stop after the queue has stayed empty this long (0: never)")
 	fs.DurationVar(&w.ReceiveWait, "receive-wait", w.ReceiveWait,
 		"long-poll wait of one receive, at most 20s (SQS's longest); on SIGTERM the poll in progress is waited for within -grace, so keep -grace longer")
@@ -148,13 +148,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log = log.With("worker", o.worker.Name)
 
-	// Responses are sent in batches, requests deleted in batches.
+	// Responses are sent in batches while a call is in flight, requests
+	// deleted in batches.
 	requests, err := sqsqueue.Open(stop, awsCfg, o.requestsURL,
-		sqsqueue.Options{DeleteWindow: sqsqueue.DeleteWindowFactor * o.batchWindow})
+		sqsqueue.Options{DeleteWindow: o.deleteWindow})
 	if err != nil {
 		return fmt.Errorf("request queue: %w", err)
 	}
-	responses, err := sqsqueue.Open(stop, awsCfg, o.responsesURL, sqsqueue.Options{SendWindow: o.batchWindow})
+	responses, err := sqsqueue.Open(stop, awsCfg, o.responsesURL, sqsqueue.Options{BatchSends: true})
 	if err != nil {
 		return fmt.Errorf("response queue: %w", err)
 	}
