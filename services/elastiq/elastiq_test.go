@@ -1,8 +1,8 @@
 package elastiq_test
 
 import (
-	"strings"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 

@@ -10,8 +10,8 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
-	"slices"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 

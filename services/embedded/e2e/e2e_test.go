@@ -63,50 +63,19 @@ func TestDistributedMode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs every program; not in -short")
 	}
-	models, err := filepath.Abs(elastiqtest.ModelDir(t, "fr_feature.onnx"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	memcached := elastiqtest.Memcached(t)
 	const (
 		visibility  = 5 * time.Second
 		maxReceives = 2
 	)
-	st := awsstack.NewEnforcing(t, visibility, maxReceives)
-	template, image := launchTemplate(t, st.Config)
-	grants := iampolicy.Grants{
-		Account:            iampolicy.Account{Partition: "aws", Region: st.Region, ID: st.Account},
-		Stack:              st.Name,
-		BucketARN:          st.BucketARN,
-		RequestQueueARN:    st.RequestsARN,
-		ResponseQueueARN:   st.ResponsesARN,
-		DeadLetterQueueARN: st.DeadLetterARN,
-		WorkerImageID:      image,
-		WorkerRoleARN:      "arn:aws:iam::" + st.Account + ":role/" + st.Name + "-worker",
+	d := deploy(t, visibility, maxReceives, true)
+	if d == nil {
+		return // listing the actions only
 	}
-	grants.LaunchTemplateARN = grants.Account.EC2ARN("launch-template/" + template)
-	if os.Getenv(EnvDropAction) == "list" {
-		listActions(t, map[string]iampolicy.Document{"web": iampolicy.Web(grants), "worker": iampolicy.Worker(grants)},
-			map[string]map[string]string{"web": merge(webUnused, webMotoBlind), "worker": workerUnused})
-		return
-	}
-	webPolicy := dropAction(t, "web", iampolicy.Web(grants))
-	workerPolicy := dropAction(t, "worker", iampolicy.Worker(grants))
-	webKeys := st.User(t, "web", policyJSON(t, webPolicy))
-	workerKeys := st.User(t, "worker", policyJSON(t, workerPolicy))
-
-	bin := build(t, "./services/web/cmd/web", "./services/worker/cmd/worker",
-		"./services/scaler/cmd/scaler", "./services/embedded/cmd/elastiq")
-	cache := filepath.Join(t.TempDir(), "gallery-cache")
-	faceFlags := []string{"-models", models, "-gallery", dataset, "-gallery-cache", cache, "-sessions", "1"}
+	st, bin, url, faceFlags := d.st, d.bin, d.url, d.faceFlags
+	webKeys, workerKeys := d.webKeys, d.workerKeys
 	images := workload(t)
-
-	web := start(t, "web", filepath.Join(bin, "web"), webKeys.Env(), append(st.Args(),
-		"-addr", "127.0.0.1:0", "-memcached", memcached, "-dead-letter-queue-url", st.DeadLetterURL,
-		"-stack", st.Name, "-log-level", "warn"))
-	url := web.await(t, regexp.MustCompile(`serving on (http://\S+)`))
 	start(t, "scaler", filepath.Join(bin, "scaler"), webKeys.Env(), []string{"-endpoint", st.Endpoint,
-		"-request-queue-url", st.RequestsURL, "-stack", st.Name, "-launch-template-id", template,
+		"-request-queue-url", st.RequestsURL, "-stack", st.Name, "-launch-template-id", d.template,
 		"-policy", "classic", "-max-workers", "3", "-terminate-after", "20s", "-interval", "500ms",
 		"-log-level", "warn"}).await(t, regexp.MustCompile(`scaler: managing`))
 
@@ -246,8 +215,8 @@ func TestDistributedMode(t *testing.T) {
 	if len(outputs) != len(images)+2 {
 		t.Errorf("outputs = %d, want %d: one per request", len(outputs), len(images)+2)
 	}
-	checkPolicyUse(t, st, webKeys, webPolicy, webUnused)
-	checkPolicyUse(t, st, workerKeys, workerPolicy, workerUnused)
+	checkPolicyUse(t, st, webKeys, d.webPolicy, webUnused)
+	checkPolicyUse(t, st, workerKeys, d.workerPolicy, workerUnused)
 
 	// The same burst through the embedded program, for comparison.
 	embedded := start(t, "elastiq", filepath.Join(bin, "elastiq"), nil, append([]string{
@@ -256,8 +225,72 @@ func TestDistributedMode(t *testing.T) {
 	t.Logf("embedded mode (one process): 100 requests in %v", burst(t.Context(), t, embeddedURL, images))
 }
 
+// deployment is the distributed mode on this machine: the stack on a moto
+// server that enforces IAM, a user for each role with the policy the
+// Pulumi program attaches to it (infra/iam, for this stack's ARNs), the
+// programs built, and the web program serving. The scaler and the workers
+// are the caller's to start.
+type deployment struct {
+	st                      *awsstack.Enforcing
+	template                string // the workers' launch template
+	webPolicy, workerPolicy iampolicy.Document
+	webKeys, workerKeys     awsstack.Keys
+	bin                     string   // the built programs
+	faceFlags               []string // a worker's classifier flags
+	url                     string   // the web program's
+}
+
+// deploy stands up the deployment, on a moto that enforces IAM when
+// enforce. With EnvDropAction "list", it prints the policies' actions
+// (listActions) and returns nil.
+func deploy(tb testing.TB, visibility time.Duration, maxReceives int, enforce bool) *deployment {
+	tb.Helper()
+	models, err := filepath.Abs(elastiqtest.ModelDir(tb, "fr_feature.onnx"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	memcached := elastiqtest.Memcached(tb)
+	newStack := awsstack.NewUnenforced
+	if enforce {
+		newStack = awsstack.NewEnforcing
+	}
+	st := newStack(tb, visibility, maxReceives)
+	template, image := launchTemplate(tb, st.Config)
+	grants := iampolicy.Grants{
+		Account:            iampolicy.Account{Partition: "aws", Region: st.Region, ID: st.Account},
+		Stack:              st.Name,
+		BucketARN:          st.BucketARN,
+		RequestQueueARN:    st.RequestsARN,
+		ResponseQueueARN:   st.ResponsesARN,
+		DeadLetterQueueARN: st.DeadLetterARN,
+		WorkerImageID:      image,
+		WorkerRoleARN:      "arn:aws:iam::" + st.Account + ":role/" + st.Name + "-worker",
+	}
+	grants.LaunchTemplateARN = grants.Account.EC2ARN("launch-template/" + template)
+	if os.Getenv(EnvDropAction) == "list" {
+		listActions(map[string]iampolicy.Document{"web": iampolicy.Web(grants), "worker": iampolicy.Worker(grants)},
+			map[string]map[string]string{"web": merge(webUnused, webMotoBlind), "worker": workerUnused})
+		return nil
+	}
+	d := &deployment{st: st, template: template,
+		webPolicy:    dropAction(tb, "web", iampolicy.Web(grants)),
+		workerPolicy: dropAction(tb, "worker", iampolicy.Worker(grants)),
+	}
+	d.webKeys = st.User(tb, "web", policyJSON(tb, d.webPolicy))
+	d.workerKeys = st.User(tb, "worker", policyJSON(tb, d.workerPolicy))
+	d.bin = build(tb, "./services/web/cmd/web", "./services/worker/cmd/worker",
+		"./services/scaler/cmd/scaler", "./services/embedded/cmd/elastiq")
+	cache := filepath.Join(tb.TempDir(), "gallery-cache")
+	d.faceFlags = []string{"-models", models, "-gallery", dataset, "-gallery-cache", cache, "-sessions", "1"}
+	web := start(tb, "web", filepath.Join(d.bin, "web"), d.webKeys.Env(), append(st.Args(),
+		"-addr", "127.0.0.1:0", "-memcached", memcached, "-dead-letter-queue-url", st.DeadLetterURL,
+		"-stack", st.Name, "-log-level", "warn"))
+	d.url = web.await(tb, regexp.MustCompile(`serving on (http://\S+)`))
+	return d
+}
+
 // build compiles the programs into a temporary folder.
-func build(t *testing.T, pkgs ...string) string {
+func build(t testing.TB, pkgs ...string) string {
 	dir := t.TempDir()
 	cmd := exec.Command("go", append([]string{"build", "-o", dir + string(filepath.Separator)}, pkgs...)...)
 	cmd.Dir = repoRoot
@@ -279,7 +312,7 @@ type process struct {
 }
 
 // start runs a program with env added to the test's environment.
-func start(t *testing.T, name, path string, env, args []string) *process {
+func start(t testing.TB, name, path string, env, args []string) *process {
 	p := &process{name: name, cmd: exec.Command(path, args...), lines: make(chan string, 100), done: make(chan struct{})}
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stderr = &lockedWriter{p: p}
@@ -326,7 +359,7 @@ func (p *process) output() string {
 }
 
 // await waits for a stdout line matching re and returns its first group.
-func (p *process) await(t *testing.T, re *regexp.Regexp) string {
+func (p *process) await(t testing.TB, re *regexp.Regexp) string {
 	deadline := time.After(2 * time.Minute)
 	for {
 		select {
@@ -346,7 +379,7 @@ func (p *process) await(t *testing.T, re *regexp.Regexp) string {
 }
 
 // stop ends the process as systemd would (SIGTERM) and expects a clean exit.
-func (p *process) stop(t *testing.T) {
+func (p *process) stop(t testing.TB) {
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
@@ -359,7 +392,7 @@ func (p *process) stop(t *testing.T) {
 }
 
 // kill ends the process at once, as a crashed machine would.
-func (p *process) kill(t *testing.T) {
+func (p *process) kill(t testing.TB) {
 	if err := p.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -379,7 +412,7 @@ type image struct {
 	data        []byte
 }
 
-func workload(t *testing.T) []image {
+func workload(t testing.TB) []image {
 	var imgs []image
 	for _, img := range elastiqtest.Workload(t) {
 		imgs = append(imgs, image{name: img.Name, label: img.Label, data: img.Data})
@@ -414,7 +447,7 @@ func post(ctx context.Context, url string, img image) (int, string, error) {
 
 // burst sends every image at once and checks every answer; it returns how
 // long the whole burst took. It fails at once when ctx ends (a denial).
-func burst(ctx context.Context, t *testing.T, url string, images []image) time.Duration {
+func burst(ctx context.Context, t testing.TB, url string, images []image) time.Duration {
 	t.Helper()
 	t0 := time.Now()
 	var wg sync.WaitGroup
@@ -432,7 +465,7 @@ func burst(ctx context.Context, t *testing.T, url string, images []image) time.D
 }
 
 // failIfDone fails the test with ctx's cause when ctx has ended.
-func failIfDone(ctx context.Context, t *testing.T) {
+func failIfDone(ctx context.Context, t testing.TB) {
 	t.Helper()
 	if ctx.Err() != nil {
 		t.Fatal(context.Cause(ctx))

@@ -118,7 +118,7 @@ const EnvDropAction = "ELASTIQ_E2E_DROP_ACTION"
 // listActions prints, for scripts/iam-teeth.sh, one line per action of each
 // policy: "ACTION USER SID ACTION", and " skip: REASON" after the ones that
 // dropping alone cannot fail the test (skip's).
-func listActions(t *testing.T, policies map[string]iampolicy.Document, skip map[string]map[string]string) {
+func listActions(policies map[string]iampolicy.Document, skip map[string]map[string]string) {
 	for _, user := range slices.Sorted(maps.Keys(policies)) {
 		for _, s := range policies[user].Statement {
 			for _, a := range s.Action {
@@ -134,7 +134,7 @@ func listActions(t *testing.T, policies map[string]iampolicy.Document, skip map[
 
 // dropAction returns policy without the action EnvDropAction names for
 // user, if any.
-func dropAction(t *testing.T, user string, policy iampolicy.Document) iampolicy.Document {
+func dropAction(t testing.TB, user string, policy iampolicy.Document) iampolicy.Document {
 	f := strings.Fields(os.Getenv(EnvDropAction))
 	if len(f) != 3 || f[0] != user {
 		return policy
@@ -194,34 +194,42 @@ func watchDenials(t *testing.T, st *awsstack.Enforcing, keys ...awsstack.Keys) c
 	return ctx
 }
 
-// logCallsPerRequest logs how many calls to S3 and SQS the programs signing
-// with keys made per request, by action, empty long polls included (they
-// are billed too). The fleet's and the metrics' calls (EC2, queue
-// attributes) are left out: they depend on time, not on requests.
+// logCallsPerRequest logs callsPerRequest.
 func logCallsPerRequest(t *testing.T, calls []awsstack.Call, requests int, keys ...awsstack.Keys) {
+	t.Helper()
+	total, byAction := callsPerRequest(calls, requests, keys...)
+	t.Logf("S3 and SQS calls per request: %.2f (%s)", total, byAction)
+}
+
+// callsPerRequest counts the calls to S3 and SQS that the programs signing
+// with keys made, per request, in all and by program and action, empty long
+// polls included (they are billed too). The fleet's and the metrics' calls
+// (EC2, queue attributes) are left out: they depend on time, not on
+// requests.
+func callsPerRequest(calls []awsstack.Call, requests int, keys ...awsstack.Keys) (total float64, byAction string) {
 	user := map[string]string{}
 	for _, k := range keys {
 		user[k.AccessKeyID] = k.User
 	}
-	byAction := map[string]int{}
-	total := 0
+	counts := map[string]int{}
+	n := 0
 	for _, c := range calls {
 		u, ok := user[c.AccessKeyID]
 		if !ok || strings.HasPrefix(c.Action, "ec2:") || c.Action == "sqs:GetQueueAttributes" {
 			continue
 		}
-		byAction[u+" "+c.Action]++
-		total++
+		counts[u+" "+c.Action]++
+		n++
 	}
 	var parts []string
-	for _, a := range slices.Sorted(maps.Keys(byAction)) {
-		parts = append(parts, fmt.Sprintf("%s %.2f", a, float64(byAction[a])/float64(requests)))
+	for _, a := range slices.Sorted(maps.Keys(counts)) {
+		parts = append(parts, fmt.Sprintf("%s %.2f", a, float64(counts[a])/float64(requests)))
 	}
-	t.Logf("S3 and SQS calls per request: %.2f (%s)", float64(total)/float64(requests), strings.Join(parts, ", "))
+	return float64(n) / float64(requests), strings.Join(parts, ", ")
 }
 
 // policyJSON is doc as IAM takes it.
-func policyJSON(t *testing.T, doc iampolicy.Document) string {
+func policyJSON(t testing.TB, doc iampolicy.Document) string {
 	s, err := doc.JSON()
 	if err != nil {
 		t.Fatal(err)
@@ -231,7 +239,7 @@ func policyJSON(t *testing.T, doc iampolicy.Document) string {
 
 // launchTemplate creates the workers' launch template and returns its ID
 // and the image it launches.
-func launchTemplate(t *testing.T, cfg aws.Config) (id, image string) {
+func launchTemplate(t testing.TB, cfg aws.Config) (id, image string) {
 	ctx, cancel := context.WithTimeout(t.Context(), elastiqtest.Timeout)
 	defer cancel()
 	id = elastiqtest.LaunchTemplate(ctx, t, cfg)

@@ -33,6 +33,9 @@ type Call struct {
 	Resource string
 	// Status is the HTTP status of the answer.
 	Status int
+	// Duration is how long the server took to answer (a long poll's wait
+	// included).
+	Duration time.Duration
 }
 
 // Recorder is a reverse proxy in front of an AWS-compatible server that
@@ -65,7 +68,7 @@ func NewRecorder(tb testing.TB, target, account, region string) *Recorder {
 		c := r.describe(req)
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		proxy.ServeHTTP(sw, req)
-		c.Status = sw.status
+		c.Status, c.Duration = sw.status, time.Since(c.Time)
 		r.mu.Lock()
 		r.calls = append(r.calls, c)
 		r.mu.Unlock()
