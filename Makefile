@@ -42,10 +42,12 @@ test-unit:
 test-iam: models
 	@scripts/iam-teeth.sh $(if $(PATTERN),"$(PATTERN)")
 
-## bench: the pipeline's overhead and the classifier's speed
+## bench: the pipeline's overhead, the classifier's speed, and the distributed mode's burst on moto (time, and S3 and
+## SQS calls per request)
 bench: models
 	cd services/embedded && go test -run '^$$' -bench Pipeline -benchtime 100x -count 1 .
 	cd services/worker && go test -run '^$$' -bench . -benchtime 200x -count 1 ./classify/face/
+	@scripts/bench-distributed.sh
 
 ## demo: start the stack, send the CSE546 workload at it (100 at once), check every answer, watch the fleet
 ## scale in, draw the timeline into sim-out/ (POLICY=classic for the original policy, BOOT_DELAY, TAIL)
