@@ -43,11 +43,11 @@ func (s *Server) consume(ctx context.Context, log *slog.Logger) {
 			continue
 		}
 		b.Reset()
-		var wg sync.WaitGroup
+		// In order: the first result for an ID wins. The deletes go on
+		// in the background.
 		for _, m := range msgs {
-			wg.Go(func() { s.handleResponse(context.WithoutCancel(ctx), log, m, &deletes) })
+			s.handleResponse(context.WithoutCancel(ctx), log, m, &deletes)
 		}
-		wg.Wait()
 		if len(msgs) > 0 && len(msgs) < s.cfg.ReceiveBatch && s.cfg.GatherWindow > 0 {
 			if retry.Sleep(ctx, s.cfg.GatherWindow) != nil {
 				return
