@@ -143,8 +143,14 @@ func New(cfg Config, deps Deps) (*Scaler, error) {
 // that arrive while one is pending are merged. Call it once per accepted
 // request: the nudges are also counted, and give the policy its
 // Observation.ArrivalRate (zero without nudges).
-func (s *Scaler) Nudge() {
-	s.arrivals.Add(1)
+func (s *Scaler) Nudge() { s.NudgeN(1) }
+
+// NudgeN is n nudges at once: n requests accepted since the last report
+// (NudgeHandler's). n < 1 counts nothing but still asks for an evaluation.
+func (s *Scaler) NudgeN(n int) {
+	if n > 0 {
+		s.arrivals.Add(int64(n))
+	}
 	select {
 	case s.nudge <- struct{}{}:
 	default:

@@ -5,8 +5,10 @@
 // and terminating stopped ones after -terminate-after without a request.
 // Workers stop themselves when the queue stays empty.
 //
-// It looks at the queue every -interval: unlike the embedded program, the web
-// tier is another process and cannot nudge it when a request arrives.
+// It looks at the queue every -interval, and at once when the web tier, in
+// another process or on another machine, reports accepted requests to -addr
+// (POST /nudge?n=N, the web program's -scaler-url): those reports give the
+// backlog policy its arrival rate, as the embedded program's nudges do.
 //
 // Every flag can also be set by an environment variable: ELASTIQ_ and the
 // flag's name in upper case with dashes as underscores (-request-queue-url is
@@ -22,9 +24,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/elastiq/elastiq/services/elastiq/awsconfig"
@@ -55,13 +60,12 @@ type options struct {
 	// stack's workers too (see -terminate-workers-with-host).
 	withHost     bool
 	imdsEndpoint string
+	// addr is where NudgeHandler listens ("" for nowhere).
+	addr string
 }
 
 func parse(args []string, getenv func(string) string, stderr io.Writer) (options, error) {
 	o := options{policy: policy.DefaultConfig(), scaler: scaler.DefaultConfig()}
-	// No web tier in this process to nudge the scaler: every evaluation is
-	// a tick, so there is no burst to settle.
-	o.scaler.NudgeSettle = 0
 
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -74,8 +78,11 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 	fs.StringVar(&o.fleet.LaunchTemplateVersion, "launch-template-version", ec2fleet.DefaultLaunchTemplateVersion, `version of the launch template: a number, "$Latest" or "$Default"`)
 	o.policy.RegisterFlags(fs)
 	o.policy.RegisterTimingFlags(fs)
+	fs.StringVar(&o.addr, "addr", "", "address to serve the web tier's nudges on (POST /nudge?n=N: N requests accepted; "+
+		"the web program's -scaler-url): they give the backlog policy its arrival rate and start scale-out with the first "+
+		"request; also GET /healthz (default: none, and the scaler sees the queue only)")
 	fs.DurationVar(&o.scaler.Interval, "interval", o.scaler.Interval,
-		"how often the scaler looks at the queue and the fleet (the web tier, another process, cannot nudge it on each request: keep it short)")
+		"how often the scaler looks at the queue and the fleet (besides on every nudge)")
 	fs.DurationVar(&o.scaler.ActionTimeout, "action-timeout", o.scaler.ActionTimeout, "time limit of each SQS and EC2 call")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 	fs.BoolVar(&o.withHost, "terminate-workers-with-host", false, "on SIGTERM, if this EC2 instance itself is being terminated "+
@@ -138,8 +145,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	var nudges net.Listener
+	if o.addr != "" {
+		if nudges, err = net.Listen("tcp", o.addr); err != nil {
+			return fmt.Errorf("-addr: %w", err)
+		}
+	}
 	fmt.Fprintf(stdout, "scaler: managing the workers of stack %s (%d now, at most %d, %s policy) for %s\n",
 		o.stack, len(workers), o.policy.Max, pol.Name(), o.queueURL)
+	if nudges != nil {
+		srv := &http.Server{Handler: scaler.NudgeHandler(s), ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: time.Minute}
+		go srv.Serve(nudges)
+		defer srv.Close()
+		fmt.Fprintf(stdout, "scaler: taking nudges on http://%s/nudge\n", nudges.Addr())
+	}
 	if err := s.Run(ctx); err != nil && ctx.Err() == nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"io"
+	"net/http"
 	"regexp"
 	"strings"
 	"testing"
@@ -257,5 +258,58 @@ func TestRunTerminatesWorkersWithHost(t *testing.T) {
 	stopScaler()
 	if got := activeIDs(t, ctx, workers); len(got) != 0 {
 		t.Errorf("after stopping the scaler on a terminating host, active workers = %v, want none of %v", got, launched)
+	}
+}
+
+// TestRunTakesNudges: with -addr, a POST /nudge from the web tier makes the
+// scaler look at once: with an interval of an hour, the worker for a queued
+// request is launched only because of the nudge.
+func TestRunTakesNudges(t *testing.T) {
+	endpoint := elastiqtest.AWSEnv(t)
+	awsCfg := elastiqtest.AWSConfig(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	name := elastiqtest.UniqueName(t)
+	queues, err := sqsqueue.CreateWithDeadLetter(ctx, awsCfg, name, sqsqueue.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	template := elastiqtest.LaunchTemplate(ctx, t, awsCfg)
+	fleet, err := ec2fleet.New(awsCfg, ec2fleet.Config{Tags: ec2fleet.WorkerTags(name), LaunchTemplateID: template})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { // leave the server as it was
+		if ids := activeIDs(t, context.Background(), fleet); len(ids) > 0 {
+			fleet.Terminate(context.Background(), ids)
+		}
+	})
+	queue, err := sqsqueue.Open(ctx, awsCfg, queues.URL, sqsqueue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := elastiqtest.StartProgram(t, run, []string{"scaler", "-endpoint", endpoint, "-request-queue-url", queues.URL,
+		"-stack", name, "-launch-template-id", template, "-policy", "classic", "-max-workers", "3",
+		"-interval", "1h", "-addr", "127.0.0.1:0"}, env(nil))
+	url := p.WaitOutput(regexp.MustCompile(`taking nudges on (http://\S+)`), time.Minute)[1]
+
+	if err := queue.Send(ctx, []byte(`{"id":"x"}`)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if ids := activeIDs(t, ctx, fleet); len(ids) != 0 {
+		t.Fatalf("workers %v launched before any nudge, with an interval of an hour", ids)
+	}
+	resp, err := http.Post(url+"?n=1", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("POST /nudge = %s, want 204", resp.Status)
+	}
+	elastiqtest.Eventually(t, "a worker launched after the nudge", func() bool { return len(activeIDs(t, ctx, fleet)) == 1 })
+	if err := p.Stop(); err != nil {
+		t.Errorf("run() after SIGTERM = %v, want nil", err)
 	}
 }
