@@ -20,6 +20,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -54,6 +55,7 @@ type options struct {
 	memcached      string
 	stack          string
 	deleteWindow   time.Duration
+	scalerURL      string
 	web            web.Config
 	logLevel       slog.Level
 }
@@ -80,6 +82,8 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 	c.InlineMaxBytes = elastiq.MaxInlineImage
 	fs.IntVar(&c.InlineMaxBytes, "inline-max", c.InlineMaxBytes, "images up to this many bytes travel in their request "+
 		"message, so the worker need not read them from S3 (input/ keeps them all the same; 0: never)")
+	fs.StringVar(&o.scalerURL, "scaler-url", "", "the scaler's nudge URL (its -addr, http://HOST:PORT/nudge): each "+
+		"accepted request is reported there, so the scaler scales out at once and sees the arrival rate (default: none)")
 	fs.StringVar(&o.stack, "stack", "", "name of the stack whose worker instances /metrics counts (read only; default: none shown)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "on SIGTERM, time for the requests being served to finish")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
@@ -89,6 +93,11 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 	}
 	if err := flagenv.Required(fs, "bucket", "request-queue-url", "response-queue-url", "memcached"); err != nil {
 		return o, err
+	}
+	if o.scalerURL != "" {
+		if u, err := url.Parse(o.scalerURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return o, fmt.Errorf("-scaler-url %q: want http://HOST:PORT/nudge", o.scalerURL)
+		}
 	}
 	return o, c.Validate()
 }
@@ -168,6 +177,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if deps.Fleet, err = ec2fleet.New(awsCfg, ec2fleet.Config{Tags: ec2fleet.WorkerTags(o.stack), Timeout: 5 * time.Second}); err != nil {
 			return err
 		}
+	}
+	if o.scalerURL != "" {
+		nudger := web.NewNudger(o.scalerURL, log)
+		deps.OnAccepted = nudger.Nudge
+		go nudger.Run(ctx)
 	}
 	srv, err := web.New(o.web, deps)
 	if err != nil {
