@@ -91,7 +91,6 @@ func grantsOf(role string, fetchesBundle bool) map[string][]string {
 			"ec2:RunInstances":       {"template", "image", "instance/*", "volume/*", "network-interface/*", "security-group/*", "subnet/*"},
 			"ec2:CreateTags":         {"instance/*", "volume/*"},
 			"ec2:StartInstances":     {"instance/*"},
-			"ec2:StopInstances":      {"instance/*"},
 			"ec2:TerminateInstances": {"instance/*"},
 			"iam:PassRole":           {"worker-role"},
 		}

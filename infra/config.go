@@ -61,7 +61,7 @@ const (
 	defaultMaxWorkers            = 19
 	defaultWorkerIdleStop        = 60 * time.Second
 	defaultTerminateStoppedAfter = 2 * time.Minute
-	defaultPolicy                = "classic"
+	defaultPolicy                = "backlog"
 	defaultMaxReceives           = 5
 	defaultHTTPPort              = 80
 )

@@ -24,7 +24,7 @@ func TestParseConfig(t *testing.T) {
 			keys: map[string]string{"clientCidr": "0.0.0.0/0"},
 			want: func(c Config) bool {
 				return c.WebInstanceType == "t3.micro" && c.WorkerInstanceType == "t3.small" && c.MaxWorkers == 19 &&
-					c.WorkerIdleStop == time.Minute && c.TerminateStoppedAfter == 2*time.Minute && c.Policy == "classic" &&
+					c.WorkerIdleStop == time.Minute && c.TerminateStoppedAfter == 2*time.Minute && c.Policy == "backlog" &&
 					c.MaxReceives == 5 && c.HTTPPort == 80 && c.SSHCIDR == "" && !c.ForceDestroy && c.LifecycleDays == 0 &&
 					c.WorkerAMI == ""
 			},

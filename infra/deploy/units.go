@@ -29,6 +29,11 @@ const User = "elastiq"
 // the web tier finds it: loopback only.
 const MemcachedAddr = "127.0.0.1:11211"
 
+// ScalerNudgeAddr is where the scaler takes the web tier's nudges (its
+// -addr; the web tier's -scaler-url is http://ScalerNudgeAddr/nudge):
+// loopback, as the two share the web instance.
+const ScalerNudgeAddr = "127.0.0.1:8081"
+
 // WorkerGrace is the worker's -grace: on SIGTERM (the instance stopping) it
 // finishes the requests in hand within it. WorkerStopTimeout, the unit's
 // TimeoutStopSec, leaves it room before systemd sends SIGKILL.

@@ -33,7 +33,7 @@ type WebConfig struct {
 	Port int
 	// MaxWorkers is the scaler's -max-workers.
 	MaxWorkers int
-	// Policy is the scaler's -policy (classic when empty).
+	// Policy is the scaler's -policy (backlog when empty).
 	Policy string
 	// TerminateAfter is the scaler's -terminate-after: stopped workers are
 	// terminated after no request for this long.
@@ -77,6 +77,7 @@ func (c WebConfig) WebEnv() string {
 		{"ELASTIQ_DEAD_LETTER_QUEUE_URL", c.DeadLetterQueueURL},
 		{"ELASTIQ_MEMCACHED", MemcachedAddr},
 		{"ELASTIQ_STACK", c.StackName},
+		{"ELASTIQ_SCALER_URL", "http://" + ScalerNudgeAddr + "/nudge"},
 	})
 }
 
@@ -87,13 +88,14 @@ func (c WebConfig) ScalerEnv() string {
 		{"ELASTIQ_REQUEST_QUEUE_URL", c.RequestQueueURL},
 		{"ELASTIQ_STACK", c.StackName},
 		{"ELASTIQ_LAUNCH_TEMPLATE_ID", c.LaunchTemplateID},
+		{"ELASTIQ_ADDR", ScalerNudgeAddr},
 	}
 	if c.LaunchTemplateVersion > 0 {
 		lines = append(lines, envLine{"ELASTIQ_LAUNCH_TEMPLATE_VERSION", strconv.Itoa(c.LaunchTemplateVersion)})
 	}
 	lines = append(lines,
 		envLine{"ELASTIQ_MAX_WORKERS", strconv.Itoa(c.MaxWorkers)},
-		envLine{"ELASTIQ_POLICY", cmp.Or(c.Policy, "classic")},
+		envLine{"ELASTIQ_POLICY", cmp.Or(c.Policy, "backlog")},
 		envLine{"ELASTIQ_TERMINATE_AFTER", c.TerminateAfter.String()})
 	return renderEnv("elastiq scaler of stack "+c.StackName, lines)
 }

@@ -150,8 +150,11 @@ func Web(g Grants) Document {
 		{Sid: "TagOnLaunch", Effect: "Allow", Action: []string{"ec2:CreateTags"},
 			Resource:  []string{g.Account.EC2ARN("instance/*"), g.Account.EC2ARN("volume/*")},
 			Condition: map[string]map[string]string{"StringEquals": {"ec2:CreateAction": "RunInstances"}}},
+		// No policy stops a running worker (only a worker knows whether it
+		// holds a message; workers stop themselves), so StopInstances is
+		// the workers' own grant, not the scaler's.
 		{Sid: "ManageWorkers", Effect: "Allow",
-			Action:    []string{"ec2:StartInstances", "ec2:StopInstances", "ec2:TerminateInstances"},
+			Action:    []string{"ec2:StartInstances", "ec2:TerminateInstances"},
 			Resource:  []string{g.Account.EC2ARN("instance/*")},
 			Condition: g.workerCondition("aws:ResourceTag")},
 		{Sid: "PassWorkerRole", Effect: "Allow", Action: []string{"iam:PassRole"},
