@@ -26,11 +26,12 @@ func BenchmarkDistributedBurst(b *testing.B) {
 		start(b, name, filepath.Join(d.bin, "worker"), d.workerKeys.Env(), append(args, d.faceFlags...)).
 			await(b, regexp.MustCompile(`taking requests`))
 	}
+	url := d.startWeb(b)
 	images := workload(b)
-	burst(b.Context(), b, d.url, images) // warm: models, connections, caches
+	burst(b.Context(), b, url, images) // warm: models, connections, caches
 	before := len(d.st.Recorder.Calls())
 	for b.Loop() {
-		burst(b.Context(), b, d.url, images)
+		burst(b.Context(), b, url, images)
 	}
 	total, _ := callsPerRequest(d.st.Recorder.Calls()[before:], b.N*len(images), d.webKeys, d.workerKeys)
 	b.ReportMetric(total, "calls/request")

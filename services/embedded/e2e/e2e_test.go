@@ -44,8 +44,11 @@ var (
 // for this stack's ARNs). The scaler's EC2 instances become worker processes
 // (motofleet). In turn:
 //
-//   - scale-out from zero: the course's 100 images at once, every answer
-//     checked, the fleet launched by the scaler;
+//   - the backlog policy's warm pool: launched with the queue empty, its
+//     workers initialise and stop their instances;
+//   - scale-out from zero running workers: the course's 100 images at once,
+//     every answer checked, the warm pool started and more launched, the
+//     web program reporting each request to the scaler (-scaler-url);
 //   - workers stop their own instances when idle, and the scaler starts a
 //     stopped one for the next request;
 //   - a worker killed (SIGKILL) while it holds a request: its instance's
@@ -53,7 +56,7 @@ var (
 //     after the visibility timeout;
 //   - a request that kills its worker on every delivery goes to the
 //     dead-letter queue and is answered as failed;
-//   - the scaler terminates the stopped workers.
+//   - the scaler terminates the stopped workers beyond the warm pool.
 //
 // No call of any program is denied, and every action each policy grants is
 // used by its program (checkPolicyUse), so dropping any one of them from
@@ -71,13 +74,20 @@ func TestDistributedMode(t *testing.T) {
 	if d == nil {
 		return // listing the actions only
 	}
-	st, bin, url, faceFlags := d.st, d.bin, d.url, d.faceFlags
+	st, bin, faceFlags := d.st, d.bin, d.faceFlags
 	webKeys, workerKeys := d.webKeys, d.workerKeys
 	images := workload(t)
-	start(t, "scaler", filepath.Join(bin, "scaler"), webKeys.Env(), []string{"-endpoint", st.Endpoint,
+	// The scaler runs the backlog policy, as the dev stack does, with a
+	// warm pool of 2 and the fleet runner's timings; the web program
+	// reports each accepted request to it.
+	const warmPool = 2
+	scaler := start(t, "scaler", filepath.Join(bin, "scaler"), webKeys.Env(), []string{"-endpoint", st.Endpoint,
 		"-request-queue-url", st.RequestsURL, "-stack", st.Name, "-launch-template-id", d.template,
-		"-policy", "classic", "-max-workers", "3", "-terminate-after", "20s", "-interval", "500ms",
-		"-log-level", "warn"}).await(t, regexp.MustCompile(`scaler: managing`))
+		"-policy", "backlog", "-warm-pool", fmt.Sprint(warmPool), "-max-workers", "3", "-terminate-after", "20s",
+		"-interval", "500ms", "-launch-ready", "2s", "-start-ready", "1s", "-service-time", "100ms",
+		"-target-latency", "2s", "-addr", "127.0.0.1:0", "-log-level", "warn"})
+	nudges := scaler.await(t, regexp.MustCompile(`taking nudges on (http://\S+)`))
+	url := d.startWeb(t, "-scaler-url", nudges)
 
 	// The worker image: what each instance runs, chosen when its worker
 	// process starts (face recognition, or a classifier that hangs or
@@ -126,22 +136,37 @@ func TestDistributedMode(t *testing.T) {
 	// A denied call fails the test at once, with what was denied.
 	ctx := watchDenials(t, st, webKeys, workerKeys)
 
-	// Scale-out from zero.
+	// The warm pool: launched with the queue empty, the workers start,
+	// find nothing and stop their instances, initialised.
+	allStopped := func(n int) func() bool {
+		return func() bool {
+			workers := fleet.Workers()
+			return len(workers) == n && !slices.ContainsFunc(workers, func(w motofleet.Worker) bool {
+				return w.State != elastiq.InstanceStopped || w.PID != 0
+			})
+		}
+	}
+	waitFor(ctx, t, "the warm pool launched, initialised and stopped", time.Minute, allStopped(warmPool))
+	warmStarts := fleet.Starts()
+
+	// Scale-out from zero running workers: the warm pool is started, and
+	// more are launched.
 	before := len(st.Recorder.Calls())
 	distributed := burst(ctx, t, url, images)
-	logCallsPerRequest(t, st.Recorder.Calls()[before:], len(images), webKeys, workerKeys)
-	t.Logf("distributed mode (web, scaler, up to 3 workers on moto under IAM + memcached): 100 requests in %v, %d workers started",
-		distributed, fleet.Starts())
-	if fleet.Starts() == 0 {
-		t.Fatal("no worker process was started")
+	burstCalls := st.Recorder.Calls()[before:]
+	logCallsPerRequest(t, burstCalls, len(images), webKeys, workerKeys)
+	t.Logf("distributed mode (web, scaler, up to 3 workers on moto under IAM + memcached): 100 requests in %v, "+
+		"%d worker processes started (%d for the warm pool)", distributed, fleet.Starts(), warmStarts)
+	if !slices.ContainsFunc(burstCalls, func(c awsstack.Call) bool {
+		return c.AccessKeyID == webKeys.AccessKeyID && c.Action == "ec2:StartInstances" && c.Status == http.StatusOK
+	}) {
+		t.Error("the scaler started no stopped worker for the burst; want the warm pool started")
 	}
 
 	// Idle workers stop their own instances; the next request starts one.
 	waitFor(ctx, t, "every idle worker stopped its instance", time.Minute, func() bool {
 		workers := fleet.Workers()
-		return len(workers) > 0 && !slices.ContainsFunc(workers, func(w motofleet.Worker) bool {
-			return w.State != elastiq.InstanceStopped || w.PID != 0
-		})
+		return len(workers) > 0 && allStopped(len(workers))()
 	})
 	mode.Store("hang")
 	img := images[7]
@@ -201,10 +226,8 @@ func TestDistributedMode(t *testing.T) {
 		}
 	}
 
-	// The scaler terminates the workers that stay stopped.
-	waitFor(ctx, t, "the scaler terminated every stopped worker", time.Minute, func() bool {
-		return len(fleet.Workers()) == 0
-	})
+	// The scaler terminates the stopped workers beyond the warm pool.
+	waitFor(ctx, t, "the scaler terminated the stopped workers beyond the warm pool", time.Minute, allStopped(warmPool))
 	// "output", not "output/": moto computes the signature of a listing
 	// whose prefix has a "/" differently from the SDK (SignatureDoesNotMatch
 	// under IAM enforcement). No program lists the bucket.
@@ -228,8 +251,7 @@ func TestDistributedMode(t *testing.T) {
 // deployment is the distributed mode on this machine: the stack on a moto
 // server that enforces IAM, a user for each role with the policy the
 // Pulumi program attaches to it (infra/iam, for this stack's ARNs), the
-// programs built, and the web program serving. The scaler and the workers
-// are the caller's to start.
+// programs built. The programs are the caller's to start (startWeb).
 type deployment struct {
 	st                      *awsstack.Enforcing
 	template                string // the workers' launch template
@@ -237,7 +259,7 @@ type deployment struct {
 	webKeys, workerKeys     awsstack.Keys
 	bin                     string   // the built programs
 	faceFlags               []string // a worker's classifier flags
-	url                     string   // the web program's
+	memcached               string
 }
 
 // deploy stands up the deployment, on a moto that enforces IAM when
@@ -282,11 +304,18 @@ func deploy(tb testing.TB, visibility time.Duration, maxReceives int, enforce bo
 		"./services/scaler/cmd/scaler", "./services/embedded/cmd/elastiq")
 	cache := filepath.Join(tb.TempDir(), "gallery-cache")
 	d.faceFlags = []string{"-models", models, "-gallery", dataset, "-gallery-cache", cache, "-sessions", "1"}
-	web := start(tb, "web", filepath.Join(d.bin, "web"), d.webKeys.Env(), append(st.Args(),
-		"-addr", "127.0.0.1:0", "-memcached", memcached, "-dead-letter-queue-url", st.DeadLetterURL,
-		"-stack", st.Name, "-log-level", "warn"))
-	d.url = web.await(tb, regexp.MustCompile(`serving on (http://\S+)`))
+	d.memcached = memcached
 	return d
+}
+
+// startWeb starts the web program, with args added to its flags, and
+// returns its URL.
+func (d *deployment) startWeb(tb testing.TB, args ...string) string {
+	tb.Helper()
+	web := start(tb, "web", filepath.Join(d.bin, "web"), d.webKeys.Env(), append(append(d.st.Args(),
+		"-addr", "127.0.0.1:0", "-memcached", d.memcached, "-dead-letter-queue-url", d.st.DeadLetterURL,
+		"-stack", d.st.Name, "-log-level", "warn"), args...))
+	return web.await(tb, regexp.MustCompile(`serving on (http://\S+)`))
 }
 
 // build compiles the programs into a temporary folder.

@@ -36,8 +36,6 @@ var (
 			"(with ec2:CreateAction=RunInstances); moto does not check it",
 		"PassWorkerRole iam:PassRole": "launching from a template with an instance profile passes the worker role; " +
 			"moto checks no iam:PassRole and the test's template has no profile",
-		"ManageWorkers ec2:StopInstances": "the classic policy, which the dev stack runs, never stops a worker " +
-			"(workers stop themselves); the backlog policy's warm pool does",
 	}
 	workerUnused = map[string]string{}
 
