@@ -7,9 +7,13 @@
 //     metadata service of its own that gives the worker its instance ID;
 //   - an instance that is stopping, stopped or terminated has its worker
 //     sent SIGTERM, then SIGKILL after StopGrace, as EC2's shutdown does;
-//   - a worker that exits 0 (idle: with -self-stop it has stopped its own
-//     instance) stays down, and one that crashes is started again after
-//     RestartDelay, as systemd's Restart=on-failure does (ami/).
+//   - a worker that crashes is started again after RestartDelay, as
+//     systemd's Restart=on-failure does (ami/); one that exits 0 stays down
+//     until its instance boots again. Workers run with -self-stop, as on
+//     EC2: one that exits 0 has stopped its own instance first, so the
+//     instance running after that is a new start, even if the scaler
+//     started it again between two looks at the server (moto stops and
+//     starts at once).
 //
 // The scaler under test launches, starts, stops and terminates the
 // instances through the server; the Runner follows what the server says.
@@ -32,6 +36,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/elastiq/elastiq/services/elastiq"
 	"github.com/elastiq/elastiq/services/elastiq/ec2fleet"
@@ -180,8 +186,7 @@ func (r *Runner) follow(now time.Time, id string, state elastiq.InstanceState) {
 	}
 	switch state {
 	case elastiq.InstancePending, elastiq.InstanceRunning:
-		if in.proc != nil || in.exitErr == nil && in.exited != nil {
-			// A worker runs, or exited 0 and stays down.
+		if in.proc != nil {
 			return
 		}
 		if !in.crashAt.IsZero() {
@@ -259,10 +264,15 @@ func (r *Runner) startWorker(in *instance) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		in.proc, in.exitErr = nil, err
-		if err != nil && !in.killed {
+		switch {
+		case err != nil && !in.killed:
 			r.log.Warn("worker crashed", "id", in.id, "err", err)
 			in.crashAt = time.Now()
-		} else {
+		case err == nil && !in.killed:
+			// It stopped its instance: what runs next is a new start.
+			r.log.Info("worker exited, its instance stopped", "id", in.id)
+			in.stopped, in.readyAt = true, time.Time{}
+		default:
 			r.log.Info("worker exited", "id", in.id, "err", err)
 		}
 		close(exited)
@@ -368,6 +378,36 @@ func (r *Runner) Close(ctx context.Context) error {
 		return fmt.Errorf("motofleet: terminate the stack's instances: %w", err)
 	}
 	return nil
+}
+
+// LaunchTemplate creates, on the server, a launch template named name for
+// the stack's workers (a t3.micro of one of the server's Amazon Linux
+// images: on moto an instance is only a record, which the Runner turns into
+// a worker process) and returns its ID.
+func LaunchTemplate(ctx context.Context, cfg aws.Config, name string) (string, error) {
+	client := ec2.NewFromConfig(cfg)
+	// Listing all of moto's 1000-odd images takes a second; ask for a few.
+	images, err := client.DescribeImages(ctx, &ec2.DescribeImagesInput{
+		Owners:  []string{"amazon"},
+		Filters: []types.Filter{{Name: aws.String("name"), Values: []string{"amzn2-ami-hvm-*-x86_64-gp2"}}},
+	})
+	if err == nil && len(images.Images) == 0 {
+		images, err = client.DescribeImages(ctx, &ec2.DescribeImagesInput{})
+	}
+	if err != nil {
+		return "", fmt.Errorf("launch template: %w", err)
+	}
+	if len(images.Images) == 0 {
+		return "", errors.New("launch template: the server has no image to launch")
+	}
+	lt, err := client.CreateLaunchTemplate(ctx, &ec2.CreateLaunchTemplateInput{
+		LaunchTemplateName: aws.String(name),
+		LaunchTemplateData: &types.RequestLaunchTemplateData{ImageId: images.Images[0].ImageId, InstanceType: types.InstanceTypeT3Micro},
+	})
+	if err != nil {
+		return "", fmt.Errorf("launch template: %w", err)
+	}
+	return aws.ToString(lt.LaunchTemplate.LaunchTemplateId), nil
 }
 
 // serveIMDS starts the metadata service of instance id on loopback.

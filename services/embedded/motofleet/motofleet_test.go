@@ -4,7 +4,9 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -134,4 +136,57 @@ func instanceID(t *testing.T, imds string) string {
 	defer resp.Body.Close()
 	id, _ := io.ReadAll(resp.Body)
 	return strings.TrimSpace(string(id))
+}
+
+// TestRunnerStartBetweenLooks: a worker that stops its own instance and
+// exits 0 gets a new worker when the instance runs again, even when the
+// scaler started it again before the runner looked (moto stops and starts at
+// once). The worker is a test double: a shell that exits 0 when told to.
+func TestRunnerStartBetweenLooks(t *testing.T) {
+	cfg := elastiqtest.AWSConfig(t)
+	stack := elastiqtest.UniqueName(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	fleet, err := ec2fleet.New(cfg, ec2fleet.Config{Tags: ec2fleet.WorkerTags(stack),
+		LaunchTemplateID: elastiqtest.LaunchTemplate(ctx, t, cfg)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	quit := filepath.Join(t.TempDir(), "quit")
+	r, err := motofleet.Start(motofleet.Config{
+		AWS: cfg, Stack: stack, Poll: time.Second, StartReady: 100 * time.Millisecond, StopGrace: 5 * time.Second,
+		Command: func(id, imds string) *exec.Cmd {
+			return exec.Command("sh", "-c", `while [ ! -e "$1" ]; do sleep 0.02; done; rm -f "$1"`, "sh", quit)
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close(context.Background())
+	launched, err := fleet.Launch(ctx, 1, "between-looks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := launched[0].ID
+	awaitPID(t, r, id, 0)
+
+	// Between two looks: the worker stops its instance and exits 0, and
+	// the scaler starts the instance again.
+	if err := fleet.Stop(ctx, []string{id}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(quit, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	elastiqtest.Eventually(t, "the worker exited", func() bool {
+		w := r.Workers()
+		return len(w) == 1 && w[0].PID == 0
+	})
+	if err := fleet.Start(ctx, []string{id}); err != nil {
+		t.Fatal(err)
+	}
+	awaitPID(t, r, id, 0)
+	if n := r.Starts(); n != 2 {
+		t.Errorf("Starts() = %d, want 2", n)
+	}
 }
