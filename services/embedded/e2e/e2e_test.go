@@ -85,7 +85,7 @@ func TestDistributedMode(t *testing.T) {
 		"-request-queue-url", st.RequestsURL, "-stack", st.Name, "-launch-template-id", d.template,
 		"-policy", "backlog", "-warm-pool", fmt.Sprint(warmPool), "-max-workers", "3", "-terminate-after", "20s",
 		"-interval", "500ms", "-launch-ready", "2s", "-start-ready", "1s", "-service-time", "100ms",
-		"-target-latency", "2s", "-addr", "127.0.0.1:0", "-log-level", "warn"})
+		"-target-latency", "2s", "-addr", "127.0.0.1:0", "-log-level", "info"})
 	nudges := scaler.await(t, regexp.MustCompile(`taking nudges on (http://\S+)`))
 	url := d.startWeb(t, "-scaler-url", nudges)
 
