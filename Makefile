@@ -20,7 +20,7 @@ models:
 build:
 	@mkdir -p bin
 	go build -o bin/ ./services/embedded/cmd/elastiq ./services/web/cmd/loadgen ./services/scaler/cmd/simulate \
-		./services/web/cmd/web ./services/worker/cmd/worker ./services/scaler/cmd/scaler
+		./services/web/cmd/web ./services/worker/cmd/worker ./services/scaler/cmd/scaler ./services/embedded/cmd/distributed
 
 ## run: the whole elastic pipeline on this machine (embedded queue, store, cache and worker fleet) on $(ADDR)
 run: models build
@@ -50,7 +50,8 @@ bench: models
 	@scripts/bench-distributed.sh
 
 ## demo: start the stack, send the CSE546 workload at it (100 at once), check every answer, watch the fleet
-## scale in, draw the timeline into sim-out/ (POLICY=classic for the original policy, BOOT_DELAY, TAIL)
+## scale in, draw the timeline into sim-out/ (MODE=distributed for the web, scaler and worker programs on moto;
+## POLICY=classic for the original policy, BOOT_DELAY, TAIL)
 demo: models build
 	@scripts/demo.sh "$(ADDR)" "$(DATA)"
 
