@@ -10,7 +10,7 @@
 #   POLICY=backlog|classic  scaling policy (default backlog)
 #   BOOT_DELAY=3s           how long a new worker instance takes to boot
 #   SERVICE_TIME            per-message time the simulator's prediction assumes
-#                           (distributed mode; default 45ms, calibrated here)
+#                           (distributed mode; default 58ms, measured by make bench)
 #   TAIL=70s                how long to watch after the last answer
 set -euo pipefail
 addr=${1:-127.0.0.1:8080}
@@ -78,8 +78,8 @@ grep -E 'component=scaler' "$log" | grep -v 'level=DEBUG' | tail -n 20 || true
 echo "--- timeline:"
 "$root/bin/simulate" -series "$series" -out "$root/sim-out" || true
 if [[ "$mode" == distributed ]]; then
-	echo "--- the simulator's prediction for the same timings (-service-time ${SERVICE_TIME:-45ms}):"
-	"$root/bin/simulate" -local -boot-delay "$boot" -service-time "${SERVICE_TIME:-45ms}" -policy "$policy" \
+	echo "--- the simulator's prediction for the same timings (-service-time ${SERVICE_TIME:-58ms}):"
+	"$root/bin/simulate" -local -boot-delay "$boot" -service-time "${SERVICE_TIME:-58ms}" -policy "$policy" \
 		-workloads burst-cold:100 -out "" | tail -n 2 || true
 fi
 exit "$status"
