@@ -265,7 +265,7 @@ func noise(t *testing.T, side int) image {
 }
 
 // script writes an executable shell script into dir and returns its path.
-func script(t *testing.T, dir, name, body string) string {
+func script(t testing.TB, dir, name, body string) string {
 	p := filepath.Join(dir, name)
 	if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
 		t.Fatal(err)
