@@ -64,6 +64,31 @@ func newTestEnv(t *testing.T) *testEnv {
 	if err != nil {
 		t.Fatalf("CreateLaunchTemplate: %v", err)
 	}
+	// Leave the server as it was: terminate what the test launched (the
+	// stack's instances and its "-other" stack's).
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		out, err := client.DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: []types.Filter{
+			{Name: aws.String("tag:" + TagStack), Values: []string{name, name + "-other"}},
+			{Name: aws.String("instance-state-name"), Values: []string{"pending", "running", "stopping", "stopped"}},
+		}})
+		if err != nil {
+			t.Errorf("clean up: %v", err)
+			return
+		}
+		var ids []string
+		for _, r := range out.Reservations {
+			for _, in := range r.Instances {
+				ids = append(ids, aws.ToString(in.InstanceId))
+			}
+		}
+		if len(ids) > 0 {
+			if _, err := client.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: ids}); err != nil {
+				t.Errorf("clean up: %v", err)
+			}
+		}
+	})
 	return &testEnv{awsCfg: awsCfg, client: client, template: *lt.LaunchTemplate, stack: name}
 }
 
@@ -273,6 +298,9 @@ func TestTagsSeparateFleets(t *testing.T) {
 		t.Fatalf("RunInstances(untagged): %v", err)
 	}
 	untagged := aws.ToString(run.Instances[0].InstanceId)
+	t.Cleanup(func() {
+		env.client.TerminateInstances(context.Background(), &ec2.TerminateInstancesInput{InstanceIds: []string{untagged}})
+	})
 
 	got := slices.Collect(maps.Keys(states(t, mine)))
 	if want := []string{a[0].ID}; !slices.Equal(got, want) {

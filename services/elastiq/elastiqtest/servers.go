@@ -126,3 +126,36 @@ func IMDS(tb testing.TB, instanceID string) string {
 	tb.Cleanup(srv.Close)
 	return srv.URL
 }
+
+// TerminateAtEnd terminates, at the end of the test, every instance on the
+// test server tagged elastiq:stack=stack that is not terminated yet, so a
+// test that launches workers leaves no running or stopped instance behind
+// for the next one to list. (The tag key is ec2fleet.TagStack, which this
+// package cannot import: ec2fleet's own tests use it.)
+func TerminateAtEnd(tb testing.TB, cfg aws.Config, stack string) {
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+		defer cancel()
+		client := ec2.NewFromConfig(cfg)
+		out, err := client.DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: []types.Filter{
+			{Name: aws.String("tag:elastiq:stack"), Values: []string{stack}},
+			{Name: aws.String("instance-state-name"), Values: []string{"pending", "running", "stopping", "stopped"}},
+		}})
+		if err != nil {
+			tb.Errorf("clean up the instances of %s: %v", stack, err)
+			return
+		}
+		var ids []string
+		for _, r := range out.Reservations {
+			for _, in := range r.Instances {
+				ids = append(ids, aws.ToString(in.InstanceId))
+			}
+		}
+		if len(ids) == 0 {
+			return
+		}
+		if _, err := client.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: ids}); err != nil {
+			tb.Errorf("clean up the instances of %s: %v", stack, err)
+		}
+	})
+}

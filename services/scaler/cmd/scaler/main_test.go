@@ -290,8 +290,11 @@ func TestRunTakesNudges(t *testing.T) {
 	}
 	p := elastiqtest.StartProgram(t, run, []string{"scaler", "-endpoint", endpoint, "-request-queue-url", queues.URL,
 		"-stack", name, "-launch-template-id", template, "-policy", "classic", "-max-workers", "3",
-		"-interval", "1h", "-addr", "127.0.0.1:0"}, env(nil))
+		"-interval", "1h", "-addr", "127.0.0.1:0", "-log-level", "debug"}, env(nil))
 	url := p.WaitOutput(regexp.MustCompile(`taking nudges on (http://\S+)`), time.Minute)[1]
+	// The evaluation at start, on the empty queue, is done: the next one
+	// is an hour away, unless nudged.
+	elastiqtest.Eventually(t, "the first evaluation", func() bool { return strings.Contains(p.Stderr.String(), "scaling decision") })
 
 	if err := queue.Send(ctx, []byte(`{"id":"x"}`)); err != nil {
 		t.Fatal(err)

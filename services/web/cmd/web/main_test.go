@@ -264,6 +264,7 @@ func TestRunMetricsShowsWorkers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	elastiqtest.TerminateAtEnd(t, s.Config, s.Name)
 	if _, err := fleet.Launch(ctx, 2, ""); err != nil {
 		t.Fatal(err)
 	}

@@ -209,6 +209,7 @@ func TestRunSelfStop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	elastiqtest.TerminateAtEnd(t, s.Config, s.Name)
 	instances, err := fleet.Launch(ctx, 2, "")
 	if err != nil {
 		t.Fatal(err)
