@@ -82,10 +82,10 @@ func (s *Server) handleResponse(ctx context.Context, log *slog.Logger, m elastiq
 	res, err := elastiq.DecodeResult(m.Body)
 	switch {
 	case err != nil:
-		s.metrics.responses.Inc(outcomeUndecodable)
+		s.metrics.responses.WithLabelValues(outcomeUndecodable).Inc()
 		log.Error("undecodable response; deleting it", "message", m.ID, "err", err)
 	case !s.hub.deliver(res):
-		s.metrics.responses.Inc(outcomeDuplicate)
+		s.metrics.responses.WithLabelValues(outcomeDuplicate).Inc()
 		log.Info("duplicate result ignored", "id", res.ID, "message", m.ID, "status", res.Status)
 	default:
 		s.metrics.observeResult(res, s.now())

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/elastiq/elastiq/services/elastiq"
 	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
 )
@@ -50,7 +52,7 @@ func TestDuplicateAndBadResponses(t *testing.T) {
 		t.Errorf("cached result = %q (%v, %v), want label first", cached, err, derr)
 	}
 	for outcome, want := range map[string]float64{outcomeDone: 1, outcomeDuplicate: 1, outcomeUndecodable: 2} {
-		if got := h.srv.metrics.responses.Value(outcome); got != want {
+		if got := testutil.ToFloat64(h.srv.metrics.responses.WithLabelValues(outcome)); got != want {
 			t.Errorf("responses{outcome=%q} = %v, want %v", outcome, got, want)
 		}
 	}

@@ -1,17 +1,17 @@
 package web
 
 import (
-	"bytes"
 	"context"
 	"net/http"
 	"slices"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
 	"github.com/elastiq/elastiq/services/elastiq"
-	"github.com/elastiq/elastiq/services/web/internal/promtext"
 )
 
 // Outcomes of a response message, for elastiq_web_responses_total.
@@ -22,22 +22,50 @@ const (
 	outcomeUndecodable = "undecodable"
 )
 
-// metrics are the web tier's own counters; queue depth and instances are
-// read from their sources on each scrape.
+// metrics are the web tier's metrics, in a registry of the server's own
+// (so that several servers in one process, as in tests, do not share one):
+// its counters, the Go runtime's and the process's, and the queue depth and
+// instances read from their sources on each scrape (sourceCollector).
 type metrics struct {
-	requests  *promtext.CounterVec // route, code
-	inFlight  atomic.Int64
-	responses *promtext.CounterVec // outcome
-	latency   *promtext.Histogram
+	registry  *prometheus.Registry
+	requests  *prometheus.CounterVec // route, code
+	inFlight  prometheus.Gauge
+	responses *prometheus.CounterVec // outcome
+	latency   prometheus.Histogram
 }
 
-func newMetrics() *metrics {
-	return &metrics{
-		requests:  promtext.NewCounterVec("route", "code"),
-		responses: promtext.NewCounterVec("outcome"),
-		latency: promtext.NewHistogram(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-			1, 2.5, 5, 10, 30, 60),
+func newMetrics(s *Server) *metrics {
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "elastiq_web_http_requests_total", Help: "HTTP requests answered, by route pattern and status code.",
+		}, []string{"route", "code"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "elastiq_web_http_in_flight_requests", Help: "HTTP requests being served, this scrape included.",
+		}),
+		responses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "elastiq_web_responses_total", Help: "Response-queue messages handled, by outcome.",
+		}, []string{"outcome"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "elastiq_web_recognition_duration_seconds",
+			Help:    "Time from accepting a request to receiving its result.",
+			Buckets: []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60},
+		}),
 	}
+	// Every outcome's series exists from the first scrape.
+	for _, o := range []string{outcomeDone, outcomeFailed, outcomeDuplicate, outcomeUndecodable} {
+		m.responses.WithLabelValues(o)
+	}
+	m.registry.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.requests, m.inFlight, m.responses, m.latency,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "elastiq_web_waiting_requests", Help: "Requests waiting for their result (POST / and GET with ?wait=).",
+		}, func() float64 { return float64(s.hub.waiters()) }),
+		sourceCollector{s},
+	)
+	return m
 }
 
 func (m *metrics) observeResult(res elastiq.Result, now time.Time) {
@@ -45,7 +73,7 @@ func (m *metrics) observeResult(res elastiq.Result, now time.Time) {
 	if res.Status != elastiq.StatusDone {
 		outcome = outcomeFailed
 	}
-	m.responses.Inc(outcome)
+	m.responses.WithLabelValues(outcome).Inc()
 	if !res.SubmittedAt.IsZero() {
 		m.latency.Observe(max(now.Sub(res.SubmittedAt), 0).Seconds())
 	}
@@ -54,8 +82,8 @@ func (m *metrics) observeResult(res elastiq.Result, now time.Time) {
 // instrument counts requests by route pattern and status, and those in flight.
 func (s *Server) instrument(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.metrics.inFlight.Add(1)
-		defer s.metrics.inFlight.Add(-1)
+		s.metrics.inFlight.Inc()
+		defer s.metrics.inFlight.Dec()
 		sw := &statusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
 		// ServeMux sets r.Pattern on the request it routes; unmatched
@@ -64,7 +92,7 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 		if route == "" {
 			route = "unmatched"
 		}
-		s.metrics.requests.Inc(route, strconv.Itoa(sw.status()))
+		s.metrics.requests.WithLabelValues(route, strconv.Itoa(sw.status())).Inc()
 	})
 }
 
@@ -99,7 +127,32 @@ func (w *statusWriter) status() int {
 
 // handleMetrics is GET /metrics in the Prometheus text format.
 func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) error {
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.MetricsTimeout)
+	s.metricsHandler.ServeHTTP(w, r)
+	return nil
+}
+
+var (
+	descQueue = prometheus.NewDesc("elastiq_request_queue_messages",
+		"Approximate messages on the request queue, by state.", []string{"state"}, nil)
+	descFleet = prometheus.NewDesc("elastiq_fleet_instances", "Worker instances, by state.", []string{"state"}, nil)
+	descUp    = prometheus.NewDesc("elastiq_web_metrics_source_up",
+		"1 if this scrape read the source, 0 if it failed.", []string{"source"}, nil)
+)
+
+// sourceCollector reads the request queue's depth and the fleet's instances
+// on each scrape, within Config.MetricsTimeout. A source that cannot be read
+// is reported down and its series are left out; the scrape goes on.
+type sourceCollector struct{ s *Server }
+
+func (c sourceCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descQueue
+	ch <- descFleet
+	ch <- descUp
+}
+
+func (c sourceCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.s
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.MetricsTimeout)
 	defer cancel()
 	var (
 		wg        sync.WaitGroup
@@ -114,57 +167,43 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) error {
 	}
 	wg.Wait()
 
-	var buf bytes.Buffer
-	pw := promtext.NewWriter(&buf)
-	pw.Counter("elastiq_web_http_requests_total", "HTTP requests answered, by route pattern and status code.",
-		s.metrics.requests.Samples()...)
-	pw.Gauge("elastiq_web_http_in_flight_requests", "HTTP requests being served, this scrape included.",
-		promtext.Sample{Value: float64(s.metrics.inFlight.Load())})
-	pw.Gauge("elastiq_web_waiting_requests", "Requests waiting for their result (POST / and GET with ?wait=).",
-		promtext.Sample{Value: float64(s.hub.waiters())})
-	pw.Counter("elastiq_web_responses_total", "Response-queue messages handled, by outcome.",
-		s.metrics.responses.Samples()...)
-	pw.Histogram("elastiq_web_recognition_duration_seconds",
-		"Time from accepting a request to receiving its result.", s.metrics.latency.Snapshot())
-
-	up := []promtext.Sample{sourceUp("request_queue", statsErr)}
+	ch <- sourceUp("request_queue", statsErr)
 	if statsErr != nil {
 		s.log.Warn("metrics: read request queue stats", "err", statsErr)
 	} else {
-		pw.Gauge("elastiq_request_queue_messages", "Approximate messages on the request queue, by state.",
-			promtext.Sample{Labels: []promtext.Label{{Name: "state", Value: "visible"}}, Value: float64(stats.Visible)},
-			promtext.Sample{Labels: []promtext.Label{{Name: "state", Value: "in_flight"}}, Value: float64(stats.InFlight)})
+		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(stats.Visible), "visible")
+		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(stats.InFlight), "in_flight")
 	}
-	if s.fleet != nil {
-		up = append(up, sourceUp("fleet", fleetErr))
-		if fleetErr != nil {
-			s.log.Warn("metrics: list fleet", "err", fleetErr)
-		} else {
-			pw.Gauge("elastiq_fleet_instances", "Worker instances, by state.", instanceSamples(instances)...)
-		}
+	if s.fleet == nil {
+		return
 	}
-	pw.Gauge("elastiq_web_metrics_source_up", "1 if this scrape read the source, 0 if it failed.", up...)
-
-	if err := pw.Err(); err != nil { // writes to a bytes.Buffer do not fail
-		return err
+	ch <- sourceUp("fleet", fleetErr)
+	if fleetErr != nil {
+		s.log.Warn("metrics: list fleet", "err", fleetErr)
+		return
 	}
-	w.Header().Set("Content-Type", promtext.ContentType)
-	_, _ = w.Write(buf.Bytes()) // a write error means the client is gone
-	return nil
+	for _, sc := range instanceCounts(instances) {
+		ch <- prometheus.MustNewConstMetric(descFleet, prometheus.GaugeValue, float64(sc.n), string(sc.state))
+	}
 }
 
-func sourceUp(source string, err error) promtext.Sample {
+func sourceUp(source string, err error) prometheus.Metric {
 	v := 1.0
 	if err != nil {
 		v = 0
 	}
-	return promtext.Sample{Labels: []promtext.Label{{Name: "source", Value: source}}, Value: v}
+	return prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, v, source)
 }
 
-// instanceSamples counts instances by state. The known states are always
+type stateCount struct {
+	state elastiq.InstanceState
+	n     int
+}
+
+// instanceCounts counts instances by state. The known states are always
 // reported, at zero if no instance is in them, so every series exists from
 // the first scrape; states this build does not know of follow, sorted.
-func instanceSamples(instances []elastiq.Instance) []promtext.Sample {
+func instanceCounts(instances []elastiq.Instance) []stateCount {
 	counts := make(map[elastiq.InstanceState]int)
 	for _, in := range instances {
 		counts[in.State]++
@@ -180,9 +219,9 @@ func instanceSamples(instances []elastiq.Instance) []promtext.Sample {
 		}
 	}
 	slices.Sort(unknown)
-	var out []promtext.Sample
+	var out []stateCount
 	for _, st := range append(states, unknown...) {
-		out = append(out, promtext.Sample{Labels: []promtext.Label{{Name: "state", Value: string(st)}}, Value: float64(counts[st])})
+		out = append(out, stateCount{st, counts[st]})
 	}
 	return out
 }

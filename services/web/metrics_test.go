@@ -3,43 +3,69 @@ package web
 import (
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/elastiq/elastiq/services/elastiq"
 	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
-	"github.com/elastiq/elastiq/services/web/internal/promtext"
 )
 
-// scrape GETs /metrics, checks its format line by line and returns its
-// samples keyed by `name{label=value,...}` with labels in written order.
+// scrape GETs /metrics, parses it with Prometheus's own text parser and
+// returns its samples keyed by `name{label=value,...}` with the labels in a
+// fixed order (histograms as _bucket{le=...}, _count and _sum).
 func scrape(t *testing.T, h *harness) map[string]float64 {
 	t.Helper()
 	r := h.get(t, "/metrics")
-	if r.status != http.StatusOK || r.header.Get("Content-Type") != promtext.ContentType {
-		t.Fatalf("GET /metrics = %d %s, want 200 %s", r.status, r.header.Get("Content-Type"), promtext.ContentType)
+	if ct := r.header.Get("Content-Type"); r.status != http.StatusOK || !strings.HasPrefix(ct, "text/plain; version=0.0.4") {
+		t.Fatalf("GET /metrics = %d %s, want 200 text/plain; version=0.0.4", r.status, ct)
 	}
-	fams, err := promtext.Parse(strings.NewReader(r.body))
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(strings.NewReader(r.body))
 	if err != nil {
 		t.Fatalf("GET /metrics is not valid Prometheus text: %v\n%s", err, r.body)
 	}
 	out := map[string]float64{}
-	for _, f := range fams {
-		for _, s := range f.Samples {
-			out[seriesKey(s)] = s.Value
+	for name, f := range fams {
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			switch f.GetType() {
+			case dto.MetricType_COUNTER:
+				out[seriesKey(name, labels)] = m.GetCounter().GetValue()
+			case dto.MetricType_GAUGE:
+				out[seriesKey(name, labels)] = m.GetGauge().GetValue()
+			case dto.MetricType_HISTOGRAM:
+				h := m.GetHistogram()
+				out[seriesKey(name+"_count", labels)] = float64(h.GetSampleCount())
+				out[seriesKey(name+"_sum", labels)] = h.GetSampleSum()
+				for _, b := range h.GetBucket() {
+					out[seriesKey(name+"_bucket", map[string]string{"le": strconv.FormatFloat(b.GetUpperBound(), 'g', -1, 64)})] =
+						float64(b.GetCumulativeCount())
+				}
+				out[seriesKey(name+"_bucket", map[string]string{"le": "+Inf"})] = float64(h.GetSampleCount())
+			}
 		}
 	}
 	return out
 }
 
-func seriesKey(s promtext.ParsedSample) string {
+func seriesKey(name string, labels map[string]string) string {
 	var parts []string
 	for _, l := range []string{"route", "code", "state", "outcome", "source", "le"} {
-		if v, ok := s.Labels[l]; ok {
+		if v, ok := labels[l]; ok {
 			parts = append(parts, l+"="+v)
 		}
 	}
-	return s.Name + "{" + strings.Join(parts, ",") + "}"
+	return name + "{" + strings.Join(parts, ",") + "}"
 }
 
 func TestMetrics(t *testing.T) {
@@ -82,7 +108,7 @@ func TestMetrics(t *testing.T) {
 	}
 	h.upload(t, "/", "myfile", "x.jpg", []byte("not an image"))
 	h.get(t, "/nope")
-	elastiqtest.Eventually(t, "all five results", func() bool { return h.srv.metrics.responses.Value(outcomeDone) == 5 })
+	elastiqtest.Eventually(t, "all five results", func() bool { return testutil.ToFloat64(h.srv.metrics.responses.WithLabelValues(outcomeDone)) == 5 })
 
 	m = scrape(t, h)
 	for key, want := range map[string]float64{

@@ -22,6 +22,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/elastiq/elastiq/services/elastiq"
 )
 
@@ -71,8 +73,10 @@ type Server struct {
 	images  imageLimits
 	hub     *hub
 	metrics *metrics
-	handler http.Handler
-	running atomic.Bool
+	// metricsHandler serves metrics.registry.
+	metricsHandler http.Handler
+	handler        http.Handler
+	running        atomic.Bool
 }
 
 // New checks cfg and deps and returns a Server. It starts nothing: call Serve.
@@ -109,7 +113,6 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		log:         deps.Logger,
 		now:         deps.Now,
 		images:      imageLimits{maxSide: cfg.MaxImageSide, maxPixels: cfg.MaxImagePixels},
-		metrics:     newMetrics(),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -119,6 +122,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		s.now = time.Now
 	}
 	s.hub = newHub(cfg.ResultRetention, cfg.MaxRetainedResults, s.now)
+	s.metrics = newMetrics(s)
+	s.metricsHandler = promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn), ErrorHandling: promhttp.ContinueOnError})
 	s.handler = s.instrument(s.routes())
 	return s, nil
 }

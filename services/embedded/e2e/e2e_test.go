@@ -558,21 +558,3 @@ func recognition(t *testing.T, url string, id elastiq.RequestID) elastiq.Result 
 	return res
 }
 
-// metric reads one sample of the web tier's /metrics.
-func metric(t *testing.T, url, name string) float64 {
-	resp, err := client.Get(url + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		var v float64
-		if line := sc.Text(); len(line) > len(name) && line[:len(name)] == name {
-			if _, err := fmt.Sscan(line[len(name):], &v); err == nil {
-				return v
-			}
-		}
-	}
-	return 0
-}

@@ -1,20 +1,20 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/csv"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // Metrics of elastiq's web tier that a series records (see services/web),
@@ -137,83 +137,40 @@ func (s *sampler) scrape(ctx context.Context) (map[string]map[string]float64, er
 	return gauges, nil
 }
 
-// parseStateGauges reads the Prometheus text format and returns, for each of
-// the named metrics, its values by the value of their "state" label ("" for
-// none). Other metrics, comments and labels are skipped.
+// parseStateGauges reads the Prometheus text format with Prometheus's own
+// parser and returns, for each of the named metrics, its values by the value
+// of their "state" label ("" for none). Other metrics and labels are skipped.
 func parseStateGauges(r io.Reader, names ...string) (map[string]map[string]float64, error) {
-	out := make(map[string]map[string]float64)
-	sc := bufio.NewScanner(r)
-	sc.Buffer(nil, 1<<20)
-	for line := 1; sc.Scan(); line++ {
-		text := strings.TrimSpace(sc.Text())
-		if text == "" || strings.HasPrefix(text, "#") {
-			continue
-		}
-		end := strings.IndexAny(text, "{ \t")
-		if end < 0 || !slices.Contains(names, text[:end]) {
-			continue
-		}
-		name, rest := text[:end], text[end:]
-		var labels map[string]string
-		if strings.HasPrefix(rest, "{") {
-			var err error
-			if labels, rest, err = parseLabels(rest[1:]); err != nil {
-				return nil, fmt.Errorf("line %d: %w", line, err)
-			}
-		}
-		fields := strings.Fields(rest)
-		if len(fields) == 0 {
-			return nil, fmt.Errorf("line %d: no value", line)
-		}
-		v, err := strconv.ParseFloat(fields[0], 64)
-		if err != nil {
-			return nil, fmt.Errorf("line %d: value: %w", line, err)
-		}
-		if out[name] == nil {
-			out[name] = make(map[string]float64)
-		}
-		out[name][labels["state"]] = v
-	}
-	if err := sc.Err(); err != nil {
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(r)
+	if err != nil {
 		return nil, err
 	}
-	return out, nil
-}
-
-// parseLabels reads `a="x",b="y"}` and returns the labels and what follows
-// the closing brace.
-func parseLabels(s string) (map[string]string, string, error) {
-	labels := make(map[string]string)
-	for {
-		s = strings.TrimLeft(s, " ,")
-		if strings.HasPrefix(s, "}") {
-			return labels, s[1:], nil
+	out := make(map[string]map[string]float64)
+	for _, name := range names {
+		f, ok := fams[name]
+		if !ok {
+			continue
 		}
-		name, rest, ok := strings.Cut(s, "=")
-		if !ok || !strings.HasPrefix(rest, `"`) {
-			return nil, "", errors.New("bad label")
-		}
-		var val strings.Builder
-		i := 1
-		for ; i < len(rest) && rest[i] != '"'; i++ {
-			if rest[i] == '\\' && i+1 < len(rest) {
-				i++
-				switch rest[i] {
-				case 'n':
-					val.WriteByte('\n')
-				default:
-					val.WriteByte(rest[i])
+		out[name] = make(map[string]float64)
+		for _, m := range f.GetMetric() {
+			state := ""
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "state" {
+					state = l.GetValue()
 				}
-				continue
 			}
-			val.WriteByte(rest[i])
+			switch {
+			case m.Gauge != nil:
+				out[name][state] = m.GetGauge().GetValue()
+			case m.Counter != nil:
+				out[name][state] = m.GetCounter().GetValue()
+			case m.Untyped != nil:
+				out[name][state] = m.GetUntyped().GetValue()
+			}
 		}
-		if i >= len(rest) {
-			return nil, "", errors.New("unterminated label value")
-		}
-		labels[strings.TrimSpace(name)] = val.String()
-		s = rest[i+1:]
 	}
+	return out, nil
 }
 
 // writeSeries writes a series as CSV: one row per sample with the time in
