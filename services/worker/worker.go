@@ -119,6 +119,8 @@ type Deps struct {
 	// Store holds input/<id> (read) and output/<id> (written).
 	Store      elastiq.ObjectStore
 	Classifier elastiq.Classifier
+	// Metrics, if set, records what the worker does (NewMetrics).
+	Metrics *Metrics
 	// Logger defaults to discarding; Now to time.Now.
 	Logger *slog.Logger
 	Now    func() time.Time
@@ -372,6 +374,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		if err != nil {
 			w.errs.Add(1)
+			w.deps.Metrics.receiveError()
 			w.log.Warn("receive requests: transient error; backing off", "err", err, "backoff", recvBackoff.Fail())
 			continue
 		}
@@ -402,6 +405,7 @@ func (w *Worker) receive(ctx context.Context, max int, wait time.Duration) ([]el
 		return nil, fmt.Errorf("receive: %w", err)
 	}
 	w.received.Add(int64(len(msgs)))
+	w.deps.Metrics.receivedN(len(msgs))
 	return msgs, nil
 }
 
@@ -416,6 +420,7 @@ func (w *Worker) handle(ctx context.Context, m elastiq.Message, slots chan struc
 	req, err := elastiq.DecodeRequest(m.Body)
 	if err != nil {
 		w.undecodable.Add(1)
+		w.deps.Metrics.outcome(OutcomeUndecodable)
 		log.Warn("dropping undecodable message", "err", err)
 		if err := w.op(ctx, func(ctx context.Context) error {
 			return w.deps.Requests.Delete(ctx, m.ReceiptHandle)
@@ -462,11 +467,17 @@ func (w *Worker) handle(ctx context.Context, m elastiq.Message, slots chan struc
 	if reused {
 		w.duplicates.Add(1)
 	}
+	outcome := OutcomeDone
 	if res.Status == elastiq.StatusFailed {
 		w.failed.Add(1)
+		outcome = OutcomeFailed
 	} else {
 		w.done.Add(1)
 	}
+	if reused {
+		outcome = OutcomeDuplicate
+	}
+	w.deps.Metrics.outcome(outcome)
 	log.Debug("request handled", "status", res.Status, "label", res.Label, "reused", reused, "classify", res.Classify)
 }
 
@@ -549,6 +560,7 @@ func (w *Worker) classify(ctx context.Context, req elastiq.Request) (elastiq.Res
 	label, err := w.deps.Classifier.Classify(ctx, input.Body)
 	res.FinishedAt = w.deps.Now()
 	res.Classify = res.FinishedAt.Sub(start)
+	w.deps.Metrics.classified(res.Classify)
 	if err != nil {
 		if ctx.Err() != nil {
 			// Interrupted, not failed: the message goes back to the queue.
@@ -611,7 +623,9 @@ func (w *Worker) heartbeat(ctx context.Context, log *slog.Logger, receipt string
 				return w.deps.Requests.ChangeVisibility(ctx, receipt, w.cfg.VisibilityTimeout)
 			})
 			switch {
-			case err == nil || ctx.Err() != nil:
+			case err == nil:
+				w.deps.Metrics.extended()
+			case ctx.Err() != nil:
 			case errors.Is(err, elastiq.ErrInvalidReceipt):
 				log.Warn("heartbeat: message was redelivered; stop extending", "err", err)
 				return
@@ -639,6 +653,7 @@ func (w *Worker) release(ctx context.Context, log *slog.Logger, receipt string) 
 // transient records and logs an error that leaves a message for redelivery.
 func (w *Worker) transient(op string, err error) {
 	w.errs.Add(1)
+	w.deps.Metrics.outcome(OutcomeError)
 	w.log.Warn(op+": transient error; left for redelivery", "err", err, "backoff", w.msgBackoff.Fail())
 }
 

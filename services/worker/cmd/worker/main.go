@@ -34,6 +34,7 @@ import (
 	"github.com/elastiq/elastiq/services/elastiq/awsconfig"
 	"github.com/elastiq/elastiq/services/elastiq/ec2fleet"
 	"github.com/elastiq/elastiq/services/elastiq/flagenv"
+	"github.com/elastiq/elastiq/services/elastiq/promserve"
 	"github.com/elastiq/elastiq/services/elastiq/s3store"
 	"github.com/elastiq/elastiq/services/elastiq/sqsqueue"
 	"github.com/elastiq/elastiq/services/worker"
@@ -59,6 +60,7 @@ type options struct {
 	imdsEndpoint string
 	grace        time.Duration
 	deleteWindow time.Duration
+	metricsAddr  string
 	logLevel     slog.Level
 }
 
@@ -84,6 +86,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 	fs.IntVar(&w.Hold, "hold", max(w.Hold, 0), "requests held beyond -concurrency, waiting for a slot, so that one receive takes a "+
 		"batch (released at once on SIGTERM; 0: receive only what the free slots take)")
 	fs.DurationVar(&o.deleteWindow, "delete-window", sqsqueue.DefaultDeleteWindow, sqsqueue.DeleteWindowUsage)
+	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "address to serve GET /metrics (Prometheus) and GET /healthz on (default: none)")
 	fs.DurationVar(&w.IdleTimeout, "idle", w.IdleTimeout, "stop after the queue has stayed empty this long (0: never)")
 	fs.DurationVar(&w.ReceiveWait, "receive-wait", w.ReceiveWait,
 		"long-poll wait of one receive, at most 20s (SQS's longest); on SIGTERM the poll in progress is waited for within -grace, so keep -grace longer")
@@ -169,11 +172,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer classifier.Close()
 
+	var metrics *worker.Metrics
+	if o.metricsAddr != "" {
+		reg := promserve.NewRegistry()
+		metrics = worker.NewMetrics(reg)
+		ms, err := promserve.Listen(o.metricsAddr, reg, log)
+		if err != nil {
+			return fmt.Errorf("-metrics-addr: %w", err)
+		}
+		defer ms.Close()
+		fmt.Fprintf(stdout, "worker %s: metrics on http://%s/metrics\n", o.worker.Name, ms.Addr())
+	}
 	w, err := worker.New(o.worker, worker.Deps{
 		Requests:   requests,
 		Responses:  responses,
 		Store:      store,
 		Classifier: classifier,
+		Metrics:    metrics,
 		Logger:     log,
 	})
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -12,10 +13,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
 	"github.com/elastiq/elastiq/services/elastiq"
 	"github.com/elastiq/elastiq/services/elastiq/ec2fleet"
 	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
 	"github.com/elastiq/elastiq/services/elastiq/elastiqtest/awsstack"
+	"github.com/elastiq/elastiq/services/worker"
 )
 
 var env = elastiqtest.Env
@@ -181,11 +186,34 @@ func TestRunExec(t *testing.T) {
 	req := submit(t, ctx, s, "test_00.jpg", []byte("twelve bytes"))
 
 	p := elastiqtest.StartProgram(t, run, cmdline(s, "-classifier", "exec", "-exec-command", script(t, sizeLabel)+" {}",
-		"-visibility", "30s", "-idle", "3s", "-name", "w1", "-log-level", "debug"), env(nil))
+		"-visibility", "30s", "-idle", "3s", "-name", "w1", "-log-level", "debug", "-metrics-addr", "127.0.0.1:0"), env(nil))
 	if m := p.WaitOutput(takingRE, time.Minute); m[1] != "w1" {
 		t.Errorf("worker name = %q, want w1", m[1])
 	}
+	metricsURL := p.WaitOutput(regexp.MustCompile(`metrics on (http://\S+)`), time.Minute)[1]
 	res := response(t, ctx, s)
+	// -metrics-addr: the handled request counted (read with Prometheus's
+	// parser), while the worker still runs.
+	elastiqtest.Eventually(t, "the request counted on /metrics", func() bool {
+		resp, err := http.Get(metricsURL)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		fams, err := parser.TextToMetricFamilies(resp.Body)
+		if err != nil {
+			t.Fatalf("GET /metrics: %v", err)
+		}
+		for _, m := range fams["elastiq_worker_messages_total"].GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetValue() == worker.OutcomeDone && m.GetCounter().GetValue() == 1 {
+					return true
+				}
+			}
+		}
+		return false
+	})
 	want := elastiq.Result{ID: req.ID, FileName: "test_00.jpg", Status: elastiq.StatusDone, Label: "size-12", Worker: "w1"}
 	if res.ID != want.ID || res.FileName != want.FileName || res.Status != want.Status || res.Label != want.Label || res.Worker != want.Worker {
 		t.Errorf("response = %+v, want %+v", res, want)
