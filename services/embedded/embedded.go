@@ -24,11 +24,14 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/elastiq/elastiq/services/elastiq"
 	"github.com/elastiq/elastiq/services/elastiq/diskstore"
 	"github.com/elastiq/elastiq/services/elastiq/localcache"
 	"github.com/elastiq/elastiq/services/elastiq/localfleet"
 	"github.com/elastiq/elastiq/services/elastiq/memqueue"
+	"github.com/elastiq/elastiq/services/elastiq/promserve"
 	"github.com/elastiq/elastiq/services/scaler"
 	"github.com/elastiq/elastiq/services/scaler/policy"
 	"github.com/elastiq/elastiq/services/web"
@@ -153,7 +156,9 @@ type Stack struct {
 	Scaler    *scaler.Scaler
 	Web       *web.Server
 
-	classifier elastiq.Classifier
+	classifier    elastiq.Classifier
+	registry      *prometheus.Registry
+	workerMetrics *worker.Metrics
 	// workerQueue, when set (by tests), wraps the request queue a worker
 	// instance sees, so a test can cut one instance off as if it crashed.
 	workerQueue func(instanceID string, q elastiq.Queue) elastiq.Queue
@@ -171,7 +176,11 @@ func New(cfg Config, deps Deps) (*Stack, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Stack{cfg: cfg, log: log, classifier: deps.Classifier}
+	// One registry for the whole program, served on the web tier's
+	// /metrics: the web tier's, the scaler's and the workers' metrics (the
+	// workers' summed over the local fleet).
+	reg := promserve.NewRegistry()
+	s := &Stack{cfg: cfg, log: log, classifier: deps.Classifier, registry: reg, workerMetrics: worker.NewMetrics(reg)}
 
 	var opts []diskstore.Option
 	if cfg.Fsync {
@@ -208,10 +217,11 @@ func New(cfg Config, deps Deps) (*Stack, error) {
 		return nil, fmt.Errorf("stack: %w", err)
 	}
 	s.Scaler, err = scaler.New(cfg.Scaler, scaler.Deps{
-		Queue:  s.Requests,
-		Fleet:  s.Fleet,
-		Policy: pol,
-		Logger: log,
+		Queue:   s.Requests,
+		Fleet:   s.Fleet,
+		Policy:  pol,
+		Metrics: scaler.NewMetrics(s.registry),
+		Logger:  log,
 	})
 	if err != nil {
 		s.closeBackends()
@@ -227,6 +237,7 @@ func New(cfg Config, deps Deps) (*Stack, error) {
 		// Every accepted request nudges the scaler, so scale-out does
 		// not wait for its next tick.
 		OnAccepted: s.Scaler.Nudge,
+		Registry:   reg,
 		Logger:     log,
 	})
 	if err != nil {
@@ -253,6 +264,7 @@ func (s *Stack) newWorker(id string) (localfleet.Worker, error) {
 		Responses:  s.Responses,
 		Store:      s.Store,
 		Classifier: s.classifier,
+		Metrics:    s.workerMetrics,
 		Logger:     s.log,
 	})
 }

@@ -64,6 +64,9 @@ type Deps struct {
 	Queue  QueueStats
 	Fleet  elastiq.Fleet
 	Policy policy.Policy
+	// Metrics, if set, records what the scaler sees and does
+	// (NewMetrics).
+	Metrics *Metrics
 	// Logger defaults to discarding; Now to time.Now; NewToken (the
 	// idempotency token of a launch) to crypto/rand.Text.
 	Logger   *slog.Logger
@@ -151,6 +154,7 @@ func (s *Scaler) NudgeN(n int) {
 	if n > 0 {
 		s.arrivals.Add(int64(n))
 	}
+	s.deps.Metrics.nudged(n)
 	select {
 	case s.nudge <- struct{}{}:
 	default:
@@ -220,6 +224,7 @@ func (s *Scaler) evaluate(ctx context.Context) {
 		level = slog.LevelInfo
 	}
 	s.log.Log(ctx, level, "scaling decision", "observed", obs, "decision", d)
+	s.deps.Metrics.observed(obs, d)
 	s.mu.Lock()
 	s.last = Status{At: now, Observation: obs, Decision: d}
 	s.mu.Unlock()
@@ -251,7 +256,7 @@ func (s *Scaler) observe(ctx context.Context) (elastiq.QueueStats, []elastiq.Ins
 // and decides again.
 func (s *Scaler) act(ctx context.Context, d policy.Decision) {
 	if len(d.Start) > 0 {
-		if s.try(ctx, "start instances", d.Start, func(ctx context.Context) error {
+		if s.try(ctx, ActionStart, d.Start, func(ctx context.Context) error {
 			return s.deps.Fleet.Start(ctx, d.Start)
 		}) {
 			s.lastScaleOut = s.deps.Now()
@@ -261,14 +266,14 @@ func (s *Scaler) act(ctx context.Context, d policy.Decision) {
 		s.launch(ctx, d.Launch)
 	}
 	if len(d.Stop) > 0 {
-		if s.try(ctx, "stop instances", d.Stop, func(ctx context.Context) error {
+		if s.try(ctx, ActionStop, d.Stop, func(ctx context.Context) error {
 			return s.deps.Fleet.Stop(ctx, d.Stop)
 		}) {
 			s.lastScaleIn = s.deps.Now()
 		}
 	}
 	if len(d.Terminate) > 0 {
-		if s.try(ctx, "terminate instances", d.Terminate, func(ctx context.Context) error {
+		if s.try(ctx, ActionTerminate, d.Terminate, func(ctx context.Context) error {
 			return s.deps.Fleet.Terminate(ctx, d.Terminate)
 		}) {
 			s.lastScaleIn = s.deps.Now()
@@ -290,6 +295,7 @@ func (s *Scaler) launch(ctx context.Context, n int) {
 		launched, err = s.deps.Fleet.Launch(ctx, n, token)
 		return err
 	})
+	s.deps.Metrics.acted(ActionLaunch, len(launched), err)
 	if err != nil {
 		s.retryLaunch.n, s.retryLaunch.token = n, token
 		if ctx.Err() == nil {
@@ -303,8 +309,11 @@ func (s *Scaler) launch(ctx context.Context, n int) {
 }
 
 // try runs one fleet action with ActionTimeout and logs the outcome.
-func (s *Scaler) try(ctx context.Context, op string, ids []string, f func(context.Context) error) bool {
-	if err := s.call(ctx, f); err != nil {
+func (s *Scaler) try(ctx context.Context, action string, ids []string, f func(context.Context) error) bool {
+	op := action + " instances"
+	err := s.call(ctx, f)
+	s.deps.Metrics.acted(action, len(ids), err)
+	if err != nil {
 		if ctx.Err() == nil {
 			s.log.Error(op+" failed; retrying next evaluation", "ids", ids, "err", err)
 		}

@@ -22,10 +22,10 @@ const (
 	outcomeUndecodable = "undecodable"
 )
 
-// metrics are the web tier's metrics, in a registry of the server's own
-// (so that several servers in one process, as in tests, do not share one):
-// its counters, the Go runtime's and the process's, and the queue depth and
-// instances read from their sources on each scrape (sourceCollector).
+// metrics are the web tier's metrics, in the program's registry
+// (Deps.Registry) or one of the server's own, so that several servers in one
+// process, as in tests, do not share one: its counters, and the queue depth
+// and instances read from their sources on each scrape (sourceCollector).
 type metrics struct {
 	registry  *prometheus.Registry
 	requests  *prometheus.CounterVec // route, code
@@ -34,9 +34,13 @@ type metrics struct {
 	latency   prometheus.Histogram
 }
 
-func newMetrics(s *Server) *metrics {
+func newMetrics(s *Server, reg *prometheus.Registry) *metrics {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
 	m := &metrics{
-		registry: prometheus.NewRegistry(),
+		registry: reg,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "elastiq_web_http_requests_total", Help: "HTTP requests answered, by route pattern and status code.",
 		}, []string{"route", "code"}),
@@ -57,8 +61,6 @@ func newMetrics(s *Server) *metrics {
 		m.responses.WithLabelValues(o)
 	}
 	m.registry.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.requests, m.inFlight, m.responses, m.latency,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "elastiq_web_waiting_requests", Help: "Requests waiting for their result (POST / and GET with ?wait=).",

@@ -22,6 +22,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/elastiq/elastiq/services/elastiq"
@@ -43,6 +44,11 @@ type Deps struct {
 	Cache elastiq.Cache
 	// Fleet, if set, is read on /metrics scrapes for instance counts.
 	Fleet InstanceLister
+	// Registry, if set, is the program's metrics registry: the web tier
+	// registers its metrics there and serves all of it on /metrics (the
+	// embedded program's workers and scaler join it). Default: a registry
+	// of the server's own, with the Go and process collectors.
+	Registry *prometheus.Registry
 	// OnAccepted, if set, is called after each accepted request is queued
 	// (the embedded stack nudges its scaler with it). It must not block.
 	OnAccepted func()
@@ -122,7 +128,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		s.now = time.Now
 	}
 	s.hub = newHub(cfg.ResultRetention, cfg.MaxRetainedResults, s.now)
-	s.metrics = newMetrics(s)
+	s.metrics = newMetrics(s, deps.Registry)
 	s.metricsHandler = promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn), ErrorHandling: promhttp.ContinueOnError})
 	s.handler = s.instrument(s.routes())

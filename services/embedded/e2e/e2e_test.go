@@ -557,4 +557,3 @@ func recognition(t *testing.T, url string, id elastiq.RequestID) elastiq.Result 
 	}
 	return res
 }
-

@@ -35,6 +35,7 @@ import (
 	"github.com/elastiq/elastiq/services/elastiq/awsconfig"
 	"github.com/elastiq/elastiq/services/elastiq/ec2fleet"
 	"github.com/elastiq/elastiq/services/elastiq/flagenv"
+	"github.com/elastiq/elastiq/services/elastiq/promserve"
 	"github.com/elastiq/elastiq/services/elastiq/sqsqueue"
 	"github.com/elastiq/elastiq/services/scaler"
 	"github.com/elastiq/elastiq/services/scaler/policy"
@@ -62,6 +63,8 @@ type options struct {
 	imdsEndpoint string
 	// addr is where NudgeHandler listens ("" for nowhere).
 	addr string
+	// metricsAddr serves /metrics and /healthz ("" for nowhere).
+	metricsAddr string
 }
 
 func parse(args []string, getenv func(string) string, stderr io.Writer) (options, error) {
@@ -81,6 +84,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 	fs.StringVar(&o.addr, "addr", "", "address to serve the web tier's nudges on (POST /nudge?n=N: N requests accepted; "+
 		"the web program's -scaler-url): they give the backlog policy its arrival rate and start scale-out with the first "+
 		"request; also GET /healthz (default: none, and the scaler sees the queue only)")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "address to serve GET /metrics (Prometheus) and GET /healthz on (default: none)")
 	fs.DurationVar(&o.scaler.Interval, "interval", o.scaler.Interval,
 		"how often the scaler looks at the queue and the fleet (besides on every nudge)")
 	fs.DurationVar(&o.scaler.ActionTimeout, "action-timeout", o.scaler.ActionTimeout, "time limit of each SQS and EC2 call")
@@ -141,7 +145,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	s, err := scaler.New(o.scaler, scaler.Deps{Queue: queue, Fleet: fleet, Policy: pol, Logger: log})
+	var metrics *scaler.Metrics
+	if o.metricsAddr != "" {
+		reg := promserve.NewRegistry()
+		metrics = scaler.NewMetrics(reg)
+		ms, err := promserve.Listen(o.metricsAddr, reg, log)
+		if err != nil {
+			return fmt.Errorf("-metrics-addr: %w", err)
+		}
+		defer ms.Close()
+		fmt.Fprintf(stdout, "scaler: metrics on http://%s/metrics\n", ms.Addr())
+	}
+	s, err := scaler.New(o.scaler, scaler.Deps{Queue: queue, Fleet: fleet, Policy: pol, Metrics: metrics, Logger: log})
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
 	"github.com/elastiq/elastiq/services/elastiq"
 	"github.com/elastiq/elastiq/services/elastiq/ec2fleet"
 	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
@@ -290,8 +293,9 @@ func TestRunTakesNudges(t *testing.T) {
 	}
 	p := elastiqtest.StartProgram(t, run, []string{"scaler", "-endpoint", endpoint, "-request-queue-url", queues.URL,
 		"-stack", name, "-launch-template-id", template, "-policy", "classic", "-max-workers", "3",
-		"-interval", "1h", "-addr", "127.0.0.1:0", "-log-level", "debug"}, env(nil))
+		"-interval", "1h", "-addr", "127.0.0.1:0", "-log-level", "debug", "-metrics-addr", "127.0.0.1:0"}, env(nil))
 	url := p.WaitOutput(regexp.MustCompile(`taking nudges on (http://\S+)`), time.Minute)[1]
+	metricsURL := p.WaitOutput(regexp.MustCompile(`metrics on (http://\S+)`), time.Minute)[1]
 	// The evaluation at start, on the empty queue, is done: the next one
 	// is an hour away, unless nudged.
 	elastiqtest.Eventually(t, "the first evaluation", func() bool { return strings.Contains(p.Stderr.String(), "scaling decision") })
@@ -312,6 +316,30 @@ func TestRunTakesNudges(t *testing.T) {
 		t.Fatalf("POST /nudge = %s, want 204", resp.Status)
 	}
 	elastiqtest.Eventually(t, "a worker launched after the nudge", func() bool { return len(activeIDs(t, ctx, fleet)) == 1 })
+	// -metrics-addr: the nudge and the launch counted, read with
+	// Prometheus's parser.
+	resp, err = http.Get(metricsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	if got := fams["elastiq_scaler_nudged_requests_total"].GetMetric()[0].GetCounter().GetValue(); got != 1 {
+		t.Errorf("elastiq_scaler_nudged_requests_total = %v, want 1", got)
+	}
+	launched := 0.0
+	for _, m := range fams["elastiq_scaler_instances_total"].GetMetric() {
+		if m.GetLabel()[0].GetValue() == "launch" {
+			launched = m.GetCounter().GetValue()
+		}
+	}
+	if launched != 1 {
+		t.Errorf("elastiq_scaler_instances_total{action=launch} = %v, want 1", launched)
+	}
 	if err := p.Stop(); err != nil {
 		t.Errorf("run() after SIGTERM = %v, want nil", err)
 	}
