@@ -142,6 +142,10 @@ type Result struct {
 	FinishedAt  time.Time `json:"finished_at"`
 	// Classify is the time the classifier alone took.
 	Classify time.Duration `json:"classify_ns"`
+	// Deliveries is how many times the request had been delivered to a
+	// worker when this result was made, that delivery included (the
+	// queue's receive count; 0 when unknown).
+	Deliveries int `json:"deliveries,omitempty"`
 }
 
 // Encode and decode the messages that travel on the queues and in the stores.

@@ -202,6 +202,12 @@ func TestWorkerCrashMidMessage(t *testing.T) {
 	if err != nil || res.Worker == crashed || res.Worker == "" {
 		t.Errorf("output = %+v, %v; want it written by an instance other than the crashed %s", res, err, crashed)
 	}
+	if res.Deliveries != 2 {
+		t.Errorf("output's deliveries = %d, want 2: the crashed instance's, then the one that answered", res.Deliveries)
+	}
+	if r := h.await(res.ID); r.Deliveries != 2 {
+		t.Errorf("GET /v1/recognitions/%s deliveries = %d, want 2", res.ID, r.Deliveries)
+	}
 }
 
 // TestDuplicateDeliveryOneResult delivers one request twice (as SQS may) and

@@ -184,6 +184,8 @@ type recognition struct {
 	Label  string            `json:"label"`
 	Error  string            `json:"error"`
 	Worker string            `json:"worker"`
+	// Deliveries to a worker before the answer.
+	Deliveries int `json:"deliveries"`
 }
 
 // submit posts img to the async API and returns its ID.

@@ -249,6 +249,9 @@ type Recognition struct {
 	Error    string            `json:"error"`
 	Timings  Timings           `json:"timings"`
 	Worker   string            `json:"worker"`
+	// Deliveries is how many times the request was delivered to a worker
+	// before this answer (more than 1: a worker failed or was too slow).
+	Deliveries int `json:"deliveries,omitempty"`
 }
 
 // Timings of a request. Times not reached yet are omitted, and so are the
@@ -281,13 +284,14 @@ func recognitionOf(r elastiq.Result) Recognition {
 		t.TotalMS = ms(r.FinishedAt.Sub(r.SubmittedAt))
 	}
 	return Recognition{
-		ID:       r.ID,
-		FileName: r.FileName,
-		Status:   r.Status,
-		Label:    r.Label,
-		Error:    r.Error,
-		Timings:  t,
-		Worker:   r.Worker,
+		ID:         r.ID,
+		FileName:   r.FileName,
+		Status:     r.Status,
+		Label:      r.Label,
+		Error:      r.Error,
+		Timings:    t,
+		Worker:     r.Worker,
+		Deliveries: r.Deliveries,
 	}
 }
 

@@ -509,6 +509,7 @@ func (w *Worker) result(ctx context.Context, req elastiq.Request, receiveCount i
 	}
 
 	res, err = w.classify(ctx, req)
+	res.Deliveries = receiveCount
 	if err != nil {
 		return elastiq.Result{}, false, err
 	}

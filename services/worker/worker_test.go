@@ -524,8 +524,8 @@ func TestWorkerInlineImage(t *testing.T) {
 	h.requests.push(body)
 	h.runUntilIdle(t)
 	sent, err := h.responses.sentResults()
-	if err != nil || len(sent) != 1 || sent[0].Label != "Ann" || sent[0].Status != elastiq.StatusDone {
-		t.Fatalf("responses = %+v, %v; want one done, labelled Ann", sent, err)
+	if err != nil || len(sent) != 1 || sent[0].Label != "Ann" || sent[0].Status != elastiq.StatusDone || sent[0].Deliveries != 1 {
+		t.Fatalf("responses = %+v, %v; want one done, labelled Ann, on its first delivery", sent, err)
 	}
 	if n := h.store.GetCount(req.InputKey); n != 0 {
 		t.Errorf("input reads = %d, want 0", n)
