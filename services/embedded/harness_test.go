@@ -94,13 +94,15 @@ type harness struct {
 	url    string
 	client *http.Client
 	stop   func() error
+	logs   *elastiqtest.Logs // the stack's, info and above
 }
 
 // start runs a stack on a loopback port and waits for /healthz. setup, if
 // not nil, may adjust the stack before it runs.
 func start(t testing.TB, cfg Config, c elastiq.Classifier, setup func(*Stack)) *harness {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(elastiqtest.NewLogs(t), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	logs := elastiqtest.NewLogs(t)
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	s, err := New(cfg, Deps{Classifier: c, Logger: log})
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -120,6 +122,7 @@ func start(t testing.TB, cfg Config, c elastiq.Classifier, setup func(*Stack)) *
 	h := &harness{
 		t:      t,
 		s:      s,
+		logs:   logs,
 		url:    "http://" + ln.Addr().String(),
 		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 200}},
 		stop: func() error {

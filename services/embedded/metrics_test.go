@@ -1,6 +1,8 @@
 package embedded
 
 import (
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/common/expfmt"
@@ -47,5 +49,28 @@ func TestMetricsOfEveryTier(t *testing.T) {
 	}
 	if n := fams["elastiq_scaler_nudged_requests_total"].GetMetric(); len(n) != 1 || n[0].GetCounter().GetValue() != 3 {
 		t.Errorf("elastiq_scaler_nudged_requests_total = %v, want 3", n)
+	}
+}
+
+// TestFollowOneRequest: one grep of a request's ID through the logs tells
+// its story: accepted by the web tier, handled by a worker, its result
+// received.
+func TestFollowOneRequest(t *testing.T) {
+	imgs := loadWorkload(t)
+	h := start(t, testConfig(t), newContentClassifier(imgs), nil)
+	id := h.submit(imgs[0])
+	if r := h.await(id); r.Status != elastiq.StatusDone {
+		t.Fatalf("GET %s = %+v, want done", id, r)
+	}
+	var story []string
+	for _, line := range strings.Split(h.logs.String(), "\n") {
+		if strings.Contains(line, string(id)) {
+			story = append(story, line)
+		}
+	}
+	for _, want := range []string{`msg="request accepted"`, `msg="request handled"`, `msg="result received"`} {
+		if !slices.ContainsFunc(story, func(l string) bool { return strings.Contains(l, want) }) {
+			t.Errorf("no %s line with id %s; the lines with it:\n%s", want, id, strings.Join(story, "\n"))
+		}
 	}
 }

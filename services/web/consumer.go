@@ -89,6 +89,8 @@ func (s *Server) handleResponse(ctx context.Context, log *slog.Logger, m elastiq
 		log.Info("duplicate result ignored", "id", res.ID, "message", m.ID, "status", res.Status)
 	default:
 		s.metrics.observeResult(res, s.now())
+		log.Info("result received", "id", res.ID, "status", res.Status, "label", res.Label, "worker", res.Worker,
+			"deliveries", res.Deliveries)
 		s.cacheResult(deliverCtx, res)
 	}
 	deletes.Go(func() {
@@ -96,7 +98,7 @@ func (s *Server) handleResponse(ctx context.Context, log *slog.Logger, m elastiq
 		defer cancel()
 		if err := s.responses.Delete(ctx, m.ReceiptHandle); err != nil {
 			// It will be delivered again and then recognised as a duplicate.
-			log.Warn("delete response failed", "message", m.ID, "err", err)
+			log.Warn("delete response failed", "id", res.ID, "message", m.ID, "err", err)
 		}
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"github.com/elastiq/elastiq/services/elastiq"
 	"github.com/elastiq/elastiq/services/elastiq/retry"
@@ -29,10 +30,9 @@ func (s *Server) consumeDeadLetters(ctx context.Context) {
 		msgs, err := s.receiveFrom(ctx, s.deadLetters)
 		if err == nil {
 			for _, m := range msgs {
-				if err = s.answerDeadLetter(context.WithoutCancel(ctx), m); err != nil {
+				if err = s.answerDeadLetter(context.WithoutCancel(ctx), log, m); err != nil {
 					break
 				}
-				log.Warn("request failed: gave up after repeated deliveries", "message", m.ID, "receive_count", m.ReceiveCount)
 			}
 		}
 		if err != nil {
@@ -46,13 +46,15 @@ func (s *Server) consumeDeadLetters(ctx context.Context) {
 	}
 }
 
-func (s *Server) answerDeadLetter(ctx context.Context, m elastiq.Message) error {
+func (s *Server) answerDeadLetter(ctx context.Context, log *slog.Logger, m elastiq.Message) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.IOTimeout)
 	defer cancel()
 	req, err := elastiq.DecodeRequest(m.Body)
 	if err != nil {
+		log.Warn("undecodable dead letter; deleting it", "message", m.ID, "err", err)
 		return s.deadLetters.Delete(ctx, m.ReceiptHandle) // nothing to answer
 	}
+	log.Warn("request failed: gave up after repeated deliveries", "id", req.ID, "message", m.ID, "receive_count", m.ReceiveCount)
 	key := elastiq.OutputKey(req.ID)
 	var body []byte
 	switch stored, err := s.store.Get(ctx, key); {

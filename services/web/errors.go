@@ -98,6 +98,11 @@ const (
 // return errors and never log them themselves.
 func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, format errorFormat, err error) {
 	status := statusOf(err)
+	// The request's ID, once it has one (the handler set the header), so
+	// that one grep of it tells the request's whole story.
+	if id := w.Header().Get("X-Request-Id"); id != "" {
+		log = log.With("id", id)
+	}
 	switch {
 	case status == statusClientClosed:
 		log.Debug("client went away", "method", r.Method, "path", r.URL.Path, "err", err)

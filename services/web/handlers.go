@@ -234,6 +234,7 @@ func (s *Server) accept(ctx context.Context, u upload, subscribe bool) (elastiq.
 		return req, nil, failCause(errUnavailable, "could not queue the request, so it was not accepted; try again",
 			fmt.Errorf("send request %s: %w", id, err))
 	}
+	s.log.Info("request accepted", "id", id, "file", u.fileName, "bytes", len(u.body), "inline", msg.Image != nil)
 	if s.onAccepted != nil {
 		s.onAccepted()
 	}

@@ -478,7 +478,7 @@ func (w *Worker) handle(ctx context.Context, m elastiq.Message, slots chan struc
 		outcome = OutcomeDuplicate
 	}
 	w.deps.Metrics.outcome(outcome)
-	log.Debug("request handled", "status", res.Status, "label", res.Label, "reused", reused, "classify", res.Classify)
+	log.Info("request handled", "status", res.Status, "label", res.Label, "reused", reused, "classify", res.Classify)
 }
 
 // result returns the stored result of req when output/<id> exists (a
