@@ -4,11 +4,13 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
 	"github.com/elastiq/elastiq/services/elastiq"
+	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
 )
 
 // TestMetricsOfEveryTier: the embedded program's /metrics carries the web
@@ -62,15 +64,32 @@ func TestFollowOneRequest(t *testing.T) {
 	if r := h.await(id); r.Status != elastiq.StatusDone {
 		t.Fatalf("GET %s = %+v, want done", id, r)
 	}
-	var story []string
-	for _, line := range strings.Split(h.logs.String(), "\n") {
-		if strings.Contains(line, string(id)) {
-			story = append(story, line)
+	// The worker logs after it deletes the message, which may be after
+	// the answer: wait for the story to be complete.
+	wants := []string{`msg="request accepted"`, `msg="request handled"`, `msg="result received"`}
+	story := func() []string {
+		var lines []string
+		for _, line := range strings.Split(h.logs.String(), "\n") {
+			if strings.Contains(line, string(id)) {
+				lines = append(lines, line)
+			}
 		}
+		return lines
 	}
-	for _, want := range []string{`msg="request accepted"`, `msg="request handled"`, `msg="result received"`} {
-		if !slices.ContainsFunc(story, func(l string) bool { return strings.Contains(l, want) }) {
-			t.Errorf("no %s line with id %s; the lines with it:\n%s", want, id, strings.Join(story, "\n"))
+	complete := func() bool {
+		lines := story()
+		for _, want := range wants {
+			if !slices.ContainsFunc(lines, func(l string) bool { return strings.Contains(l, want) }) {
+				return false
+			}
 		}
+		return true
+	}
+	deadline := time.Now().Add(elastiqtest.Timeout)
+	for !complete() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !complete() {
+		t.Errorf("want lines %q with id %s; the lines with it:\n%s", wants, id, strings.Join(story(), "\n"))
 	}
 }

@@ -80,6 +80,11 @@ func (s *Server) handleResponse(ctx context.Context, log *slog.Logger, m elastiq
 	deliverCtx, cancel := context.WithTimeout(ctx, s.cfg.IOTimeout)
 	defer cancel()
 	res, err := elastiq.DecodeResult(m.Body)
+	if err == nil {
+		// Before the waiters wake: the log tells the story in order.
+		log.Info("result received", "id", res.ID, "status", res.Status, "label", res.Label, "worker", res.Worker,
+			"deliveries", res.Deliveries)
+	}
 	switch {
 	case err != nil:
 		s.metrics.responses.WithLabelValues(outcomeUndecodable).Inc()
@@ -89,8 +94,6 @@ func (s *Server) handleResponse(ctx context.Context, log *slog.Logger, m elastiq
 		log.Info("duplicate result ignored", "id", res.ID, "message", m.ID, "status", res.Status)
 	default:
 		s.metrics.observeResult(res, s.now())
-		log.Info("result received", "id", res.ID, "status", res.Status, "label", res.Label, "worker", res.Worker,
-			"deliveries", res.Deliveries)
 		s.cacheResult(deliverCtx, res)
 	}
 	deletes.Go(func() {
