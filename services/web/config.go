@@ -58,7 +58,7 @@ type Config struct {
 	// responses, a consumer waits this long before the next, so that
 	// responses gather into fewer, fuller receives (each one a billed
 	// call). It adds up to this much to an answer. Default 0; the
-	// distributed web program uses its -batch-window.
+	// distributed web program sets it with -gather-window (20ms).
 	GatherWindow time.Duration
 	ReceiveWait  time.Duration
 }
