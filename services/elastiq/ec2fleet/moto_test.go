@@ -20,6 +20,7 @@ import (
 
 	"github.com/elastiq/elastiq/services/elastiq"
 	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
+	"github.com/elastiq/elastiq/services/elastiq/elastiqtest/motoec2"
 	"github.com/elastiq/elastiq/services/elastiq/internal/awstest"
 )
 
@@ -28,7 +29,7 @@ import (
 type testEnv struct {
 	awsCfg   aws.Config
 	client   *ec2.Client
-	template types.LaunchTemplate
+	template motoec2.Template
 	stack    string
 }
 
@@ -39,57 +40,21 @@ func newTestEnv(t *testing.T) *testEnv {
 	awsCfg := awstest.Config(t)
 	client := ec2.NewFromConfig(awsCfg)
 	ctx := testCtx(t)
-	// Listing all of moto's 1000-odd images takes a second; ask for a few.
-	images, err := client.DescribeImages(ctx, &ec2.DescribeImagesInput{
-		Owners:  []string{"amazon"},
-		Filters: []types.Filter{{Name: aws.String("name"), Values: []string{"amzn2-ami-hvm-*-x86_64-gp2"}}},
-	})
-	if err == nil && len(images.Images) == 0 {
-		images, err = client.DescribeImages(ctx, &ec2.DescribeImagesInput{})
-	}
-	if err != nil {
-		t.Fatalf("DescribeImages: %v", err)
-	}
-	if len(images.Images) == 0 {
-		t.Fatal("DescribeImages: the server has no images to launch from")
-	}
 	name := awstest.Name(t)
-	lt, err := client.CreateLaunchTemplate(ctx, &ec2.CreateLaunchTemplateInput{
-		LaunchTemplateName: aws.String(name),
-		LaunchTemplateData: &types.RequestLaunchTemplateData{
-			ImageId:      images.Images[0].ImageId,
-			InstanceType: types.InstanceTypeT3Micro,
-		},
-	})
+	lt, err := motoec2.LaunchTemplate(ctx, awsCfg, name)
 	if err != nil {
-		t.Fatalf("CreateLaunchTemplate: %v", err)
+		t.Fatal(err)
 	}
 	// Leave the server as it was: terminate what the test launched (the
 	// stack's instances and its "-other" stack's).
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		out, err := client.DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: []types.Filter{
-			{Name: aws.String("tag:" + TagStack), Values: []string{name, name + "-other"}},
-			{Name: aws.String("instance-state-name"), Values: []string{"pending", "running", "stopping", "stopped"}},
-		}})
-		if err != nil {
+		if err := motoec2.TerminateStacks(ctx, awsCfg, name, name+"-other"); err != nil {
 			t.Errorf("clean up: %v", err)
-			return
-		}
-		var ids []string
-		for _, r := range out.Reservations {
-			for _, in := range r.Instances {
-				ids = append(ids, aws.ToString(in.InstanceId))
-			}
-		}
-		if len(ids) > 0 {
-			if _, err := client.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: ids}); err != nil {
-				t.Errorf("clean up: %v", err)
-			}
 		}
 	})
-	return &testEnv{awsCfg: awsCfg, client: client, template: *lt.LaunchTemplate, stack: name}
+	return &testEnv{awsCfg: awsCfg, client: client, template: lt, stack: name}
 }
 
 // fleet returns a fleet of this test's stack on its launch template.
@@ -97,7 +62,7 @@ func (e *testEnv) fleet(t *testing.T, edit func(*Config)) *Fleet {
 	t.Helper()
 	cfg := Config{
 		Tags:             WorkerTags(e.stack),
-		LaunchTemplateID: aws.ToString(e.template.LaunchTemplateId),
+		LaunchTemplateID: e.template.ID,
 		Timeout:          time.Minute,
 		Logger:           elastiqtest.NewLogs(t).Logger(),
 	}
@@ -292,7 +257,7 @@ func TestTagsSeparateFleets(t *testing.T) {
 	// And one with no tags at all.
 	run, err := env.client.RunInstances(ctx, &ec2.RunInstancesInput{
 		MinCount: aws.Int32(1), MaxCount: aws.Int32(1),
-		LaunchTemplate: &types.LaunchTemplateSpecification{LaunchTemplateId: env.template.LaunchTemplateId},
+		LaunchTemplate: &types.LaunchTemplateSpecification{LaunchTemplateId: aws.String(env.template.ID)},
 	})
 	if err != nil {
 		t.Fatalf("RunInstances(untagged): %v", err)
@@ -405,7 +370,7 @@ func TestLaunchTemplateByNameAndVersion(t *testing.T) {
 	env := newTestEnv(t)
 	ctx := testCtx(t)
 	v2, err := env.client.CreateLaunchTemplateVersion(ctx, &ec2.CreateLaunchTemplateVersionInput{
-		LaunchTemplateId:   env.template.LaunchTemplateId,
+		LaunchTemplateId:   aws.String(env.template.ID),
 		SourceVersion:      aws.String("1"),
 		LaunchTemplateData: &types.RequestLaunchTemplateData{InstanceType: types.InstanceTypeT3Small},
 	})
@@ -429,7 +394,7 @@ func TestLaunchTemplateByNameAndVersion(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := env.fleet(t, func(c *Config) {
 				c.LaunchTemplateID = ""
-				c.LaunchTemplateName = aws.ToString(env.template.LaunchTemplateName)
+				c.LaunchTemplateName = env.template.Name
 				c.LaunchTemplateVersion = tt.version
 			})
 			launched, err := f.Launch(ctx, 1, "")
@@ -437,7 +402,7 @@ func TestLaunchTemplateByNameAndVersion(t *testing.T) {
 				t.Fatalf("Launch: %v", err)
 			}
 			if got := env.describe(t, launched[0].ID).InstanceType; got != tt.want {
-				t.Errorf("Launch from %s version %q: instance type %s, want %s", aws.ToString(env.template.LaunchTemplateName), tt.version, got, tt.want)
+				t.Errorf("Launch from %s version %q: instance type %s, want %s", env.template.Name, tt.version, got, tt.want)
 			}
 		})
 	}

@@ -7,10 +7,9 @@ import (
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/elastiq/elastiq/services/elastiq/elastiqtest/imds"
+	"github.com/elastiq/elastiq/services/elastiq/elastiqtest/motoec2"
 	"github.com/elastiq/elastiq/services/elastiq/internal/awstest"
 )
 
@@ -87,35 +86,15 @@ func UniqueName(tb testing.TB) string {
 }
 
 // LaunchTemplate creates, on the test server, a launch template of a t3.micro
-// from one of the server's Amazon Linux images, and returns its ID.
+// from one of the server's Amazon Linux images (motoec2.LaunchTemplate), and
+// returns its ID.
 func LaunchTemplate(ctx context.Context, tb testing.TB, cfg aws.Config) string {
 	tb.Helper()
-	client := ec2.NewFromConfig(cfg)
-	// Listing all of moto's 1000-odd images takes a second; ask for a few.
-	images, err := client.DescribeImages(ctx, &ec2.DescribeImagesInput{
-		Owners:  []string{"amazon"},
-		Filters: []types.Filter{{Name: aws.String("name"), Values: []string{"amzn2-ami-hvm-*-x86_64-gp2"}}},
-	})
-	if err == nil && len(images.Images) == 0 {
-		images, err = client.DescribeImages(ctx, &ec2.DescribeImagesInput{})
-	}
+	lt, err := motoec2.LaunchTemplate(ctx, cfg, UniqueName(tb))
 	if err != nil {
-		tb.Fatalf("DescribeImages: %v", err)
+		tb.Fatal(err)
 	}
-	if len(images.Images) == 0 {
-		tb.Fatal("DescribeImages: the server has no images to launch from")
-	}
-	lt, err := client.CreateLaunchTemplate(ctx, &ec2.CreateLaunchTemplateInput{
-		LaunchTemplateName: aws.String(UniqueName(tb)),
-		LaunchTemplateData: &types.RequestLaunchTemplateData{
-			ImageId:      images.Images[0].ImageId,
-			InstanceType: types.InstanceTypeT3Micro,
-		},
-	})
-	if err != nil {
-		tb.Fatalf("CreateLaunchTemplate: %v", err)
-	}
-	return aws.ToString(lt.LaunchTemplate.LaunchTemplateId)
+	return lt.ID
 }
 
 // IMDS starts a test double of the EC2 instance metadata service, IMDSv2
@@ -128,34 +107,15 @@ func IMDS(tb testing.TB, instanceID string) string {
 }
 
 // TerminateAtEnd terminates, at the end of the test, every instance on the
-// test server tagged elastiq:stack=stack that is not terminated yet, so a
-// test that launches workers leaves no running or stopped instance behind
-// for the next one to list. (The tag key is ec2fleet.TagStack, which this
-// package cannot import: ec2fleet's own tests use it.)
+// test server tagged elastiq:stack=stack that is not terminated yet
+// (motoec2.TerminateStacks), so a test that launches workers leaves no
+// running or stopped instance behind for the next one to list.
 func TerminateAtEnd(tb testing.TB, cfg aws.Config, stack string) {
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), Timeout)
 		defer cancel()
-		client := ec2.NewFromConfig(cfg)
-		out, err := client.DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: []types.Filter{
-			{Name: aws.String("tag:elastiq:stack"), Values: []string{stack}},
-			{Name: aws.String("instance-state-name"), Values: []string{"pending", "running", "stopping", "stopped"}},
-		}})
-		if err != nil {
-			tb.Errorf("clean up the instances of %s: %v", stack, err)
-			return
-		}
-		var ids []string
-		for _, r := range out.Reservations {
-			for _, in := range r.Instances {
-				ids = append(ids, aws.ToString(in.InstanceId))
-			}
-		}
-		if len(ids) == 0 {
-			return
-		}
-		if _, err := client.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: ids}); err != nil {
-			tb.Errorf("clean up the instances of %s: %v", stack, err)
+		if err := motoec2.TerminateStacks(ctx, cfg, stack); err != nil {
+			tb.Error(err)
 		}
 	})
 }

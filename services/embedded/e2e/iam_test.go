@@ -17,11 +17,11 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
 
 	iampolicy "github.com/elastiq/elastiq/infra/iam"
 	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
 	"github.com/elastiq/elastiq/services/elastiq/elastiqtest/awsstack"
+	"github.com/elastiq/elastiq/services/elastiq/elastiqtest/motoec2"
 )
 
 // What each policy grants that TestDistributedMode's programs do not use,
@@ -240,13 +240,11 @@ func policyJSON(t testing.TB, doc iampolicy.Document) string {
 func launchTemplate(t testing.TB, cfg aws.Config) (id, image string) {
 	ctx, cancel := context.WithTimeout(t.Context(), elastiqtest.Timeout)
 	defer cancel()
-	id = elastiqtest.LaunchTemplate(ctx, t, cfg)
-	out, err := ec2.NewFromConfig(cfg).DescribeLaunchTemplateVersions(ctx, &ec2.DescribeLaunchTemplateVersionsInput{
-		LaunchTemplateId: aws.String(id)})
-	if err != nil || len(out.LaunchTemplateVersions) == 0 {
-		t.Fatalf("DescribeLaunchTemplateVersions(%s) = %v, %v", id, out, err)
+	lt, err := motoec2.LaunchTemplate(ctx, cfg, elastiqtest.UniqueName(t))
+	if err != nil {
+		t.Fatal(err)
 	}
-	return id, aws.ToString(out.LaunchTemplateVersions[0].LaunchTemplateData.ImageId)
+	return lt.ID, lt.ImageID
 }
 
 // noise is a side x side PNG of random gray pixels: a valid image with no

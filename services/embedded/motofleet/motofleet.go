@@ -36,8 +36,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/elastiq/elastiq/services/elastiq"
 	"github.com/elastiq/elastiq/services/elastiq/ec2fleet"
@@ -103,9 +101,8 @@ type instance struct {
 
 	proc     *exec.Cmd
 	exited   chan struct{} // closed when proc has exited
-	exitErr  error
-	killed   bool      // the runner stopped proc: not a crash
-	crashAt  time.Time // when the last process crashed; zero if none
+	killed   bool          // the runner stopped proc: not a crash
+	crashAt  time.Time     // when the last process crashed; zero if none
 	termSent time.Time
 }
 
@@ -211,8 +208,6 @@ func (r *Runner) follow(now time.Time, id string, state elastiq.InstanceState) {
 		in.stopped = true
 		if in.proc != nil {
 			r.signal(now, in)
-		} else {
-			in.exited, in.exitErr = nil, nil // the next boot starts a worker
 		}
 		if state == elastiq.InstanceTerminated && in.proc == nil {
 			if in.imds != nil {
@@ -258,12 +253,12 @@ func (r *Runner) startWorker(in *instance) {
 	r.log.Info("start worker", "id", in.id, "pid", cmd.Process.Pid)
 	in.proc, in.killed, in.termSent = cmd, false, time.Time{}
 	exited := make(chan struct{})
-	in.exited, in.exitErr = exited, nil
+	in.exited = exited
 	go func() {
 		err := cmd.Wait()
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		in.proc, in.exitErr = nil, err
+		in.proc = nil
 		switch {
 		case err != nil && !in.killed:
 			r.log.Warn("worker crashed", "id", in.id, "err", err)
@@ -378,36 +373,6 @@ func (r *Runner) Close(ctx context.Context) error {
 		return fmt.Errorf("motofleet: terminate the stack's instances: %w", err)
 	}
 	return nil
-}
-
-// LaunchTemplate creates, on the server, a launch template named name for
-// the stack's workers (a t3.micro of one of the server's Amazon Linux
-// images: on moto an instance is only a record, which the Runner turns into
-// a worker process) and returns its ID.
-func LaunchTemplate(ctx context.Context, cfg aws.Config, name string) (string, error) {
-	client := ec2.NewFromConfig(cfg)
-	// Listing all of moto's 1000-odd images takes a second; ask for a few.
-	images, err := client.DescribeImages(ctx, &ec2.DescribeImagesInput{
-		Owners:  []string{"amazon"},
-		Filters: []types.Filter{{Name: aws.String("name"), Values: []string{"amzn2-ami-hvm-*-x86_64-gp2"}}},
-	})
-	if err == nil && len(images.Images) == 0 {
-		images, err = client.DescribeImages(ctx, &ec2.DescribeImagesInput{})
-	}
-	if err != nil {
-		return "", fmt.Errorf("launch template: %w", err)
-	}
-	if len(images.Images) == 0 {
-		return "", errors.New("launch template: the server has no image to launch")
-	}
-	lt, err := client.CreateLaunchTemplate(ctx, &ec2.CreateLaunchTemplateInput{
-		LaunchTemplateName: aws.String(name),
-		LaunchTemplateData: &types.RequestLaunchTemplateData{ImageId: images.Images[0].ImageId, InstanceType: types.InstanceTypeT3Micro},
-	})
-	if err != nil {
-		return "", fmt.Errorf("launch template: %w", err)
-	}
-	return aws.ToString(lt.LaunchTemplate.LaunchTemplateId), nil
 }
 
 // serveIMDS starts the metadata service of instance id on loopback.

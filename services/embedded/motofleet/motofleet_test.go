@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+
 	"github.com/elastiq/elastiq/services/elastiq"
 	"github.com/elastiq/elastiq/services/elastiq/ec2fleet"
 	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
@@ -21,15 +23,9 @@ import (
 // termination on the shared moto server. The worker is a test double: a
 // shell that asks its metadata service for its instance ID and sleeps.
 func TestRunner(t *testing.T) {
-	cfg := elastiqtest.AWSConfig(t)
-	stack := elastiqtest.UniqueName(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	fleet, err := ec2fleet.New(cfg, ec2fleet.Config{Tags: ec2fleet.WorkerTags(stack),
-		LaunchTemplateID: elastiqtest.LaunchTemplate(ctx, t, cfg)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, stack, fleet := testFleet(t, ctx)
 	ids := make(chan string, 10) // what each worker read from its metadata service
 	r, err := motofleet.Start(motofleet.Config{
 		AWS: cfg, Stack: stack, Poll: 50 * time.Millisecond,
@@ -99,6 +95,21 @@ func TestRunner(t *testing.T) {
 	}
 }
 
+// testFleet returns the shared test server's configuration, a stack name
+// of the test's own, and a fleet of that stack's workers with a launch
+// template.
+func testFleet(t *testing.T, ctx context.Context) (aws.Config, string, *ec2fleet.Fleet) {
+	t.Helper()
+	cfg := elastiqtest.AWSConfig(t)
+	stack := elastiqtest.UniqueName(t)
+	fleet, err := ec2fleet.New(cfg, ec2fleet.Config{Tags: ec2fleet.WorkerTags(stack),
+		LaunchTemplateID: elastiqtest.LaunchTemplate(ctx, t, cfg)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg, stack, fleet
+}
+
 // awaitPID waits until instance id's worker runs with a PID other than old.
 func awaitPID(t *testing.T, r *motofleet.Runner, id string, old int) int {
 	t.Helper()
@@ -143,15 +154,9 @@ func instanceID(t *testing.T, imds string) string {
 // scaler started it again before the runner looked (moto stops and starts at
 // once). The worker is a test double: a shell that exits 0 when told to.
 func TestRunnerStartBetweenLooks(t *testing.T) {
-	cfg := elastiqtest.AWSConfig(t)
-	stack := elastiqtest.UniqueName(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	fleet, err := ec2fleet.New(cfg, ec2fleet.Config{Tags: ec2fleet.WorkerTags(stack),
-		LaunchTemplateID: elastiqtest.LaunchTemplate(ctx, t, cfg)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, stack, fleet := testFleet(t, ctx)
 	quit := filepath.Join(t.TempDir(), "quit")
 	r, err := motofleet.Start(motofleet.Config{
 		AWS: cfg, Stack: stack, Poll: time.Second, StartReady: 100 * time.Millisecond, StopGrace: 5 * time.Second,

@@ -42,6 +42,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 
 	"github.com/elastiq/elastiq/services/elastiq"
+	"github.com/elastiq/elastiq/services/elastiq/elastiqtest/motoec2"
 	"github.com/elastiq/elastiq/services/elastiq/flagenv"
 	"github.com/elastiq/elastiq/services/elastiq/s3store"
 	"github.com/elastiq/elastiq/services/elastiq/sqsqueue"
@@ -143,10 +144,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := s3store.CreateBucket(setup, cfg, o.stack, s3store.Options{UsePathStyle: true}); err != nil {
 		return err
 	}
-	template, err := motofleet.LaunchTemplate(setup, cfg, o.stack)
+	lt, err := motoec2.LaunchTemplate(setup, cfg, o.stack)
 	if err != nil {
 		return err
 	}
+	template := lt.ID
 	common := []string{"-endpoint", o.endpoint, "-bucket", o.stack,
 		"-request-queue-url", requests.URL, "-response-queue-url", responses.URL}
 

@@ -105,26 +105,11 @@ func TestParse(t *testing.T) {
 // workers launched for them, tagged for the stack; once the queue is idle
 // and the workers have stopped themselves, they are terminated.
 func TestRunScalesOutAndIn(t *testing.T) {
-	endpoint := elastiqtest.AWSEnv(t)
-	awsCfg := elastiqtest.AWSConfig(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
-	name := elastiqtest.UniqueName(t)
-	queues, err := sqsqueue.CreateWithDeadLetter(ctx, awsCfg, name, sqsqueue.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	template := elastiqtest.LaunchTemplate(ctx, t, awsCfg)
 	// The test's own view of the stack's fleet, to check and to stop workers
 	// as they would stop themselves.
-	fleet, err := ec2fleet.New(awsCfg, ec2fleet.Config{Tags: ec2fleet.WorkerTags(name), LaunchTemplateID: template})
-	if err != nil {
-		t.Fatal(err)
-	}
-	queue, err := sqsqueue.Open(ctx, awsCfg, queues.URL, sqsqueue.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	endpoint, name, template, queues, queue, fleet := newScalerStack(t, ctx)
 
 	p := elastiqtest.StartProgram(t, run, []string{"scaler", "-endpoint", endpoint, "-request-queue-url", queues.URL,
 		"-stack", name, "-launch-template-id", template, "-policy", "classic", "-max-workers", "3", "-terminate-after", "2s",
@@ -180,6 +165,32 @@ func TestRunScalesOutAndIn(t *testing.T) {
 	if logs := p.Stderr.String(); !strings.Contains(logs, "terminate") {
 		t.Errorf("scaler logs do not mention a termination:\n%s", logs)
 	}
+}
+
+// newScalerStack makes, on the test server, the queues and the launch
+// template of a stack for the scaler to manage, and returns the endpoint,
+// the stack's name, the template's ID, the queues, the request queue and the
+// test's own view of the stack's fleet. The stack's instances are
+// terminated at the end of the test.
+func newScalerStack(t *testing.T, ctx context.Context) (endpoint, name, template string, queues sqsqueue.Queues,
+	queue *sqsqueue.Queue, fleet *ec2fleet.Fleet) {
+	t.Helper()
+	endpoint = elastiqtest.AWSEnv(t)
+	awsCfg := elastiqtest.AWSConfig(t)
+	name = elastiqtest.UniqueName(t)
+	queues, err := sqsqueue.CreateWithDeadLetter(ctx, awsCfg, name, sqsqueue.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	template = elastiqtest.LaunchTemplate(ctx, t, awsCfg)
+	if fleet, err = ec2fleet.New(awsCfg, ec2fleet.Config{Tags: ec2fleet.WorkerTags(name), LaunchTemplateID: template}); err != nil {
+		t.Fatal(err)
+	}
+	elastiqtest.TerminateAtEnd(t, awsCfg, name)
+	if queue, err = sqsqueue.Open(ctx, awsCfg, queues.URL, sqsqueue.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	return endpoint, name, template, queues, queue, fleet
 }
 
 // activeIDs returns the fleet's running and pending workers.
@@ -268,29 +279,9 @@ func TestRunTerminatesWorkersWithHost(t *testing.T) {
 // scaler look at once: with an interval of an hour, the worker for a queued
 // request is launched only because of the nudge.
 func TestRunTakesNudges(t *testing.T) {
-	endpoint := elastiqtest.AWSEnv(t)
-	awsCfg := elastiqtest.AWSConfig(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	name := elastiqtest.UniqueName(t)
-	queues, err := sqsqueue.CreateWithDeadLetter(ctx, awsCfg, name, sqsqueue.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	template := elastiqtest.LaunchTemplate(ctx, t, awsCfg)
-	fleet, err := ec2fleet.New(awsCfg, ec2fleet.Config{Tags: ec2fleet.WorkerTags(name), LaunchTemplateID: template})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { // leave the server as it was
-		if ids := activeIDs(t, context.Background(), fleet); len(ids) > 0 {
-			fleet.Terminate(context.Background(), ids)
-		}
-	})
-	queue, err := sqsqueue.Open(ctx, awsCfg, queues.URL, sqsqueue.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	endpoint, name, template, queues, queue, fleet := newScalerStack(t, ctx)
 	p := elastiqtest.StartProgram(t, run, []string{"scaler", "-endpoint", endpoint, "-request-queue-url", queues.URL,
 		"-stack", name, "-launch-template-id", template, "-policy", "classic", "-max-workers", "3",
 		"-interval", "1h", "-addr", "127.0.0.1:0", "-log-level", "debug", "-metrics-addr", "127.0.0.1:0"}, env(nil))
