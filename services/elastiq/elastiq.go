@@ -360,3 +360,32 @@ type Fleet interface {
 type Classifier interface {
 	Classify(ctx context.Context, image []byte) (string, error)
 }
+
+// ScalingEvent is a scaling decision that asked for an action, with the
+// reason its policy gave.
+type ScalingEvent struct {
+	At        time.Time `json:"at"`
+	Start     int       `json:"start,omitempty"`
+	Launch    int       `json:"launch,omitempty"`
+	Stop      int       `json:"stop,omitempty"`
+	Terminate int       `json:"terminate,omitempty"`
+	Reason    string    `json:"reason"`
+}
+
+// FleetUsage is the worker fleet's time and its estimated cost since the
+// scaler started: seconds spent in each state (summed over instances),
+// billed seconds (pending and running, at least EC2's minimum per start) and
+// their estimated cost in dollars at the configured prices, stopped
+// instances' storage included.
+type FleetUsage struct {
+	InstanceSeconds map[InstanceState]float64 `json:"instance_seconds"`
+	BilledSeconds   float64                   `json:"billed_seconds"`
+	CostDollars     float64                   `json:"cost_dollars"`
+}
+
+// ScalingReport is what a scaler tells observers (the web tier's dashboard):
+// the fleet's usage so far and its recent scaling events, oldest first.
+type ScalingReport struct {
+	Usage  FleetUsage     `json:"usage"`
+	Events []ScalingEvent `json:"events"`
+}

@@ -40,6 +40,7 @@ import (
 	"time"
 
 	"github.com/elastiq/elastiq/services/elastiq"
+	"github.com/elastiq/elastiq/services/scaler/cost"
 	"github.com/elastiq/elastiq/services/scaler/policy"
 )
 
@@ -108,7 +109,7 @@ func DefaultConfig() Config {
 		NudgeSettle:        20 * time.Millisecond,
 		MeasureRate:        true,
 		MeasureServiceTime: true,
-		MinBilled:          time.Minute,
+		MinBilled:          cost.MinBilled,
 		Tail:               15 * time.Minute,
 		Limit:              48 * time.Hour,
 		SampleEvery:        5 * time.Second,

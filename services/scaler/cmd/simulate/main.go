@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/elastiq/elastiq/services/elastiq/flagenv"
+	"github.com/elastiq/elastiq/services/scaler/cost"
 	"github.com/elastiq/elastiq/services/scaler/policy"
 	"github.com/elastiq/elastiq/services/scaler/sim"
 )
@@ -50,10 +51,11 @@ type options struct {
 	workloads []sim.Workload
 	out       string
 	series    string // a loadgen -series CSV to draw instead of simulating
+	prices    cost.Prices
 }
 
 func parse(args []string, getenv func(string) string, stderr io.Writer) (options, error) {
-	o := options{sim: sim.DefaultConfig(), policy: policy.DefaultConfig()}
+	o := options{sim: sim.DefaultConfig(), policy: policy.DefaultConfig(), prices: cost.DefaultPrices()}
 	o.policy.Policy = policy.NameClassic + "," + policy.NameBacklog
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -77,7 +79,11 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 	fs.BoolVar(&c.Nudge, "nudge", c.Nudge, "the web tier nudges the scaler on each request (false for the distributed scaler)")
 	fs.DurationVar(&c.Tail, "tail", c.Tail, "simulated time after the last completion (the fleet scaling in)")
 	o.policy.RegisterFlags(fs) // -policy takes a comma-separated list of the policies to compare
+	o.prices.RegisterFlags(fs)
 	if err := flagenv.Parse(fs, args[1:], getenv); err != nil {
+		return o, err
+	}
+	if err := o.prices.Validate(); err != nil {
 		return o, err
 	}
 	if fs.NArg() > 0 {
@@ -217,7 +223,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	c := o.sim
 	fmt.Fprintf(stdout, "seed %d; launch ready %v, start ready %v, service %v (sigma %g), worker idle %v, cpus %d, interval %v, nudge %v, min billed %v\n\n",
 		c.Seed, c.LaunchReady, c.StartReady, c.ServiceTime, c.ServiceSigma, c.IdleTimeout, c.CPUs, c.Interval, c.Nudge, c.MinBilled)
-	if err := printTable(stdout, results); err != nil {
+	if err := printTable(stdout, results, o.prices); err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout)
@@ -274,13 +280,19 @@ func writeSVG(path string, r sim.Result) error {
 	return nil
 }
 
-func printTable(w io.Writer, results []sim.Result) error {
+// printTable prints one line per result. Its cost is that of the whole run
+// (lead-in, stopped instances' volumes and tail included) at prices, in the
+// unit of the live scaler's elastiq_fleet_cost_dollars_total and the
+// dashboard; instance-s are billed instance-seconds, as the scaler's
+// elastiq_fleet_billed_instance_seconds_total.
+func printTable(w io.Writer, results []sim.Result, prices cost.Prices) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workload\tpolicy\trequests\tdrain\tp50\tp95\tp99\tinstance-s\tlead-in inst-s\tstopped-s\tlaunches\tstarts\tterminated\tmax fleet\t")
+	fmt.Fprintln(tw, "workload\tpolicy\trequests\tdrain\tp50\tp95\tp99\tinstance-s\tlead-in inst-s\tstopped-s\tcost $\tlaunches\tstarts\tterminated\tmax fleet\t")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%.0f\t%d\t%d\t%d\t%d\t\n",
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%.0f\t%.4f\t%d\t%d\t%d\t%d\t\n",
 			r.Workload, r.Policy, r.Requests, dur(r.Drain), dur(r.P50), dur(r.P95), dur(r.P99),
-			r.InstanceSeconds, r.LeadInSeconds, r.StoppedSeconds, r.Launches, r.Starts, r.Terminations, r.MaxFleet)
+			r.InstanceSeconds, r.LeadInSeconds, r.StoppedSeconds, prices.Dollars(r.InstanceSeconds+r.LeadInSeconds, r.StoppedSeconds),
+			r.Launches, r.Starts, r.Terminations, r.MaxFleet)
 	}
 	return tw.Flush()
 }
