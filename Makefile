@@ -10,7 +10,7 @@ export ELASTIQ_MODELS := $(MODELS)
 # Every Go module of the go.work workspace.
 MODULES := . services/elastiq services/web services/worker services/scaler infra
 
-.PHONY: run test test-unit test-iam bench demo simulate bundle models build vet clean
+.PHONY: run test test-unit test-iam bench demo simulate screenshot bundle models build vet clean
 
 ## models: fetch the ONNX Runtime library and the face models by package name (idempotent, offline afterwards)
 models:
@@ -50,10 +50,17 @@ bench: models
 	@scripts/bench-distributed.sh
 
 ## demo: start the stack, send the CSE546 workload at it (100 at once), check every answer, watch the fleet
-## scale in, draw the timeline into sim-out/ (MODE=distributed for the web, scaler and worker programs on moto;
+## scale in, draw the timeline into sim-out/, keep the stack up a minute for its live dashboard (URL printed; HOLD=0
+## skips; MODE=distributed for the web, scaler and worker programs on moto;
 ## POLICY=classic for the original policy, BOOT_DELAY, TAIL)
 demo: models build
 	@scripts/demo.sh "$(ADDR)" "$(DATA)"
+
+## screenshot: redraw docs/dashboard.png, the README's picture of the dashboard, with its browser test (needs chromium,
+## which `make test` installs)
+screenshot:
+	cd services/embedded && ELASTIQ_TEST_CHROMIUM=$${ELASTIQ_TEST_CHROMIUM:-$$(command -v chromium)} \
+		ELASTIQ_DASHBOARD_SCREENSHOT=$(CURDIR)/docs/dashboard.png go test -count=1 -run '^TestDashboardInBrowser$$' .
 
 ## bundle: the deployment bundle (linux/amd64 web, scaler, worker; models.tar.gz; SHA256SUMS) into .bundle/ (see ami/README.md)
 bundle: models

@@ -12,6 +12,8 @@
 #   SERVICE_TIME            per-message time the simulator's prediction assumes
 #                           (distributed mode; default 58ms, measured by make bench)
 #   TAIL=70s                how long to watch after the last answer
+#   HOLD=60s                how long the stack stays up after that, for its
+#                           dashboard (http://ADDR/dashboard); 0 to skip
 set -euo pipefail
 addr=${1:-127.0.0.1:8080}
 data=${2:-.data}
@@ -19,6 +21,7 @@ mode=${MODE:-embedded}
 boot=${BOOT_DELAY:-3s}
 policy=${POLICY:-backlog}
 tail=${TAIL:-70s}
+hold=${HOLD:-60s}
 root=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$root/sim-out" "$data"
 series="$root/sim-out/demo-$mode-$policy.csv"
@@ -68,6 +71,7 @@ if ! grep -q "serving on http://$addr" "$log"; then
 	exit 1
 fi
 
+echo "demo: live dashboard at http://$addr/dashboard (open it now to watch the burst)"
 status=0
 "$root/bin/loadgen" -url "http://$addr/" \
 	-images "$root/datasets/cse546-faces/face_images_100" \
@@ -81,5 +85,10 @@ if [[ "$mode" == distributed ]]; then
 	echo "--- the simulator's prediction for the same timings (-service-time ${SERVICE_TIME:-58ms}):"
 	"$root/bin/simulate" -local -boot-delay "$boot" -service-time "${SERVICE_TIME:-58ms}" -policy "$policy" \
 		-workloads burst-cold:100 -out "" | tail -n 2 || true
+fi
+if [[ "$hold" != 0 && "$hold" != 0s ]]; then
+	echo "demo: the stack stays up for $hold more: the dashboard at http://$addr/dashboard shows the whole run" \
+		"(HOLD=0 skips this; Ctrl-C ends it now)"
+	sleep "$hold" || true
 fi
 exit "$status"

@@ -5,6 +5,9 @@
 # tests talk to:
 #   moto     (python3 -m moto.server: SQS, S3 and EC2 APIs)  -> ELASTIQ_TEST_AWS_ENDPOINT=http://127.0.0.1:PORT
 #   memcached (Debian package memcached)                      -> ELASTIQ_TEST_MEMCACHED=127.0.0.1:PORT
+# and makes sure of the browser the dashboard's test drives headless (not a
+# server: the test starts it):
+#   chromium (Debian package chromium)                        -> ELASTIQ_TEST_CHROMIUM=/usr/bin/chromium
 #
 #   start   starts whatever is not running yet (installing a missing server
 #           when it can), waits until each one answers, and prints the
@@ -79,6 +82,19 @@ answers() (
 	esac
 ) 2>/dev/null
 
+# apt_install PACKAGE HINT: install a Debian package when running as root
+# with apt-get; otherwise say how to (HINT: other ways).
+apt_install() {
+	local pkg="$1" hint="$2"
+	if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+		log "$pkg is not installed; running apt-get install -y $pkg"
+		{ apt-get install -y "$pkg" || { apt-get update && apt-get install -y "$pkg"; }; } >&2 ||
+			log "apt-get install $pkg failed"
+	else
+		log "$pkg is not installed; install it with: sudo apt-get install -y $pkg (Debian/Ubuntu), $hint"
+	fi
+}
+
 # have NAME: the server's program is installed, installing it if possible.
 have() {
 	case "$1" in
@@ -91,16 +107,23 @@ have() {
 		;;
 	memcached)
 		command -v memcached >/dev/null && return 0
-		if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
-			log "memcached is not installed; running apt-get install -y memcached"
-			{ apt-get install -y memcached || { apt-get update && apt-get install -y memcached; }; } >&2 ||
-				log "apt-get install memcached failed"
-		else
-			log "memcached is not installed; install it with: sudo apt-get install -y memcached (Debian/Ubuntu) or brew install memcached (macOS)"
-		fi
+		apt_install memcached "or brew install memcached (macOS)"
 		command -v memcached >/dev/null
 		;;
 	esac
+}
+
+# chromium_path prints the browser's path, if one is installed.
+chromium_path() {
+	command -v chromium || command -v chromium-browser || command -v google-chrome || true
+}
+
+# have_chromium: a browser is installed, installing Debian's chromium if
+# possible (a few minutes the first time).
+have_chromium() {
+	[[ -n "$(chromium_path)" ]] && return 0
+	apt_install chromium "or set ELASTIQ_TEST_CHROMIUM to a Chrome or Chromium"
+	[[ -n "$(chromium_path)" ]]
 }
 
 # launch NAME PORT: start the server in the background and print its PID.
@@ -187,6 +210,10 @@ print_env() {
 			out+="export $(var_of "$name")"$'\n'
 		fi
 	done
+	local browser="${ELASTIQ_TEST_CHROMIUM:-$(chromium_path)}"
+	if [[ -n "$browser" ]]; then
+		out+="export ELASTIQ_TEST_CHROMIUM=$browser"$'\n'
+	fi
 	printf '%s' "$out" >"$state/env"
 	printf '%s' "$out"
 }
@@ -200,6 +227,7 @@ start)
 	for name in "${servers[@]}"; do
 		start_one "$name" || failed+=("$name")
 	done
+	[[ -n "${ELASTIQ_TEST_CHROMIUM:-}" ]] || have_chromium || failed+=(chromium)
 	print_env
 	if ((${#failed[@]} > 0)); then
 		log "could not start: ${failed[*]}"

@@ -29,10 +29,10 @@ const User = "elastiq"
 // the web tier finds it: loopback only.
 const MemcachedAddr = "127.0.0.1:11211"
 
-// ScalerNudgeAddr is where the scaler takes the web tier's nudges (its
-// -addr; the web tier's -scaler-url is http://ScalerNudgeAddr/nudge):
-// loopback, as the two share the web instance.
-const ScalerNudgeAddr = "127.0.0.1:8081"
+// ScalerAddr is where the scaler serves the web tier (its -addr: nudges,
+// and the report the dashboard shows; the web tier's -scaler-url is
+// http://ScalerAddr): loopback, as the two share the web instance.
+const ScalerAddr = "127.0.0.1:8081"
 
 // WorkerGrace is the worker's -grace: on SIGTERM (the instance stopping) it
 // finishes the requests in hand within it. WorkerStopTimeout, the unit's

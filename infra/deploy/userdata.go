@@ -77,7 +77,7 @@ func (c WebConfig) WebEnv() string {
 		{"ELASTIQ_DEAD_LETTER_QUEUE_URL", c.DeadLetterQueueURL},
 		{"ELASTIQ_MEMCACHED", MemcachedAddr},
 		{"ELASTIQ_STACK", c.StackName},
-		{"ELASTIQ_SCALER_URL", "http://" + ScalerNudgeAddr + "/nudge"},
+		{"ELASTIQ_SCALER_URL", "http://" + ScalerAddr},
 	})
 }
 
@@ -88,7 +88,7 @@ func (c WebConfig) ScalerEnv() string {
 		{"ELASTIQ_REQUEST_QUEUE_URL", c.RequestQueueURL},
 		{"ELASTIQ_STACK", c.StackName},
 		{"ELASTIQ_LAUNCH_TEMPLATE_ID", c.LaunchTemplateID},
-		{"ELASTIQ_ADDR", ScalerNudgeAddr},
+		{"ELASTIQ_ADDR", ScalerAddr},
 	}
 	if c.LaunchTemplateVersion > 0 {
 		lines = append(lines, envLine{"ELASTIQ_LAUNCH_TEMPLATE_VERSION", strconv.Itoa(c.LaunchTemplateVersion)})

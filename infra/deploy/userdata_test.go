@@ -342,7 +342,7 @@ func TestWebUserDataRuns(t *testing.T) {
 		"ELASTIQ_DEAD_LETTER_QUEUE_URL": c.DeadLetterQueueURL,
 		"ELASTIQ_MEMCACHED":             "127.0.0.1:11211",
 		"ELASTIQ_STACK":                 "dev",
-		"ELASTIQ_SCALER_URL":            "http://127.0.0.1:8081/nudge",
+		"ELASTIQ_SCALER_URL":            "http://127.0.0.1:8081",
 	}
 	if got := parseEnv(t, s.file(t, "/etc/elastiq/web.env", 0o644)); !reflect.DeepEqual(got, wantWebEnv) {
 		t.Errorf("web.env = %v, want %v", got, wantWebEnv)

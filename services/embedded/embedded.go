@@ -237,6 +237,7 @@ func New(cfg Config, deps Deps) (*Stack, error) {
 		// Every accepted request nudges the scaler, so scale-out does
 		// not wait for its next tick.
 		OnAccepted: s.Scaler.Nudge,
+		Scaling:    s.Scaler,
 		Registry:   reg,
 		Logger:     log,
 	})

@@ -30,6 +30,11 @@ type Metrics struct {
 	fleet       *prometheus.GaugeVec // state
 	rate        prometheus.Gauge
 	service     prometheus.Gauge
+
+	instanceSeconds *prometheus.CounterVec // state
+	billedSeconds   prometheus.Counter
+	costDollars     prometheus.Counter
+	usage           elastiq.FleetUsage // as last recorded, to add the differences
 }
 
 // NewMetrics makes a scaler's metrics and registers them with reg.
@@ -56,18 +61,32 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "elastiq_scaler_arrival_rate_per_second", Help: "Measured arrival rate the policy used (requests per second; 0: not measured)."}),
 		service: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "elastiq_scaler_service_time_seconds", Help: "Measured time per message the policy used (0: not measured)."}),
+		instanceSeconds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "elastiq_fleet_instance_seconds_total", Help: "Time worker instances spent in each state, summed over instances."},
+			[]string{"state"}),
+		billedSeconds: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "elastiq_fleet_billed_instance_seconds_total",
+			Help: "Instance time billed: pending and running, at least 60 s per start, as EC2 bills."}),
+		costDollars: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "elastiq_fleet_cost_dollars_total",
+			Help: "Estimated cost of the worker fleet at the configured prices (-price-per-hour, -stopped-price-per-hour)."}),
+	}
+	for _, st := range []elastiq.InstanceState{elastiq.InstancePending, elastiq.InstanceRunning, elastiq.InstanceStopping, elastiq.InstanceStopped} {
+		m.instanceSeconds.WithLabelValues(string(st))
 	}
 	for _, a := range actions {
 		m.decisions.WithLabelValues(a)
 		m.instances.WithLabelValues(a)
 		m.errors.WithLabelValues(a)
 	}
-	reg.MustRegister(m.evaluations, m.decisions, m.instances, m.errors, m.arrivals, m.messages, m.fleet, m.rate, m.service)
+	reg.MustRegister(m.evaluations, m.decisions, m.instances, m.errors, m.arrivals, m.messages, m.fleet, m.rate, m.service,
+		m.instanceSeconds, m.billedSeconds, m.costDollars)
 	return m
 }
 
-// observed records an evaluation's observation and decision.
-func (m *Metrics) observed(o policy.Observation, d policy.Decision) {
+// observed records an evaluation's observation and decision, and the
+// fleet's usage up to it.
+func (m *Metrics) observed(o policy.Observation, d policy.Decision, u elastiq.FleetUsage) {
 	if m == nil {
 		return
 	}
@@ -82,6 +101,18 @@ func (m *Metrics) observed(o policy.Observation, d policy.Decision) {
 	}
 	m.rate.Set(o.ArrivalRate)
 	m.service.Set(o.ServiceTime.Seconds())
+	for st, sec := range u.InstanceSeconds {
+		if d := sec - m.usage.InstanceSeconds[st]; d > 0 {
+			m.instanceSeconds.WithLabelValues(string(st)).Add(d)
+		}
+	}
+	if d := u.BilledSeconds - m.usage.BilledSeconds; d > 0 {
+		m.billedSeconds.Add(d)
+	}
+	if d := u.CostDollars - m.usage.CostDollars; d > 0 {
+		m.costDollars.Add(d)
+	}
+	m.usage = u
 	for a, n := range map[string]int{ActionStart: len(d.Start), ActionLaunch: d.Launch, ActionStop: len(d.Stop), ActionTerminate: len(d.Terminate)} {
 		if n > 0 {
 			m.decisions.WithLabelValues(a).Inc()

@@ -12,12 +12,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/elastiq/elastiq/services/elastiq"
 	"github.com/elastiq/elastiq/services/elastiq/retry"
+	"github.com/elastiq/elastiq/services/scaler/cost"
 	"github.com/elastiq/elastiq/services/scaler/policy"
 )
 
@@ -32,12 +34,20 @@ type Config struct {
 	// queue and answered with one decision instead of one per request.
 	// Zero evaluates on the first nudge.
 	NudgeSettle time.Duration
+	// Prices are what the fleet's instances cost, for its usage
+	// (Metrics and ScalingReport).
+	Prices cost.Prices
+	// EventRetention is how long ScalingReport keeps the decisions that
+	// acted.
+	EventRetention time.Duration
 }
 
 // DefaultConfig evaluates every second with 30-second calls, and 20 ms
-// after the first request of a burst.
+// after the first request of a burst; prices usage at cost.DefaultPrices
+// and reports the last 30 minutes of events.
 func DefaultConfig() Config {
-	return Config{Interval: time.Second, ActionTimeout: 30 * time.Second, NudgeSettle: 20 * time.Millisecond}
+	return Config{Interval: time.Second, ActionTimeout: 30 * time.Second, NudgeSettle: 20 * time.Millisecond,
+		Prices: cost.DefaultPrices(), EventRetention: 30 * time.Minute}
 }
 
 // Validate reports the first invalid setting.
@@ -49,8 +59,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("scaler config: ActionTimeout %v: want > 0", c.ActionTimeout)
 	case c.NudgeSettle < 0 || c.NudgeSettle >= c.Interval:
 		return fmt.Errorf("scaler config: NudgeSettle %v: want 0 up to Interval %v", c.NudgeSettle, c.Interval)
+	case c.EventRetention < 0:
+		return fmt.Errorf("scaler config: EventRetention %v: want >= 0", c.EventRetention)
 	}
-	return nil
+	return c.Prices.Validate()
 }
 
 // QueueStats reads the request queue's depth: all the scaler asks of it.
@@ -106,8 +118,10 @@ type Scaler struct {
 		token string
 	}
 
-	mu   sync.Mutex
-	last Status
+	mu     sync.Mutex
+	last   Status
+	meter  *cost.Meter
+	events []elastiq.ScalingEvent // oldest first, within EventRetention
 }
 
 // New checks cfg and deps and returns a Scaler.
@@ -138,6 +152,7 @@ func New(cfg Config, deps Deps) (*Scaler, error) {
 		log:      deps.Logger.With("component", "scaler", "policy", deps.Policy.Name()),
 		nudge:    make(chan struct{}, 1),
 		lastBusy: deps.Now(),
+		meter:    cost.NewMeter(cfg.Prices),
 	}, nil
 }
 
@@ -149,7 +164,7 @@ func New(cfg Config, deps Deps) (*Scaler, error) {
 func (s *Scaler) Nudge() { s.NudgeN(1) }
 
 // NudgeN is n nudges at once: n requests accepted since the last report
-// (NudgeHandler's). n < 1 counts nothing but still asks for an evaluation.
+// (Handler's). n < 1 counts nothing but still asks for an evaluation.
 func (s *Scaler) NudgeN(n int) {
 	if n > 0 {
 		s.arrivals.Add(int64(n))
@@ -167,6 +182,21 @@ func (s *Scaler) Last() Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.last
+}
+
+// ScalingReport returns the fleet's usage so far and the decisions that
+// acted after since, within Config.EventRetention. It is safe to call
+// from any goroutine (the embedded web tier's dashboard does).
+func (s *Scaler) ScalingReport(_ context.Context, since time.Time) (elastiq.ScalingReport, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i, _ := slices.BinarySearchFunc(s.events, since, func(e elastiq.ScalingEvent, t time.Time) int {
+		if e.At.After(t) {
+			return 1
+		}
+		return -1
+	})
+	return elastiq.ScalingReport{Usage: s.meter.Usage(), Events: slices.Clone(s.events[i:])}, nil
 }
 
 // Run evaluates at once, then every Interval and on every Nudge, until ctx is
@@ -224,10 +254,16 @@ func (s *Scaler) evaluate(ctx context.Context) {
 		level = slog.LevelInfo
 	}
 	s.log.Log(ctx, level, "scaling decision", "observed", obs, "decision", d)
-	s.deps.Metrics.observed(obs, d)
 	s.mu.Lock()
 	s.last = Status{At: now, Observation: obs, Decision: d}
+	usage := s.meter.Observe(now, instances)
+	s.events = slices.DeleteFunc(s.events, func(e elastiq.ScalingEvent) bool { return now.Sub(e.At) > s.cfg.EventRetention })
+	if d.Acts() {
+		s.events = append(s.events, elastiq.ScalingEvent{At: now, Start: len(d.Start), Launch: d.Launch,
+			Stop: len(d.Stop), Terminate: len(d.Terminate), Reason: d.Reason})
+	}
 	s.mu.Unlock()
+	s.deps.Metrics.observed(obs, d, usage)
 	s.act(ctx, d)
 }
 

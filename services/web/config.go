@@ -35,8 +35,13 @@ type Config struct {
 	// IOTimeout bounds each call to the object store, the queues and the
 	// cache made while serving a request or handling a response.
 	IOTimeout time.Duration
-	// MetricsTimeout bounds the queue and fleet reads of a /metrics scrape.
+	// MetricsTimeout bounds the queue, fleet and scaler reads of a
+	// /metrics scrape and of a dashboard sample.
 	MetricsTimeout time.Duration
+	// DashboardInterval is the dashboard's resolution: how often it
+	// samples; DashboardWindow how long it keeps the samples.
+	DashboardInterval time.Duration
+	DashboardWindow   time.Duration
 	// ShutdownTimeout bounds the graceful HTTP shutdown: the requests
 	// being served get this long to finish.
 	ShutdownTimeout time.Duration
@@ -73,6 +78,8 @@ func DefaultConfig() Config {
 		MaxWait:            60 * time.Second,
 		IOTimeout:          30 * time.Second,
 		MetricsTimeout:     2 * time.Second,
+		DashboardInterval:  2 * time.Second,
+		DashboardWindow:    30 * time.Minute,
 		ShutdownTimeout:    10 * time.Second,
 		CacheTTL:           time.Hour,
 		ResultRetention:    10 * time.Minute,
@@ -102,6 +109,8 @@ func (c Config) Validate() error {
 	check(c.MaxWait > 0, "MaxWait %v: want > 0", c.MaxWait)
 	check(c.IOTimeout > 0, "IOTimeout %v: want > 0", c.IOTimeout)
 	check(c.MetricsTimeout > 0, "MetricsTimeout %v: want > 0", c.MetricsTimeout)
+	check(c.DashboardInterval > 0, "DashboardInterval %v: want > 0", c.DashboardInterval)
+	check(c.DashboardWindow >= c.DashboardInterval, "DashboardWindow %v: want >= DashboardInterval %v", c.DashboardWindow, c.DashboardInterval)
 	check(c.ShutdownTimeout > 0, "ShutdownTimeout %v: want > 0", c.ShutdownTimeout)
 	check(c.CacheTTL > 0, "CacheTTL %v: want > 0", c.CacheTTL)
 	check(c.ResultRetention > 0, "ResultRetention %v: want > 0", c.ResultRetention)

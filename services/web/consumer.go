@@ -93,7 +93,9 @@ func (s *Server) handleResponse(ctx context.Context, log *slog.Logger, m elastiq
 		s.metrics.responses.WithLabelValues(outcomeDuplicate).Inc()
 		log.Info("duplicate result ignored", "id", res.ID, "message", m.ID, "status", res.Status)
 	default:
-		s.metrics.observeResult(res, s.now())
+		now := s.now()
+		s.metrics.observeResult(res, now)
+		s.dash.result(res, now)
 		s.cacheResult(deliverCtx, res)
 	}
 	deletes.Go(func() {

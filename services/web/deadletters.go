@@ -83,6 +83,8 @@ func (s *Server) answerDeadLetter(ctx context.Context, log *slog.Logger, m elast
 	if err := s.responses.Send(ctx, body); err != nil {
 		return fmt.Errorf("send response %s: %w", req.ID, err)
 	}
+	s.metrics.deadLetters.Inc()
+	s.dash.deadLetter()
 	if err := s.deadLetters.Delete(ctx, m.ReceiptHandle); err != nil {
 		return fmt.Errorf("delete dead letter %s: %w", req.ID, err)
 	}

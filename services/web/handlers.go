@@ -235,6 +235,7 @@ func (s *Server) accept(ctx context.Context, u upload, subscribe bool) (elastiq.
 			fmt.Errorf("send request %s: %w", id, err))
 	}
 	s.log.Info("request accepted", "id", id, "file", u.fileName, "bytes", len(u.body), "inline", msg.Image != nil)
+	s.dash.accepted()
 	if s.onAccepted != nil {
 		s.onAccepted()
 	}

@@ -39,7 +39,9 @@ func testConfig() Config {
 	return cfg
 }
 
-func newHarness(t testing.TB, cfg Config, fleet InstanceLister, labels map[[32]byte]string) *harness {
+// newHarness serves a Server with fleet (if not nil) and labels for the
+// fake worker; opts change its Deps before New.
+func newHarness(t testing.TB, cfg Config, fleet InstanceLister, labels map[[32]byte]string, opts ...func(*Deps)) *harness {
 	t.Helper()
 	h := &harness{
 		requests:  newFakeQueue(),
@@ -51,6 +53,9 @@ func newHarness(t testing.TB, cfg Config, fleet InstanceLister, labels map[[32]b
 	deps := Deps{Requests: h.requests, Responses: h.responses, Store: h.store, Cache: h.cache}
 	if fleet != nil {
 		deps.Fleet = fleet
+	}
+	for _, o := range opts {
+		o(&deps)
 	}
 	srv, err := New(cfg, deps)
 	if err != nil {

@@ -27,11 +27,12 @@ const (
 // process, as in tests, do not share one: its counters, and the queue depth
 // and instances read from their sources on each scrape (sourceCollector).
 type metrics struct {
-	registry  *prometheus.Registry
-	requests  *prometheus.CounterVec // route, code
-	inFlight  prometheus.Gauge
-	responses *prometheus.CounterVec // outcome
-	latency   prometheus.Histogram
+	registry    *prometheus.Registry
+	requests    *prometheus.CounterVec // route, code
+	inFlight    prometheus.Gauge
+	responses   *prometheus.CounterVec // outcome
+	deadLetters prometheus.Counter
+	latency     prometheus.Histogram
 }
 
 func newMetrics(s *Server, reg *prometheus.Registry) *metrics {
@@ -50,6 +51,10 @@ func newMetrics(s *Server, reg *prometheus.Registry) *metrics {
 		responses: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "elastiq_web_responses_total", Help: "Response-queue messages handled, by outcome.",
 		}, []string{"outcome"}),
+		deadLetters: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "elastiq_web_dead_letters_total",
+			Help: "Requests answered as failed from the dead-letter queue (they failed on every delivery).",
+		}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "elastiq_web_recognition_duration_seconds",
 			Help:    "Time from accepting a request to receiving its result.",
@@ -61,7 +66,7 @@ func newMetrics(s *Server, reg *prometheus.Registry) *metrics {
 		m.responses.WithLabelValues(o)
 	}
 	m.registry.MustRegister(
-		m.requests, m.inFlight, m.responses, m.latency,
+		m.requests, m.inFlight, m.responses, m.deadLetters, m.latency,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "elastiq_web_waiting_requests", Help: "Requests waiting for their result (POST / and GET with ?wait=).",
 		}, func() float64 { return float64(s.hub.waiters()) }),
@@ -94,8 +99,18 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 		if route == "" {
 			route = "unmatched"
 		}
-		s.metrics.requests.WithLabelValues(route, strconv.Itoa(sw.status())).Inc()
+		code := sw.status()
+		s.metrics.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
+		if isUpload(r.Pattern) && code >= 400 && code != statusClientClosed && code != http.StatusGatewayTimeout &&
+			code != http.StatusInternalServerError {
+			s.dash.rejected()
+		}
 	})
+}
+
+// isUpload tells whether a route pattern accepts images.
+func isUpload(pattern string) bool {
+	return pattern == "POST /{$}" || pattern == "POST /v1/recognitions"
 }
 
 // statusWriter records the status code written through it.
@@ -156,18 +171,8 @@ func (c sourceCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.s
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.MetricsTimeout)
 	defer cancel()
-	var (
-		wg        sync.WaitGroup
-		stats     elastiq.QueueStats
-		statsErr  error
-		instances []elastiq.Instance
-		fleetErr  error
-	)
-	wg.Go(func() { stats, statsErr = s.requests.Stats(ctx) })
-	if s.fleet != nil {
-		wg.Go(func() { instances, fleetErr = s.fleet.List(ctx) })
-	}
-	wg.Wait()
+	src := s.readSources(ctx)
+	stats, statsErr, instances, fleetErr := src.stats, src.statsErr, src.instances, src.fleetErr
 
 	ch <- sourceUp("request_queue", statsErr)
 	if statsErr != nil {
@@ -187,6 +192,29 @@ func (c sourceCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, sc := range instanceCounts(instances) {
 		ch <- prometheus.MustNewConstMetric(descFleet, prometheus.GaugeValue, float64(sc.n), string(sc.state))
 	}
+}
+
+// sources are the request queue's depth and the fleet's instances, as read
+// for a scrape or a dashboard sample.
+type sources struct {
+	stats     elastiq.QueueStats
+	statsErr  error
+	instances []elastiq.Instance // nil without Deps.Fleet
+	fleetErr  error
+}
+
+// readSources reads the queue and the fleet (if any) at once.
+func (s *Server) readSources(ctx context.Context) sources {
+	var (
+		src sources
+		wg  sync.WaitGroup
+	)
+	wg.Go(func() { src.stats, src.statsErr = s.requests.Stats(ctx) })
+	if s.fleet != nil {
+		wg.Go(func() { src.instances, src.fleetErr = s.fleet.List(ctx) })
+	}
+	wg.Wait()
+	return src
 }
 
 func sourceUp(source string, err error) prometheus.Metric {

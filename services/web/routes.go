@@ -18,5 +18,11 @@ func (s *Server) routes() *http.ServeMux {
 
 	mux.Handle("GET /healthz", s.route(plainErrors, s.handleHealthz))
 	mux.Handle("GET /metrics", s.route(plainErrors, s.handleMetrics))
+
+	// The live dashboard: the page and its files, and the timeline it
+	// draws (dashboard.go).
+	mux.Handle("GET /dashboard", dashboardAssets())
+	mux.Handle("GET /dashboard/", dashboardAssets())
+	mux.Handle("GET /dashboard/series", s.route(jsonErrors, s.handleDashboardSeries))
 	return mux
 }

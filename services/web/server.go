@@ -42,8 +42,12 @@ type Deps struct {
 	Store elastiq.ObjectStore
 	// Cache is the shared result cache.
 	Cache elastiq.Cache
-	// Fleet, if set, is read on /metrics scrapes for instance counts.
+	// Fleet, if set, is read on /metrics scrapes and by the dashboard for
+	// instance counts.
 	Fleet InstanceLister
+	// Scaling, if set, gives the dashboard the scaler's decisions and the
+	// fleet's cost.
+	Scaling ScalingReporter
 	// Registry, if set, is the program's metrics registry: the web tier
 	// registers its metrics there and serves all of it on /metrics (the
 	// embedded program's workers and scaler join it). Default: a registry
@@ -72,12 +76,14 @@ type Server struct {
 	store       elastiq.ObjectStore
 	cache       elastiq.Cache
 	fleet       InstanceLister
+	scaling     ScalingReporter
 	onAccepted  func()
 	log         *slog.Logger
 	now         func() time.Time
 
 	images  imageLimits
 	hub     *hub
+	dash    *timeline
 	metrics *metrics
 	// metricsHandler serves metrics.registry.
 	metricsHandler http.Handler
@@ -115,6 +121,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		store:       deps.Store,
 		cache:       deps.Cache,
 		fleet:       deps.Fleet,
+		scaling:     deps.Scaling,
 		onAccepted:  deps.OnAccepted,
 		log:         deps.Logger,
 		now:         deps.Now,
@@ -128,6 +135,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		s.now = time.Now
 	}
 	s.hub = newHub(cfg.ResultRetention, cfg.MaxRetainedResults, s.now)
+	s.dash = &timeline{}
 	s.metrics = newMetrics(s, deps.Registry)
 	s.metricsHandler = promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn), ErrorHandling: promhttp.ContinueOnError})
@@ -158,6 +166,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer stopBG()
 	var wg sync.WaitGroup
 	wg.Go(func() { s.consumeResponses(bg) })
+	wg.Go(func() { s.sampleDashboard(bg) })
 	if s.deadLetters != nil {
 		wg.Go(func() { s.consumeDeadLetters(bg) })
 	}

@@ -119,3 +119,11 @@ func TerminateAtEnd(tb testing.TB, cfg aws.Config, stack string) {
 		}
 	})
 }
+
+// Chromium returns the path of the browser that the dashboard's test drives
+// headless (ELASTIQ_TEST_CHROMIUM). scripts/test-servers.sh start sets it,
+// installing Debian's chromium when it is missing.
+func Chromium(tb testing.TB) string {
+	tb.Helper()
+	return awstest.RequireEnv(tb, "ELASTIQ_TEST_CHROMIUM")
+}

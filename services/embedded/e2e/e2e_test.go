@@ -30,6 +30,7 @@ import (
 	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
 	"github.com/elastiq/elastiq/services/elastiq/elastiqtest/awsstack"
 	"github.com/elastiq/elastiq/services/embedded/motofleet"
+	"github.com/elastiq/elastiq/services/web"
 )
 
 var (
@@ -86,7 +87,7 @@ func TestDistributedMode(t *testing.T) {
 		"-policy", "backlog", "-warm-pool", fmt.Sprint(warmPool), "-max-workers", "3", "-terminate-after", "20s",
 		"-interval", "500ms", "-launch-ready", "2s", "-start-ready", "1s", "-service-time", "100ms",
 		"-target-latency", "2s", "-addr", "127.0.0.1:0", "-log-level", "info"})
-	nudges := scaler.await(t, regexp.MustCompile(`taking nudges on (http://\S+)`))
+	nudges := scaler.await(t, regexp.MustCompile(`serving the web tier on (http://\S+)`))
 	url := d.startWeb(t, "-scaler-url", nudges)
 
 	// The worker image: what each instance runs, chosen when its worker
@@ -168,6 +169,8 @@ func TestDistributedMode(t *testing.T) {
 		workers := fleet.Workers()
 		return len(workers) > 0 && allStopped(len(workers))()
 	})
+	checkDashboard(t, url, len(images))
+
 	mode.Store("hang")
 	img := images[7]
 	id := submit(ctx, t, url, img)
@@ -545,6 +548,50 @@ func submit(ctx context.Context, t *testing.T, url string, img image) elastiq.Re
 }
 
 // recognition reads GET /v1/recognitions/{id}.
+// checkDashboard reads the web program's dashboard timeline after the burst
+// of n: the requests it counted, and what it read from the fleet (EC2 under
+// IAM) and from the scaler program (its report over -scaler-url): the
+// decisions that started the warm pool and the fleet's cost.
+func checkDashboard(t *testing.T, url string, n int) {
+	t.Helper()
+	var s web.DashboardSeries
+	waitFor(t.Context(), t, "a dashboard sample after the workers stopped", time.Minute, func() bool {
+		resp, err := client.Get(url + "/dashboard/series")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
+			t.Fatalf("GET /dashboard/series: %s, %v", resp.Status, err)
+		}
+		if len(s.Points) == 0 {
+			return false
+		}
+		last := s.Points[len(s.Points)-1]
+		return last.Running != nil && *last.Running == 0 && *last.Stopped > 0
+	})
+	accepted, done := 0, 0
+	for _, p := range s.Points {
+		accepted += p.Accepted
+		done += p.Done
+	}
+	if accepted != n || done != n {
+		t.Errorf("dashboard: %d accepted and %d done, want %d and %d", accepted, done, n, n)
+	}
+	for source, err := range s.Sources {
+		if err != "" {
+			t.Errorf("dashboard: source %s: %s", source, err)
+		}
+	}
+	if !slices.ContainsFunc(s.Events, func(e elastiq.ScalingEvent) bool { return e.Start > 0 && e.Reason != "" }) {
+		t.Errorf("dashboard: events %+v, want the scaler's start of the warm pool with its reason", s.Events)
+	}
+	if last := s.Points[len(s.Points)-1]; last.CostDollars == nil || *last.CostDollars <= 0 || *last.BilledSeconds < 60 {
+		t.Errorf("dashboard: cost %v, billed seconds %v; want the scaler's figures, at least one minute billed",
+			last.CostDollars, last.BilledSeconds)
+	}
+}
+
 func recognition(t *testing.T, url string, id elastiq.RequestID) elastiq.Result {
 	resp, err := client.Get(url + "/v1/recognitions/" + string(id))
 	if err != nil {

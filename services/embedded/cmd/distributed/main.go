@@ -170,7 +170,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	procs = append(procs, scaler)
-	nudges, err := scaler.await(regexp.MustCompile(`taking nudges on (http://\S+)`))
+	nudges, err := scaler.await(regexp.MustCompile(`serving the web tier on (http://\S+)`))
 	if err != nil {
 		return err
 	}

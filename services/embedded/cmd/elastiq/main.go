@@ -63,6 +63,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 	fs.DurationVar(&s.Policy.Backlog.ServiceTime, "service-time", s.Policy.Backlog.ServiceTime, "backlog policy: expected time a worker takes per image")
 	fs.DurationVar(&s.Worker.IdleTimeout, "worker-idle", s.Worker.IdleTimeout, "a worker stops itself after an empty queue for this long (0: never)")
 	fs.DurationVar(&s.Scaler.Interval, "scale-interval", s.Scaler.Interval, "how often the scaler looks at the queue (it also acts at once on each request)")
+	s.Scaler.Prices.RegisterFlags(fs)
 	fs.DurationVar(&s.Web.SyncTimeout, "sync-timeout", s.Web.SyncTimeout, "how long POST / waits for a result before 504")
 	fs.Int64Var(&s.Web.MaxUploadBytes, "max-upload", s.Web.MaxUploadBytes, "largest accepted upload in bytes")
 	c.RegisterFlags(fs)
@@ -103,7 +104,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("listen: %w", err)
 	}
 	fmt.Fprintf(stdout, "elastiq: serving on http://%s (classifier %s, %s scaling up to %d workers); try:\n"+
-		"  curl -F myfile=@datasets/cse546-faces/face_images_100/test_00.jpg http://%s/\n",
-		ln.Addr(), o.classify.Backend, o.stack.Policy.Policy, o.stack.Policy.Max, ln.Addr())
+		"  curl -F myfile=@datasets/cse546-faces/face_images_100/test_00.jpg http://%s/\n"+
+		"and watch it on http://%s/dashboard\n",
+		ln.Addr(), o.classify.Backend, o.stack.Policy.Policy, o.stack.Policy.Max, ln.Addr(), ln.Addr())
 	return s.Run(ctx, ln)
 }

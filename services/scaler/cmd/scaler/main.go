@@ -61,7 +61,7 @@ type options struct {
 	// stack's workers too (see -terminate-workers-with-host).
 	withHost     bool
 	imdsEndpoint string
-	// addr is where NudgeHandler listens ("" for nowhere).
+	// addr is where scaler.Handler listens ("" for nowhere).
 	addr string
 	// metricsAddr serves /metrics and /healthz ("" for nowhere).
 	metricsAddr string
@@ -83,7 +83,9 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 	o.policy.RegisterTimingFlags(fs)
 	fs.StringVar(&o.addr, "addr", "", "address to serve the web tier's nudges on (POST /nudge?n=N: N requests accepted; "+
 		"the web program's -scaler-url): they give the backlog policy its arrival rate and start scale-out with the first "+
-		"request; also GET /healthz (default: none, and the scaler sees the queue only)")
+		"request; also GET /report (the fleet's usage and recent decisions, for the web tier's dashboard) and GET /healthz "+
+		"(default: none, and the scaler sees the queue only)")
+	o.scaler.Prices.RegisterFlags(fs)
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "address to serve GET /metrics (Prometheus) and GET /healthz on (default: none)")
 	fs.DurationVar(&o.scaler.Interval, "interval", o.scaler.Interval,
 		"how often the scaler looks at the queue and the fleet (besides on every nudge)")
@@ -169,11 +171,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fmt.Fprintf(stdout, "scaler: managing the workers of stack %s (%d now, at most %d, %s policy) for %s\n",
 		o.stack, len(workers), o.policy.Max, pol.Name(), o.queueURL)
 	if nudges != nil {
-		srv := &http.Server{Handler: scaler.NudgeHandler(s), ReadHeaderTimeout: 5 * time.Second,
+		srv := &http.Server{Handler: scaler.Handler(s), ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: time.Minute}
 		go srv.Serve(nudges)
 		defer srv.Close()
-		fmt.Fprintf(stdout, "scaler: taking nudges on http://%s/nudge\n", nudges.Addr())
+		fmt.Fprintf(stdout, "scaler: serving the web tier on http://%s (POST /nudge, GET /report)\n", nudges.Addr())
 	}
 	if err := s.Run(ctx); err != nil && ctx.Err() == nil {
 		return err

@@ -285,7 +285,7 @@ func TestRunTakesNudges(t *testing.T) {
 	p := elastiqtest.StartProgram(t, run, []string{"scaler", "-endpoint", endpoint, "-request-queue-url", queues.URL,
 		"-stack", name, "-launch-template-id", template, "-policy", "classic", "-max-workers", "3",
 		"-interval", "1h", "-addr", "127.0.0.1:0", "-log-level", "debug", "-metrics-addr", "127.0.0.1:0"}, env(nil))
-	url := p.WaitOutput(regexp.MustCompile(`taking nudges on (http://\S+)`), time.Minute)[1]
+	url := p.WaitOutput(regexp.MustCompile(`serving the web tier on (http://\S+)`), time.Minute)[1]
 	metricsURL := p.WaitOutput(regexp.MustCompile(`metrics on (http://\S+)`), time.Minute)[1]
 	// The evaluation at start, on the empty queue, is done: the next one
 	// is an hour away, unless nudged.
@@ -298,7 +298,7 @@ func TestRunTakesNudges(t *testing.T) {
 	if ids := activeIDs(t, ctx, fleet); len(ids) != 0 {
 		t.Fatalf("workers %v launched before any nudge, with an interval of an hour", ids)
 	}
-	resp, err := http.Post(url+"?n=1", "", nil)
+	resp, err := http.Post(url+"/nudge?n=1", "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

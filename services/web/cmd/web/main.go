@@ -82,8 +82,9 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 	c.InlineMaxBytes = elastiq.MaxInlineImage
 	fs.IntVar(&c.InlineMaxBytes, "inline-max", c.InlineMaxBytes, "images up to this many bytes travel in their request "+
 		"message, so the worker need not read them from S3 (input/ keeps them all the same; 0: never)")
-	fs.StringVar(&o.scalerURL, "scaler-url", "", "the scaler's nudge URL (its -addr, http://HOST:PORT/nudge): each "+
-		"accepted request is reported there, so the scaler scales out at once and sees the arrival rate (default: none)")
+	fs.StringVar(&o.scalerURL, "scaler-url", "", "URL of the scaler's -addr (http://HOST:PORT): each accepted request "+
+		"is reported there, so the scaler scales out at once and sees the arrival rate, and the dashboard shows its "+
+		"decisions and the fleet's cost (default: none)")
 	fs.StringVar(&o.stack, "stack", "", "name of the stack whose worker instances /metrics counts (read only; default: none shown)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "on SIGTERM, time for the requests being served to finish")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
@@ -95,8 +96,9 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 		return o, err
 	}
 	if o.scalerURL != "" {
-		if u, err := url.Parse(o.scalerURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return o, fmt.Errorf("-scaler-url %q: want http://HOST:PORT/nudge", o.scalerURL)
+		if u, err := url.Parse(o.scalerURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+			strings.Trim(u.Path, "/") != "" {
+			return o, fmt.Errorf("-scaler-url %q: want http://HOST:PORT", o.scalerURL)
 		}
 	}
 	return o, c.Validate()
@@ -179,9 +181,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 	if o.scalerURL != "" {
-		nudger := web.NewNudger(o.scalerURL, log)
-		deps.OnAccepted = nudger.Nudge
-		go nudger.Run(ctx)
+		scaler := web.NewScalerClient(o.scalerURL, log)
+		deps.OnAccepted = scaler.Nudge
+		deps.Scaling = scaler
+		go scaler.Run(ctx)
 	}
 	srv, err := web.New(o.web, deps)
 	if err != nil {

@@ -71,7 +71,8 @@ func TestParse(t *testing.T) {
 		{name: "zero upload", args: append([]string{"-max-upload", "0"}, base...), want: "MaxUploadBytes"},
 		{name: "bad duration", args: append([]string{"-cache-ttl", "forever"}, base...), want: "forever"},
 		{name: "stray argument", args: append(base, "serve"), want: "serve"},
-		{name: "scaler URL without scheme", args: append([]string{"-scaler-url", "127.0.0.1:8081/nudge"}, base...), want: "-scaler-url"},
+		{name: "scaler URL without scheme", args: append([]string{"-scaler-url", "127.0.0.1:8081"}, base...), want: "-scaler-url"},
+		{name: "scaler URL with a path", args: append([]string{"-scaler-url", "http://127.0.0.1:8081/nudge"}, base...), want: "-scaler-url"},
 		{name: "inline too large", args: append([]string{"-inline-max", "300000"}, base...), want: "InlineMaxBytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
