@@ -5,12 +5,15 @@ import (
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/ec2"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/elastiq/elastiq/infra/deploy"
 )
 
 // network is the stack's security groups in the account's default VPC: the
-// web instance accepts HTTP from the clients (and SSH when configured), the
-// workers accept nothing. Both reach out only on HTTPS and HTTP (AWS APIs,
-// the package repositories).
+// web instance accepts HTTP from the clients (and SSH when configured), and
+// from them too Prometheus scrapes of the scaler's metrics port; the
+// workers accept only scrapes of theirs. Both reach out only on HTTPS and
+// HTTP (AWS APIs, the package repositories).
 type network struct {
 	pulumi.ResourceState
 
@@ -47,8 +50,12 @@ func newNetwork(ctx *pulumi.Context, name string, args networkArgs, opts ...pulu
 	ingress := ec2.SecurityGroupIngressArray{
 		tcpRule[ec2.SecurityGroupIngressArgs](args.HTTPPort, args.ClientCIDR, "clients"),
 	}
+	ingress = append(ingress, tcpRule[ec2.SecurityGroupIngressArgs](deploy.ScalerMetricsPort, args.ClientCIDR, "prometheus: scaler /metrics"))
 	if args.SSHCIDR != "" {
 		ingress = append(ingress, tcpRule[ec2.SecurityGroupIngressArgs](22, args.SSHCIDR, "ssh"))
+	}
+	workerIngress := ec2.SecurityGroupIngressArray{
+		tcpRule[ec2.SecurityGroupIngressArgs](deploy.WorkerMetricsPort, args.ClientCIDR, "prometheus: worker /metrics"),
 	}
 	group := func(suffix, description string, ingress ec2.SecurityGroupIngressArray) (*ec2.SecurityGroup, error) {
 		sg, err := ec2.NewSecurityGroup(ctx, name+"-"+suffix, &ec2.SecurityGroupArgs{
@@ -66,7 +73,7 @@ func newNetwork(ctx *pulumi.Context, name string, args networkArgs, opts ...pulu
 	if n.Web, err = group("web", "elastiq web tier: HTTP from the clients", ingress); err != nil {
 		return nil, err
 	}
-	if n.Worker, err = group("worker", "elastiq workers: nothing inbound", ec2.SecurityGroupIngressArray{}); err != nil {
+	if n.Worker, err = group("worker", "elastiq workers: metrics scrapes from the clients only", workerIngress); err != nil {
 		return nil, err
 	}
 	if err := ctx.RegisterResourceOutputs(n, pulumi.Map{

@@ -111,7 +111,13 @@ func newStack(ctx *pulumi.Context, cfg Config) (*stack, error) {
 // outputs are the stack outputs.
 func (st *stack) outputs() map[string]pulumi.Input {
 	return map[string]pulumi.Input{
-		"url":                st.URL,
+		"url":          st.URL,
+		"dashboardUrl": st.URL.ApplyT(func(u string) string { return u + "dashboard" }),
+		// Where Prometheus scrapes the scaler (the web tier's /metrics
+		// is under url).
+		"scalerMetricsUrl": st.Web.PublicIp.ApplyT(func(ip string) string {
+			return fmt.Sprintf("http://%s:%d/metrics", ip, deploy.ScalerMetricsPort)
+		}),
 		"bucket":             st.Storage.Bucket.Bucket,
 		"requestQueueUrl":    st.Queues.Requests.Url,
 		"responseQueueUrl":   st.Queues.Responses.Url,

@@ -189,21 +189,31 @@ func TestSecurityGroups(t *testing.T) {
 		return rs
 	}
 	egress := []rule{{"tcp", 443, "0.0.0.0/0"}, {"tcp", 80, "0.0.0.0/0"}}
+	// Clients reach the web tier's port (its /metrics too), and
+	// Prometheus at the clients' CIDR the scaler's and the workers'
+	// metrics ports; nothing else comes in but SSH when configured.
 	tests := []struct {
-		name       string
-		overrides  map[string]string
-		webIngress []rule
+		name          string
+		overrides     map[string]string
+		webIngress    []rule
+		workerIngress []rule
 	}{
-		{name: "dev", webIngress: []rule{{"tcp", 80, "0.0.0.0/0"}}},
 		{
-			name:       "client cidr and port",
-			overrides:  map[string]string{"clientCidr": "198.51.100.0/24", "httpPort": "8080"},
-			webIngress: []rule{{"tcp", 8080, "198.51.100.0/24"}},
+			name:          "dev",
+			webIngress:    []rule{{"tcp", 80, "0.0.0.0/0"}, {"tcp", 9102, "0.0.0.0/0"}},
+			workerIngress: []rule{{"tcp", 9101, "0.0.0.0/0"}},
 		},
 		{
-			name:       "ssh",
-			overrides:  map[string]string{"sshCidr": "203.0.113.7/32"},
-			webIngress: []rule{{"tcp", 80, "0.0.0.0/0"}, {"tcp", 22, "203.0.113.7/32"}},
+			name:          "client cidr and port",
+			overrides:     map[string]string{"clientCidr": "198.51.100.0/24", "httpPort": "8080"},
+			webIngress:    []rule{{"tcp", 8080, "198.51.100.0/24"}, {"tcp", 9102, "198.51.100.0/24"}},
+			workerIngress: []rule{{"tcp", 9101, "198.51.100.0/24"}},
+		},
+		{
+			name:          "ssh",
+			overrides:     map[string]string{"sshCidr": "203.0.113.7/32"},
+			webIngress:    []rule{{"tcp", 80, "0.0.0.0/0"}, {"tcp", 9102, "0.0.0.0/0"}, {"tcp", 22, "203.0.113.7/32"}},
+			workerIngress: []rule{{"tcp", 9101, "0.0.0.0/0"}},
 		},
 	}
 	for _, tt := range tests {
@@ -214,8 +224,8 @@ func TestSecurityGroups(t *testing.T) {
 			if got := rules(web["ingress"]); !slices.Equal(got, tt.webIngress) {
 				t.Errorf("web ingress = %v, want %v", got, tt.webIngress)
 			}
-			if got := rules(worker["ingress"]); len(got) != 0 {
-				t.Errorf("worker ingress = %v, want none", got)
+			if got := rules(worker["ingress"]); !slices.Equal(got, tt.workerIngress) {
+				t.Errorf("worker ingress = %v, want %v", got, tt.workerIngress)
 			}
 			for name, sg := range map[string]map[string]any{"web": web, "worker": worker} {
 				if got := rules(sg["egress"]); !slices.Equal(got, egress) {
@@ -310,6 +320,8 @@ func TestOutputs(t *testing.T) {
 	d := deployStack(t, testConfig(t, nil))
 	want := map[string]string{
 		"url":                "http://" + mockIP + "/",
+		"dashboardUrl":       "http://" + mockIP + "/dashboard",
+		"scalerMetricsUrl":   "http://" + mockIP + ":9102/metrics",
 		"bucket":             fmt.Sprint(d.one(t, typeBucket, testStack).Outputs["bucket"]),
 		"requestQueueUrl":    fmt.Sprint(d.one(t, typeQueue, testStack+"-requests").Outputs["url"]),
 		"responseQueueUrl":   fmt.Sprint(d.one(t, typeQueue, testStack+"-responses").Outputs["url"]),

@@ -34,6 +34,14 @@ const MemcachedAddr = "127.0.0.1:11211"
 // http://ScalerAddr): loopback, as the two share the web instance.
 const ScalerAddr = "127.0.0.1:8081"
 
+// The worker's and the scaler's -metrics-addr ports (GET /metrics, GET
+// /healthz), open to the clients' CIDR for Prometheus; the web tier's
+// /metrics is on its HTTP port.
+const (
+	WorkerMetricsPort = 9101
+	ScalerMetricsPort = 9102
+)
+
 // WorkerGrace is the worker's -grace: on SIGTERM (the instance stopping) it
 // finishes the requests in hand within it. WorkerStopTimeout, the unit's
 // TimeoutStopSec, leaves it room before systemd sends SIGKILL.

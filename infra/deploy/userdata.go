@@ -89,6 +89,7 @@ func (c WebConfig) ScalerEnv() string {
 		{"ELASTIQ_STACK", c.StackName},
 		{"ELASTIQ_LAUNCH_TEMPLATE_ID", c.LaunchTemplateID},
 		{"ELASTIQ_ADDR", ScalerAddr},
+		{"ELASTIQ_METRICS_ADDR", "0.0.0.0:" + strconv.Itoa(ScalerMetricsPort)},
 	}
 	if c.LaunchTemplateVersion > 0 {
 		lines = append(lines, envLine{"ELASTIQ_LAUNCH_TEMPLATE_VERSION", strconv.Itoa(c.LaunchTemplateVersion)})
@@ -141,6 +142,7 @@ func (c WorkerConfig) WorkerEnv() string {
 		{"ELASTIQ_BUCKET", c.Bucket},
 		{"ELASTIQ_REQUEST_QUEUE_URL", c.RequestQueueURL},
 		{"ELASTIQ_RESPONSE_QUEUE_URL", c.ResponseQueueURL},
+		{"ELASTIQ_METRICS_ADDR", "0.0.0.0:" + strconv.Itoa(WorkerMetricsPort)},
 	}
 	if c.IdleStop > 0 {
 		lines = append(lines, envLine{"ELASTIQ_IDLE", c.IdleStop.String()})

@@ -353,6 +353,7 @@ func TestWebUserDataRuns(t *testing.T) {
 		"ELASTIQ_STACK":                   "dev",
 		"ELASTIQ_LAUNCH_TEMPLATE_ID":      c.LaunchTemplateID,
 		"ELASTIQ_ADDR":                    "127.0.0.1:8081",
+		"ELASTIQ_METRICS_ADDR":            "0.0.0.0:9102",
 		"ELASTIQ_LAUNCH_TEMPLATE_VERSION": "7",
 		"ELASTIQ_MAX_WORKERS":             "19",
 		"ELASTIQ_POLICY":                  "backlog",
@@ -450,6 +451,7 @@ func checkWorkerEnv(t *testing.T, s *sandbox, c WorkerConfig) {
 		"ELASTIQ_REQUEST_QUEUE_URL":  c.RequestQueueURL,
 		"ELASTIQ_RESPONSE_QUEUE_URL": c.ResponseQueueURL,
 		"ELASTIQ_IDLE":               "1m0s",
+		"ELASTIQ_METRICS_ADDR":       "0.0.0.0:9101",
 	}
 	if got := parseEnv(t, s.file(t, "/etc/elastiq/worker.env", 0o644)); !reflect.DeepEqual(got, want) {
 		t.Errorf("worker.env = %v, want %v", got, want)
