@@ -280,13 +280,16 @@ func (s *Stack) Handler() http.Handler { return s.Web }
 // the backends close. Run takes ownership of ln.
 func (s *Stack) Run(ctx context.Context, ln net.Listener) error {
 	defer s.closeBackends()
-	n, err := Recover(ctx, s.Store, s.Requests)
+	ids, err := Recover(ctx, s.Store, s.Requests)
 	if err != nil {
 		ln.Close()
 		return err
 	}
-	if n > 0 {
-		s.log.Info("re-enqueued accepted requests that had no result", "count", n)
+	for _, id := range ids {
+		s.log.Info("request re-enqueued: accepted before a restart, no result yet", "id", id)
+	}
+	if len(ids) > 0 {
+		s.log.Info("re-enqueued accepted requests that had no result", "count", len(ids))
 	}
 	scaling, stopScaling := context.WithCancel(context.WithoutCancel(ctx))
 	scalerDone := make(chan struct{})

@@ -66,7 +66,7 @@ func TestFollowOneRequest(t *testing.T) {
 	}
 	// The worker logs after it deletes the message, which may be after
 	// the answer: wait for the story to be complete.
-	wants := []string{`msg="request accepted"`, `msg="request handled"`, `msg="result received"`}
+	wants := []string{`msg="request accepted"`, `msg="request started"`, `msg="request handled"`, `msg="result received"`}
 	story := func() []string {
 		var lines []string
 		for _, line := range strings.Split(h.logs.String(), "\n") {

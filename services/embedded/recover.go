@@ -9,20 +9,20 @@ import (
 
 // Recover re-enqueues every accepted input that has no output yet, so that a
 // restart of the embedded stack (whose queue lives in memory) loses nothing
-// it had accepted. It returns how many requests it sent again.
+// it had accepted. It returns the IDs of the requests it sent again.
 //
 // A request that was in flight at the moment of the restart may end up
 // processed twice if an earlier delivery still finishes; the worker's output
 // write is idempotent and the web tier keeps the first result, so that is
 // harmless.
-func Recover(ctx context.Context, store elastiq.ObjectStore, q elastiq.Queue) (int, error) {
+func Recover(ctx context.Context, store elastiq.ObjectStore, q elastiq.Queue) ([]elastiq.RequestID, error) {
 	inputs, err := store.List(ctx, elastiq.InputPrefix)
 	if err != nil {
-		return 0, fmt.Errorf("recover: list inputs: %w", err)
+		return nil, fmt.Errorf("recover: list inputs: %w", err)
 	}
 	outputs, err := store.List(ctx, elastiq.OutputPrefix)
 	if err != nil {
-		return 0, fmt.Errorf("recover: list outputs: %w", err)
+		return nil, fmt.Errorf("recover: list outputs: %w", err)
 	}
 	done := make(map[elastiq.RequestID]bool, len(outputs))
 	for _, key := range outputs {
@@ -30,7 +30,7 @@ func Recover(ctx context.Context, store elastiq.ObjectStore, q elastiq.Queue) (i
 			done[id] = true
 		}
 	}
-	sent := 0
+	var sent []elastiq.RequestID
 	for _, key := range inputs {
 		id, err := elastiq.IDFromKey(key)
 		if err != nil || done[id] {
@@ -51,7 +51,7 @@ func Recover(ctx context.Context, store elastiq.ObjectStore, q elastiq.Queue) (i
 		if err := q.Send(ctx, body); err != nil {
 			return sent, fmt.Errorf("recover: send %s: %w", id, err)
 		}
-		sent++
+		sent = append(sent, id)
 	}
 	return sent, nil
 }

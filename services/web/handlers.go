@@ -55,11 +55,11 @@ func (s *Server) handleRecognize(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	req, sub, err := s.accept(r.Context(), u, true)
+	setRequestID(w, req.ID)
 	if err != nil {
 		return err
 	}
 	defer sub.cancel()
-	w.Header().Set("X-Request-Id", string(req.ID))
 
 	timer := time.NewTimer(s.cfg.SyncTimeout)
 	defer timer.Stop()
@@ -93,6 +93,15 @@ func (s *Server) handleRecognize(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// setRequestID names the request in the answer's X-Request-Id, once it
+// has an ID: on success, and on a failure to accept it too, so that the
+// client can quote it and the error's log line (writeError) carries it.
+func setRequestID(w http.ResponseWriter, id elastiq.RequestID) {
+	if id != "" {
+		w.Header().Set("X-Request-Id", string(id))
+	}
+}
+
 // Accepted is the answer to POST /v1/recognitions.
 type Accepted struct {
 	ID        elastiq.RequestID `json:"id"`
@@ -106,6 +115,7 @@ func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	req, _, err := s.accept(r.Context(), u, false)
+	setRequestID(w, req.ID)
 	if err != nil {
 		return err
 	}

@@ -58,7 +58,7 @@ func (s *Server) lookup(ctx context.Context, id elastiq.RequestID) (elastiq.Resu
 	}
 	pending := elastiq.Result{ID: id, Status: elastiq.StatusPending}
 	if req, err := elastiq.RequestFromInput(key, obj); err != nil {
-		s.log.Warn("bad input metadata", "key", key, "err", err)
+		s.log.Warn("bad input metadata", "id", id, "key", key, "err", err)
 	} else {
 		pending.FileName, pending.SubmittedAt = req.FileName, req.SubmittedAt
 	}

@@ -223,6 +223,11 @@ func TestBackendFailures(t *testing.T) {
 				tt.breakIt(h)
 				r := h.upload(t, path, "myfile", faces[0].name, faces[0].data)
 				checkErrorReply(t, "POST "+path, path != "/", r, http.StatusServiceUnavailable, tt.wantMsg)
+				// The ID it was given, for the client to quote and on
+				// the error's log line.
+				if _, err := elastiq.ParseRequestID(r.header.Get("X-Request-Id")); err != nil {
+					t.Errorf("POST %s X-Request-Id = %q, want the ID the request was given: %v", path, r.header.Get("X-Request-Id"), err)
+				}
 				for _, internal := range []string{"disk full", "queue gone"} {
 					if strings.Contains(r.body, internal) {
 						t.Errorf("POST %s = %q leaks the internal error %q", path, r.body, internal)

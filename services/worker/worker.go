@@ -425,7 +425,7 @@ func (w *Worker) handle(ctx context.Context, m elastiq.Message, slots chan struc
 		if err := w.op(ctx, func(ctx context.Context) error {
 			return w.deps.Requests.Delete(ctx, m.ReceiptHandle)
 		}); err != nil && ctx.Err() == nil {
-			w.transient("delete undecodable message", err)
+			w.transient(log, "delete undecodable message", err)
 		}
 		return
 	}
@@ -439,6 +439,9 @@ func (w *Worker) handle(ctx context.Context, m elastiq.Message, slots chan struc
 		w.release(ctx, log, m.ReceiptHandle)
 		return
 	}
+	// Which worker took which delivery, even one that never finishes (a
+	// worker killed mid-request): the story of a request in the logs.
+	log.Info("request started")
 	res, reused, err := w.result(ctx, req, m.ReceiveCount)
 	if err == nil {
 		err = w.respond(ctx, res)
@@ -460,7 +463,7 @@ func (w *Worker) handle(ctx context.Context, m elastiq.Message, slots chan struc
 			w.release(ctx, log, m.ReceiptHandle)
 			return
 		}
-		w.transient(fmt.Sprintf("request %s", req.ID), err)
+		w.transient(log, "handle request", err)
 		return
 	}
 	w.msgBackoff.Reset()
@@ -651,11 +654,12 @@ func (w *Worker) release(ctx context.Context, log *slog.Logger, receipt string) 
 	log.Info("interrupted; message released for redelivery")
 }
 
-// transient records and logs an error that leaves a message for redelivery.
-func (w *Worker) transient(op string, err error) {
+// transient records and logs, on the message's log (with its request's
+// ID once known), an error that leaves the message for redelivery.
+func (w *Worker) transient(log *slog.Logger, op string, err error) {
 	w.errs.Add(1)
 	w.deps.Metrics.outcome(OutcomeError)
-	w.log.Warn(op+": transient error; left for redelivery", "err", err, "backoff", w.msgBackoff.Fail())
+	log.Warn(op+": transient error; left for redelivery", "err", err, "backoff", w.msgBackoff.Fail())
 }
 
 // op runs f with OpTimeout.

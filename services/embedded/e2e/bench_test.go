@@ -54,7 +54,7 @@ func benchBurst(b *testing.B, d *deployment, images []image, classifier []string
 		start(b, name, filepath.Join(d.bin, "worker"), d.workerKeys.Env(), append(args, classifier...)).
 			await(b, regexp.MustCompile(`taking requests`))
 	}
-	url := d.startWeb(b)
+	_, url := d.startWeb(b)
 	burst(b.Context(), b, url, images) // warm: models, connections, caches
 	before := len(d.st.Recorder.Calls())
 	for b.Loop() {

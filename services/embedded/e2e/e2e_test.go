@@ -88,7 +88,7 @@ func TestDistributedMode(t *testing.T) {
 		"-interval", "500ms", "-launch-ready", "2s", "-start-ready", "1s", "-service-time", "100ms",
 		"-target-latency", "2s", "-addr", "127.0.0.1:0", "-log-level", "info"})
 	nudges := scaler.await(t, regexp.MustCompile(`serving the web tier on (http://\S+)`))
-	url := d.startWeb(t, "-scaler-url", nudges)
+	web, url := d.startWeb(t, "-scaler-url", nudges, "-log-level", "info")
 
 	// The worker image: what each instance runs, chosen when its worker
 	// process starts (face recognition, or a classifier that hangs or
@@ -206,6 +206,7 @@ func TestDistributedMode(t *testing.T) {
 		t.Errorf("GET /v1/recognitions/%s after its worker was killed = %+v, want done, %q", id, res, img.label)
 	}
 	t.Logf("answered %v after its worker was killed (visibility timeout %v)", time.Since(killed), visibility)
+	followRequest(t, id, web, logs)
 
 	// A request that kills its worker on every delivery: answered as
 	// failed once the queue gives up on it.
@@ -311,14 +312,14 @@ func deploy(tb testing.TB, visibility time.Duration, maxReceives int, enforce bo
 	return d
 }
 
-// startWeb starts the web program, with args added to its flags, and
-// returns its URL.
-func (d *deployment) startWeb(tb testing.TB, args ...string) string {
+// startWeb starts the web program, with args added to its flags (logging
+// warnings only, unless they say otherwise), and returns it and its URL.
+func (d *deployment) startWeb(tb testing.TB, args ...string) (*process, string) {
 	tb.Helper()
 	web := start(tb, "web", filepath.Join(d.bin, "web"), d.webKeys.Env(), append(append(d.st.Args(),
 		"-addr", "127.0.0.1:0", "-memcached", d.memcached, "-dead-letter-queue-url", d.st.DeadLetterURL,
 		"-stack", d.st.Name, "-log-level", "warn"), args...))
-	return web.await(tb, regexp.MustCompile(`serving on (http://\S+)`))
+	return web, web.await(tb, regexp.MustCompile(`serving on (http://\S+)`))
 }
 
 // build compiles the programs into a temporary folder.
@@ -548,6 +549,48 @@ func submit(ctx context.Context, t *testing.T, url string, img image) elastiq.Re
 }
 
 // recognition reads GET /v1/recognitions/{id}.
+// followRequest greps the programs' logs for the ID of a request whose
+// first worker was killed: the web program's and every worker's tell its
+// story: accepted, started by the worker that was killed (delivery 1),
+// started again and handled by another (delivery 2), received.
+func followRequest(t *testing.T, id elastiq.RequestID, web *process, workerLogs string) {
+	t.Helper()
+	wants := []string{`msg="request accepted"`, `msg="request started"`, `receive_count=1`, `msg="request handled"`,
+		`receive_count=2`, `msg="result received"`, `deliveries=2`}
+	var lines []string
+	complete := func() bool {
+		lines = lines[:0]
+		logs := []string{web.output()}
+		files, _ := filepath.Glob(filepath.Join(workerLogs, "*.log"))
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			logs = append(logs, string(b))
+		}
+		for _, log := range logs {
+			for line := range strings.Lines(log) {
+				if strings.Contains(line, string(id)) {
+					lines = append(lines, strings.TrimSpace(line))
+				}
+			}
+		}
+		return !slices.ContainsFunc(wants, func(w string) bool {
+			return !slices.ContainsFunc(lines, func(l string) bool { return strings.Contains(l, w) })
+		})
+	}
+	// The worker logs after its delete, which may come after the answer.
+	for deadline := time.Now().Add(30 * time.Second); !complete(); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Errorf("want lines with %q for request %s; the lines with its ID:\n%s", wants, id, strings.Join(lines, "\n"))
+			return
+		}
+	}
+	slices.Sort(lines) // by time: each line starts with it
+	t.Logf("grep %s in the logs of the web program and the workers:\n%s", id, strings.Join(lines, "\n"))
+}
+
 // checkDashboard reads the web program's dashboard timeline after the burst
 // of n: the requests it counted, and what it read from the fleet (EC2 under
 // IAM) and from the scaler program (its report over -scaler-url): the

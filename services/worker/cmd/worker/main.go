@@ -149,6 +149,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 	}
+	// The worker's own lines name it (worker.New); the rest of the
+	// program's are tagged here.
+	workerLog := log
 	log = log.With("worker", o.worker.Name)
 
 	// Responses are sent in batches while a call is in flight, requests
@@ -189,7 +192,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Store:      store,
 		Classifier: classifier,
 		Metrics:    metrics,
-		Logger:     log,
+		Logger:     workerLog,
 	})
 	if err != nil {
 		return err
