@@ -10,7 +10,7 @@ export ELASTIQ_MODELS := $(MODELS)
 # Every Go module of the go.work workspace.
 MODULES := . services/elastiq services/web services/worker services/scaler infra
 
-.PHONY: run test test-unit test-iam bench demo simulate screenshot bundle models build vet clean
+.PHONY: run test test-unit test-iam bench eval demo simulate screenshot bundle models build vet clean
 
 ## models: fetch the ONNX Runtime library and the face models by package name (idempotent, offline afterwards)
 models:
@@ -48,6 +48,15 @@ bench: models
 	cd services/embedded && go test -run '^$$' -bench Pipeline -benchtime 100x -count 1 .
 	cd services/worker && go test -run '^$$' -bench . -benchtime 200x -count 1 ./classify/face/
 	@scripts/bench-distributed.sh
+
+## eval: how well faces are recognised: the LFW sample (people named in photos that are not enrolled, strangers
+## answered Unknown) and the CSE546 photos, each also mirrored, resized, darker, recompressed, turned and small in a
+## large photo (figures in services/worker/classify/README.md)
+eval: models
+	cd services/worker && go run ./cmd/eval -models "$(MODELS)" -gallery ../../datasets/lfw-sample/gallery \
+		-queries ../../datasets/lfw-sample -alter
+	cd services/worker && go run ./cmd/eval -models "$(MODELS)" -gallery ../../datasets/cse546-faces \
+		-queries ../../datasets/cse546-faces -alter -misses 10
 
 ## demo: start the stack, send the CSE546 workload at it (100 at once), check every answer, watch the fleet
 ## scale in, draw the timeline into sim-out/, keep the stack up a minute for its live dashboard (URL printed; HOLD=0

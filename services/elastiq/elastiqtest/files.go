@@ -58,6 +58,17 @@ func CSE546(t testing.TB) string {
 	return dir
 }
 
+// LFWSample returns the bundled LFW identity sample (gallery/, queries/,
+// labels.csv): recognition of people in photos that are not enrolled.
+func LFWSample(t testing.TB) string {
+	t.Helper()
+	dir := filepath.Join(RepoRoot(t), "datasets", "lfw-sample")
+	if _, err := os.Stat(filepath.Join(dir, "labels.csv")); err != nil {
+		missingFile(t, "LFW sample missing: %v", err)
+	}
+	return dir
+}
+
 // Image is one image of the CSE546 workload with the label it must get.
 type Image struct {
 	Name  string // test_00.jpg

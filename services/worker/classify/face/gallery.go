@@ -20,7 +20,7 @@ import (
 
 // pipelineVersion changes whenever pre- or post-processing changes what an
 // enrolled embedding is, so older caches stop matching.
-const pipelineVersion = "face-pipeline-2"
+const pipelineVersion = "face-pipeline-3"
 
 // LabelsFile is the labels CSV of the CSE546 gallery layout.
 const LabelsFile = "labels.csv"
@@ -71,27 +71,29 @@ func (g *gallery) nearest(e []float32) (string, float64) {
 	return g.labels[best], float64(bestSim)
 }
 
-// galleryImage is one enrolled file.
-type galleryImage struct {
+// LabelledImage is an image file and the label it should get: an enrolled
+// photo, or a query of an evaluation (cmd/eval).
+type LabelledImage struct {
 	Label string
-	Path  string // relative to the gallery
+	Path  string // relative to the folder listed
 }
 
-// listGallery lists the enrolled images of dir, sorted by path.
+// ListLabelled lists the labelled images of dir (a gallery, or a test set
+// with its answers), sorted by path.
 //
 // Two layouts are understood. If dir holds a labels.csv, it is the CSE546
 // layout: the CSV has the columns Image (the file name without extension)
 // and Results (the label), and each image is found by that name anywhere
 // under dir. Otherwise each sub-folder of dir is a label and holds that
 // person's .jpg, .jpeg or .png images.
-func listGallery(dir string) ([]galleryImage, error) {
+func ListLabelled(dir string) ([]LabelledImage, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("list gallery: %w", err)
 	}
-	var images []galleryImage
+	var images []LabelledImage
 	if _, err := os.Stat(filepath.Join(dir, LabelsFile)); err == nil {
-		images, err = listLabelled(dir)
+		images, err = listCSV(dir)
 		if err != nil {
 			return nil, err
 		}
@@ -106,7 +108,7 @@ func listGallery(dir string) ([]galleryImage, error) {
 			}
 			for _, f := range files {
 				if !f.IsDir() && isImageFile(f.Name()) {
-					images = append(images, galleryImage{Label: e.Name(), Path: filepath.Join(e.Name(), f.Name())})
+					images = append(images, LabelledImage{Label: e.Name(), Path: filepath.Join(e.Name(), f.Name())})
 				}
 			}
 		}
@@ -126,8 +128,8 @@ func isImageFile(name string) bool {
 	return false
 }
 
-// listLabelled reads the CSE546 layout: labels.csv plus images under dir.
-func listLabelled(dir string) ([]galleryImage, error) {
+// listCSV reads the CSE546 layout: labels.csv plus images under dir.
+func listCSV(dir string) ([]LabelledImage, error) {
 	byStem := map[string]string{}
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !isImageFile(d.Name()) {
@@ -166,7 +168,7 @@ func listLabelled(dir string) ([]galleryImage, error) {
 	if !ok1 || !ok2 {
 		return nil, fmt.Errorf("read %s: header %q: want columns Image and Results", f.Name(), header)
 	}
-	var images []galleryImage
+	var images []LabelledImage
 	for {
 		rec, err := r.Read()
 		if err == io.EOF {
@@ -183,7 +185,7 @@ func listLabelled(dir string) ([]galleryImage, error) {
 		if !ok {
 			return nil, fmt.Errorf("read %s: image %s: no such .jpg or .png under %s", f.Name(), name, dir)
 		}
-		images = append(images, galleryImage{Label: label, Path: path})
+		images = append(images, LabelledImage{Label: label, Path: path})
 	}
 	return images, nil
 }
@@ -191,7 +193,7 @@ func listLabelled(dir string) ([]galleryImage, error) {
 // enrollKey hashes everything an enrolled embedding depends on: the
 // models' bytes, the pipeline version, the detector threshold and each
 // image's label, path and bytes.
-func enrollKey(modelDir, dir string, images []galleryImage, minScore float64) (string, error) {
+func enrollKey(modelDir, dir string, images []LabelledImage, minScore float64) (string, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\nmin-score %g\n", pipelineVersion, minScore)
 	for _, name := range []string{DetectModel, LandmarkModel, FeatureModel} {
@@ -276,7 +278,7 @@ func writeCache(path string, e *cacheEntry) error {
 
 // enroll fills c.gallery from the cache or by embedding every image.
 func (c *Classifier) enroll(ctx context.Context) error {
-	images, err := listGallery(c.cfg.Gallery)
+	images, err := ListLabelled(c.cfg.Gallery)
 	if err != nil {
 		return err
 	}
@@ -329,7 +331,7 @@ func (c *Classifier) useEntry(e *cacheEntry, fromCache bool) {
 
 // embedGallery embeds every image on all sessions at once. Images without
 // a usable face are skipped with a warning; enrolling nothing is an error.
-func (c *Classifier) embedGallery(ctx context.Context, images []galleryImage) (*cacheEntry, error) {
+func (c *Classifier) embedGallery(ctx context.Context, images []LabelledImage) (*cacheEntry, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	embs := make([][]float32, len(images))

@@ -121,3 +121,51 @@ func TestFivePoints(t *testing.T) {
 		t.Errorf("fivePoints = %v, want %v", got, want)
 	}
 }
+
+// TestFrame: a frame's sampler and toImage agree, and frameAround turns
+// with the face.
+func TestFrame(t *testing.T) {
+	for _, deg := range []float64{0, 20, -30, 90} {
+		f := frame{CX: 100, CY: 80, W: 64, H: 48, Angle: deg * math.Pi / 180}
+		// The sampler maps input pixel centres to where toImage maps
+		// their fractions (minus imgproc's half-pixel convention).
+		s := f.sampler(64, 64)
+		for _, p := range [][2]int{{0, 0}, {31, 17}, {63, 63}} {
+			sx, sy := s.Apply(float64(p[0]), float64(p[1]))
+			tx, ty := f.toImage((float64(p[0])+0.5)/64, (float64(p[1])+0.5)/64)
+			if math.Abs(sx+0.5-tx) > 1e-9 || math.Abs(sy+0.5-ty) > 1e-9 {
+				t.Errorf("angle %v, input %v: sampler (%.3f, %.3f) + 0.5, toImage (%.3f, %.3f)", deg, p, sx, sy, tx, ty)
+			}
+		}
+		if x, y := f.toImage(0.5, 0.5); math.Abs(x-100) > 1e-9 || math.Abs(y-80) > 1e-9 {
+			t.Errorf("angle %v: centre at (%.3f, %.3f), want (100, 80)", deg, x, y)
+		}
+
+		// Landmarks of an upright face, turned by the angle about a
+		// point: the frame around them turns by it too and keeps its
+		// size.
+		var upright, lm []float64
+		for i := range 68 {
+			upright = append(upright, 40+float64(i%17)*3, 50+float64(i/17)*10)
+		}
+		// Eyes level in the upright face: points 36-47 on one row each side.
+		for i := 36; i < 42; i++ {
+			upright[2*i], upright[2*i+1] = 50+float64(i-36), 60
+		}
+		for i := 42; i < 48; i++ {
+			upright[2*i], upright[2*i+1] = 80+float64(i-42), 60
+		}
+		sin, cos := math.Sincos(f.Angle)
+		for i := 0; i < len(upright); i += 2 {
+			x, y := upright[i]-60, upright[i+1]-70
+			lm = append(lm, 200+cos*x-sin*y, 150+sin*x+cos*y)
+		}
+		a, b := frameAround(upright), frameAround(lm)
+		if math.Abs(b.Angle-f.Angle) > 1e-9 || math.Abs(b.W-a.W) > 1e-9 || math.Abs(b.H-a.H) > 1e-9 {
+			t.Errorf("frameAround of landmarks turned %v degrees = %+v, want the upright one's %+v turned", deg, b, a)
+		}
+		if got := overlap(b, b); math.Abs(got-1) > 1e-9 {
+			t.Errorf("overlap of a frame with itself = %v, want 1", got)
+		}
+	}
+}

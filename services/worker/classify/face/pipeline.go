@@ -102,8 +102,9 @@ type Face struct {
 	Embedding []float32
 }
 
-// analyze runs detect, landmarks, align and embed on img.
-func (s *sessions) analyze(img *imgproc.Image) (Face, error) {
+// analyze runs detect, landmarks, align and embed (mirrored or not) on
+// img.
+func (s *sessions) analyze(img *imgproc.Image, mirrored bool) (Face, error) {
 	boxes, err := s.detectFaces(img)
 	if err != nil {
 		return Face{}, err
@@ -113,47 +114,182 @@ func (s *sessions) analyze(img *imgproc.Image) (Face, error) {
 		return Face{}, ErrNoFace
 	}
 	f := Face{Box: boxes[i], Faces: len(boxes)}
-	lm, err := s.landmarks(img, f.Box)
+	lm, fit, err := s.fitLandmarks(img, f.Box)
 	if err != nil {
 		return Face{}, err
 	}
+	if fit < goodFit && f.Box.Area() >= minFillArea*float64(img.W*img.H) {
+		// The landmarks did not settle, on a face that fills much of the
+		// photo: maybe a tight crop, whose face the detector boxes badly
+		// (part of it, or off it). Try the whole photo as its box, and
+		// keep the landmarks that fit better.
+		whole := Box{X2: float64(img.W), Y2: float64(img.H)}
+		l, wfit, err := s.fitLandmarks(img, whole)
+		if err != nil {
+			return Face{}, err
+		}
+		if wfit > fit {
+			lm = l
+		}
+	}
 	f.Points = fivePoints(lm)
-	if f.Embedding, err = s.embed(img, f.Points); err != nil {
+	if f.Embedding, err = s.embed(img, f.Points, mirrored); err != nil {
 		return Face{}, err
 	}
 	return f, nil
 }
 
+// detectFaces finds the faces in img, in img's pixels. The detector sees the
+// whole image stretched to its input; when it finds nothing there, it looks
+// again at the image on a canvas with a margin around it (framed). A face
+// that fills the photo, as in a tight crop, is one the detector misses (it
+// learnt faces with something around them); framed, it is an ordinary face.
+// Only photos without a face found pay for the second look.
 func (s *sessions) detectFaces(img *imgproc.Image) ([]Box, error) {
-	detectSpec.Fill(s.detect.In.GetData(), img, imgproc.RectTo(0, 0, float64(img.W), float64(img.H), detectSpec.W, detectSpec.H))
+	boxes, err := s.detectIn(img)
+	if err != nil {
+		return nil, err
+	}
+	if len(boxes) > 0 {
+		return boxes, nil
+	}
+	// Nothing found: maybe a face filling the photo, which the detector
+	// misses (it learnt faces with something around them). Look framed.
+	canvas, f := framed(img)
+	more, err := s.detectIn(canvas)
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range more {
+		boxes = append(boxes, f.toImage(b))
+	}
+	if len(boxes) > 0 {
+		return nms(boxes, s.maxIoU), nil
+	}
+	// Still nothing: a face too small for the detector's view of the
+	// whole photo. Look closer: windows of half the photo's size, each
+	// overlapping its neighbours by half, then half of that, as long as a
+	// window still holds more pixels than the detector's input (closer
+	// than that shows nothing new).
+	w, h := float64(img.W)/2, float64(img.H)/2
+	for ; w >= float64(detectSpec.W) || h >= float64(detectSpec.H); w, h = w/2, h/2 {
+		for y0 := 0.0; y0+h <= float64(img.H)+0.5; y0 += h / 2 {
+			for x0 := 0.0; x0+w <= float64(img.W)+0.5; x0 += w / 2 {
+				found, err := s.detectRect(img, x0, y0, w, h)
+				if err != nil {
+					return nil, err
+				}
+				boxes = append(boxes, found...)
+			}
+		}
+		if len(boxes) > 0 {
+			break
+		}
+	}
+	return nms(boxes, s.maxIoU), nil
+}
+
+// maxRefits is how many times at most fitLandmarks looks again.
+const maxRefits = 2
+
+// goodFit is the fit (fitLandmarks) of landmarks taken as settled.
+const goodFit = 0.95
+
+// minFillArea is the share of the photo a face's box must cover for the
+// whole photo to be tried as its box as well.
+const minFillArea = 0.2
+
+// detectIn runs the detector on the whole of img.
+func (s *sessions) detectIn(img *imgproc.Image) ([]Box, error) {
+	return s.detectRect(img, 0, 0, float64(img.W), float64(img.H))
+}
+
+// detectRect runs the detector on the w x h window of img at (x0, y0) and
+// returns the faces in img's pixels.
+func (s *sessions) detectRect(img *imgproc.Image, x0, y0, w, h float64) ([]Box, error) {
+	detectSpec.Fill(s.detect.In.GetData(), img, imgproc.RectTo(x0, y0, w, h, detectSpec.W, detectSpec.H))
 	if err := s.detect.Run(); err != nil {
 		return nil, fmt.Errorf("detect faces: %w", err)
 	}
-	return decodeDetections(s.detect.Out[0].GetData(), s.detect.Out[1].GetData(), img.W, img.H, s.minScore, s.maxIoU), nil
+	// decodeDetections scales its fractions by the window's size.
+	boxes := decodeDetections(s.detect.Out[0].GetData(), s.detect.Out[1].GetData(), 1, 1, s.minScore, s.maxIoU)
+	for i, b := range boxes {
+		boxes[i] = Box{X1: x0 + b.X1*w, Y1: y0 + b.Y1*h, X2: x0 + b.X2*w, Y2: y0 + b.Y2*h, Score: b.Score}
+	}
+	return boxes, nil
 }
 
-// landmarks returns the 68 points (x0, y0, x1, ...) in image pixels.
-func (s *sessions) landmarks(img *imgproc.Image, b Box) ([]float64, error) {
-	w, h := b.X2-b.X1, b.Y2-b.Y1
-	landmarkSpec.Fill(s.landmark.In.GetData(), img, imgproc.RectTo(b.X1, b.Y1, w, h, landmarkSpec.W, landmarkSpec.H))
+// placement is where framed put the image on its canvas: canvas =
+// image*scale + (x, y).
+type placement struct{ scale, x, y float64 }
+
+func (f placement) toImage(b Box) Box {
+	return Box{X1: (b.X1 - f.x) / f.scale, Y1: (b.Y1 - f.y) / f.scale,
+		X2: (b.X2 - f.x) / f.scale, Y2: (b.Y2 - f.y) / f.scale, Score: b.Score}
+}
+
+// framed returns img scaled to fit the middle half of a canvas twice the
+// detector's input in each direction, its aspect kept, on mid grey.
+func framed(img *imgproc.Image) (*imgproc.Image, placement) {
+	cw, ch := 2*detectSpec.W, 2*detectSpec.H
+	scale := min(float64(cw)/2/float64(img.W), float64(ch)/2/float64(img.H))
+	w, h := max(1, int(math.Round(float64(img.W)*scale))), max(1, int(math.Round(float64(img.H)*scale)))
+	canvas := imgproc.New(cw, ch)
+	for i := range canvas.Pix {
+		canvas.Pix[i] = 127
+	}
+	x, y := (cw-w)/2, (ch-h)/2
+	canvas.Paste(img.Resize(w, h), x, y)
+	return canvas, placement{scale: float64(w) / float64(img.W), x: float64(x), y: float64(y)}
+}
+
+// fitLandmarks finds the landmarks in box b, then again in the frame they
+// imply (frameAround: the box the detector would have drawn around them,
+// turned as the eyes are), and once more unless that frame had settled
+// (goodFit). The landmarks are only as good as the region they are looked
+// for in: a detector's box can sit off the face, and a face turned 30
+// degrees is one the landmark model sees badly upright. fit is how well
+// the last two frames agree (overlap): near 1 when the landmarks converged
+// on a face.
+func (s *sessions) fitLandmarks(img *imgproc.Image, b Box) (lm []float64, fit float64, err error) {
+	f := frameOf(b)
+	if lm, err = s.landmarks(img, f); err != nil {
+		return nil, 0, err
+	}
+	for i := range maxRefits {
+		next := frameAround(lm)
+		if i > 0 && overlap(f, next) >= goodFit {
+			break // settled
+		}
+		f = next
+		if lm, err = s.landmarks(img, f); err != nil {
+			return nil, 0, err
+		}
+	}
+	return lm, overlap(f, frameAround(lm)), nil
+}
+
+// landmarks returns the 68 points (x0, y0, x1, ...) in image pixels of the
+// face in frame f.
+func (s *sessions) landmarks(img *imgproc.Image, f frame) ([]float64, error) {
+	landmarkSpec.Fill(s.landmark.In.GetData(), img, f.sampler(landmarkSpec.W, landmarkSpec.H))
 	if err := s.landmark.Run(); err != nil {
 		return nil, fmt.Errorf("find landmarks: %w", err)
 	}
 	out := s.landmark.Out[0].GetData()
 	lm := make([]float64, len(out))
-	for i, v := range out {
-		if i%2 == 0 {
-			lm[i] = b.X1 + float64(v)*w
-		} else {
-			lm[i] = b.Y1 + float64(v)*h
-		}
+	for i := 0; i+1 < len(out); i += 2 {
+		lm[i], lm[i+1] = f.toImage(float64(out[i]), float64(out[i+1]))
 	}
 	return lm, nil
 }
 
 // embed aligns the face whose points are pts and returns its unit-length
-// embedding.
-func (s *sessions) embed(img *imgproc.Image, pts [5]Point) ([]float32, error) {
+// embedding. With mirrored, it is the mean of the aligned face's and its
+// mirror image's (then normalised): a steadier embedding, less moved by
+// which side of the face the light or the pose favours, for twice the
+// model's time.
+func (s *sessions) embed(img *imgproc.Image, pts [5]Point, mirrored bool) ([]float32, error) {
 	toTemplate := similarity(pts, arcFaceTemplate)
 	fromTemplate, err := toTemplate.Invert()
 	if err != nil {
@@ -164,17 +300,33 @@ func (s *sessions) embed(img *imgproc.Image, pts [5]Point) ([]float32, error) {
 		return nil, fmt.Errorf("embed face: %w", err)
 	}
 	out := s.feature.Out[0].GetData()
+	sum := make([]float64, len(out))
+	for i, v := range out {
+		sum[i] = float64(v)
+	}
+	if mirrored {
+		w := float64(featureSpec.W - 1)
+		t := fromTemplate
+		flipped := imgproc.Affine{A: -t.A, B: t.B, C: t.A*w + t.C, D: -t.D, E: t.E, F: t.D*w + t.F}
+		featureSpec.Fill(s.feature.In.GetData(), img, flipped)
+		if err := s.feature.Run(); err != nil {
+			return nil, fmt.Errorf("embed face: %w", err)
+		}
+		for i, v := range s.feature.Out[0].GetData() {
+			sum[i] += float64(v)
+		}
+	}
 	emb := make([]float32, len(out))
 	var norm float64
-	for _, v := range out {
-		norm += float64(v) * float64(v)
+	for _, v := range sum {
+		norm += v * v
 	}
 	norm = math.Sqrt(norm)
 	if norm == 0 || math.IsNaN(norm) {
 		return nil, errors.New("embed face: degenerate embedding")
 	}
-	for i, v := range out {
-		emb[i] = float32(float64(v) / norm)
+	for i, v := range sum {
+		emb[i] = float32(v / norm)
 	}
 	return emb, nil
 }
