@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 )
@@ -108,6 +109,79 @@ type Request struct {
 	// the worker then reads no input/ (which holds it all the same: the
 	// durable copy, for recovery and for GET).
 	Image []byte `json:"image,omitempty"`
+	// Options are the client's choices for this recognition.
+	Options Options `json:"options,omitzero"`
+}
+
+// Options of one recognition, chosen by its client (POST /v1/recognitions).
+// The zero value is the classifier's defaults.
+type Options struct {
+	// Threshold, if set, is the least similarity that names someone,
+	// instead of the classifier's.
+	Threshold *float64 `json:"threshold,omitempty"`
+	// TopK is how many candidates to report per face, best first (0: the
+	// classifier's default).
+	TopK int `json:"top_k,omitempty"`
+}
+
+// MaxTopK is the most candidates a request may ask for per face.
+const MaxTopK = 20
+
+// Validate reports an option out of range.
+func (o Options) Validate() error {
+	if o.Threshold != nil && (*o.Threshold < -1 || *o.Threshold > 1 || math.IsNaN(*o.Threshold)) {
+		return fmt.Errorf("threshold %v: want a cosine similarity from -1 to 1", *o.Threshold)
+	}
+	if o.TopK < 0 || o.TopK > MaxTopK {
+		return fmt.Errorf("top_k %d: want 1 to %d", o.TopK, MaxTopK)
+	}
+	return nil
+}
+
+// Face is one face found in an image, with the evidence for its label.
+type Face struct {
+	// Box is where the face is, in the image's pixels.
+	Box Box `json:"box"`
+	// Score is the detector's confidence, 0 to 1.
+	Score float64 `json:"score"`
+	// Label is the nearest enrolled person when Similarity reaches the
+	// threshold, else the unknown label.
+	Label      string  `json:"label"`
+	Similarity float64 `json:"similarity"`
+	// Candidates are the nearest enrolled people, best first.
+	Candidates []Candidate `json:"candidates,omitempty"`
+}
+
+// Box is a rectangle in an image's pixels.
+type Box struct {
+	X1 float64 `json:"x1"`
+	Y1 float64 `json:"y1"`
+	X2 float64 `json:"x2"`
+	Y2 float64 `json:"y2"`
+}
+
+// Candidate is an enrolled person and how similar a face is to them (the
+// best of their enrolled faces).
+type Candidate struct {
+	Label      string  `json:"label"`
+	Similarity float64 `json:"similarity"`
+}
+
+// Recognition is what a FaceRecognizer answers: the label of the largest
+// face (a Classifier's answer), the threshold it was decided at, and every
+// face found, largest first.
+type Recognition struct {
+	Label     string
+	Threshold float64
+	Faces     []Face
+}
+
+// FaceRecognizer is a Classifier that also reports every face it finds and
+// takes the client's options. The worker prefers it when its classifier
+// has it.
+type FaceRecognizer interface {
+	Classifier
+	RecognizeFaces(ctx context.Context, image []byte, opts Options) (Recognition, error)
 }
 
 // MaxInlineImage is the largest image the distributed web tier puts in its
@@ -146,6 +220,10 @@ type Result struct {
 	// worker when this result was made, that delivery included (the
 	// queue's receive count; 0 when unknown).
 	Deliveries int `json:"deliveries,omitempty"`
+	// Threshold is the similarity the label was decided at, and Faces
+	// every face found, largest first: from a FaceRecognizer only.
+	Threshold *float64 `json:"threshold,omitempty"`
+	Faces     []Face   `json:"faces,omitempty"`
 }
 
 // Encode and decode the messages that travel on the queues and in the stores.
@@ -242,20 +320,27 @@ type Object struct {
 	Metadata    map[string]string
 }
 
-// Metadata keys of an input object: the upload's original file name and
-// when it was accepted (RFC 3339 with nanoseconds), so an accepted input can be
-// turned back into its Request (see RequestFromInput).
+// Metadata keys of an input object: the upload's original file name, when
+// it was accepted (RFC 3339 with nanoseconds) and the client's options
+// (JSON, when any), so an accepted input can be turned back into its
+// Request (see RequestFromInput).
 const (
 	MetaFileName    = "file-name"
 	MetaSubmittedAt = "submitted-at"
+	MetaOptions     = "options"
 )
 
 // InputMetadata is the metadata the web tier stores with an input.
 func InputMetadata(r Request) map[string]string {
-	return map[string]string{
+	m := map[string]string{
 		MetaFileName:    r.FileName,
 		MetaSubmittedAt: r.SubmittedAt.UTC().Format(time.RFC3339Nano),
 	}
+	if r.Options != (Options{}) {
+		b, _ := json.Marshal(r.Options) // numbers and a pointer to one: cannot fail
+		m[MetaOptions] = string(b)
+	}
+	return m
 }
 
 // RequestFromInput rebuilds the Request of a stored input from its key and
@@ -269,6 +354,11 @@ func RequestFromInput(key string, obj Object) (Request, error) {
 	if s := obj.Metadata[MetaSubmittedAt]; s != "" {
 		if r.SubmittedAt, err = time.Parse(time.RFC3339Nano, s); err != nil {
 			return Request{}, fmt.Errorf("input %s: %s: %w", key, MetaSubmittedAt, err)
+		}
+	}
+	if s := obj.Metadata[MetaOptions]; s != "" {
+		if err := json.Unmarshal([]byte(s), &r.Options); err != nil {
+			return Request{}, fmt.Errorf("input %s: %s: %w", key, MetaOptions, err)
 		}
 	}
 	return r, nil

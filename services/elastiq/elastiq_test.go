@@ -1,6 +1,7 @@
 package elastiq_test
 
 import (
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -105,6 +106,39 @@ func TestRequestFromInput(t *testing.T) {
 	obj.Metadata[elastiq.MetaSubmittedAt] = "yesterday"
 	if _, err := elastiq.RequestFromInput(want.InputKey, obj); err == nil {
 		t.Errorf("RequestFromInput with a bad time: nil error, want error")
+	}
+
+	// The client's options survive too (a recovered request keeps them).
+	threshold := 0.55
+	want.Options = elastiq.Options{Threshold: &threshold, TopK: 3}
+	obj.Metadata = elastiq.InputMetadata(want)
+	if got, err = elastiq.RequestFromInput(want.InputKey, obj); err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("RequestFromInput() with options = %+v, %v; want %+v", got, err, want)
+	}
+	obj.Metadata[elastiq.MetaOptions] = "{"
+	if _, err := elastiq.RequestFromInput(want.InputKey, obj); err == nil {
+		t.Errorf("RequestFromInput with bad options: nil error, want error")
+	}
+}
+
+func TestOptionsValidate(t *testing.T) {
+	f := func(v float64) *float64 { return &v }
+	for _, tt := range []struct {
+		name string
+		o    elastiq.Options
+		ok   bool
+	}{
+		{name: "defaults", ok: true},
+		{name: "threshold and top_k", o: elastiq.Options{Threshold: f(0.5), TopK: 5}, ok: true},
+		{name: "threshold -1", o: elastiq.Options{Threshold: f(-1)}, ok: true},
+		{name: "threshold over 1", o: elastiq.Options{Threshold: f(1.5)}},
+		{name: "threshold NaN", o: elastiq.Options{Threshold: f(math.NaN())}},
+		{name: "top_k negative", o: elastiq.Options{TopK: -1}},
+		{name: "top_k too many", o: elastiq.Options{TopK: elastiq.MaxTopK + 1}},
+	} {
+		if err := tt.o.Validate(); (err == nil) != tt.ok {
+			t.Errorf("%s: Validate() = %v, want ok %v", tt.name, err, tt.ok)
+		}
 	}
 }
 

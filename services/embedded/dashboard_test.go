@@ -27,6 +27,11 @@ type chart struct {
 	Events int                `json:"events"`
 }
 
+// chartWait bounds each wait for the charts to show something: the fleet's
+// warm-up and idle stop take seconds, more on a machine that is also
+// running other tests.
+const chartWait = 2 * time.Minute
+
 const readCharts = `(() => {
 	const out = {};
 	for (const svg of document.querySelectorAll("svg[id^=chart-]")) {
@@ -59,7 +64,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	cfg.Web.DashboardInterval = 250 * time.Millisecond
 	h := start(t, cfg, newContentClassifier(imgs), nil)
 
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*chartWait)
 	defer cancel()
 	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromium),
@@ -100,7 +105,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	// The backlog policy's warm pool: launched at start, stopped when
 	// initialised. The burst then starts it.
-	for deadline := time.Now().Add(elastiqtest.Timeout); ; time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(chartWait); ; time.Sleep(100 * time.Millisecond) {
 		inst := charts()["chart-instances"]
 		if inst.Last["stopped"] == float64(cfg.Policy.Backlog.WarmPool) && inst.Last["running"] == 0 {
 			break
@@ -135,7 +140,7 @@ func TestDashboardInBrowser(t *testing.T) {
 
 	// The charts show the burst, then the fleet stopping when idle.
 	var c map[string]chart
-	for deadline := time.Now().Add(elastiqtest.Timeout); ; time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(chartWait); ; time.Sleep(100 * time.Millisecond) {
 		c = charts()
 		req, inst := c["chart-requests"], c["chart-instances"]
 		if req.Max["accepted"] > 0 && req.Max["done"] > 0 && inst.Max["running"] >= 1 &&

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"path"
 	"strconv"
 	"strings"
@@ -93,6 +94,30 @@ func (s *Server) handleRecognize(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// parseOptions reads a recognition's options from its query: threshold (a
+// cosine similarity, -1 to 1) and top_k (1 to elastiq.MaxTopK).
+func parseOptions(q url.Values) (elastiq.Options, error) {
+	var o elastiq.Options
+	if v := q.Get("threshold"); v != "" {
+		t, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return o, fail(errInvalid, fmt.Sprintf("threshold %q: want a number from -1 to 1", v))
+		}
+		o.Threshold = &t
+	}
+	if v := q.Get("top_k"); v != "" {
+		k, err := strconv.Atoi(v)
+		if err != nil || k < 1 {
+			return o, fail(errInvalid, fmt.Sprintf("top_k %q: want a whole number from 1 to %d", v, elastiq.MaxTopK))
+		}
+		o.TopK = k
+	}
+	if err := o.Validate(); err != nil {
+		return o, fail(errInvalid, err.Error())
+	}
+	return o, nil
+}
+
 // setRequestID names the request in the answer's X-Request-Id, once it
 // has an ID: on success, and on a failure to accept it too, so that the
 // client can quote it and the error's log line (writeError) carries it.
@@ -108,12 +133,18 @@ type Accepted struct {
 	StatusURL string            `json:"status_url"`
 }
 
-// handleSubmit is POST /v1/recognitions: upload and answer 202 at once.
+// handleSubmit is POST /v1/recognitions[?threshold=T&top_k=K]: upload and
+// answer 202 at once.
 func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request) error {
+	opts, err := parseOptions(r.URL.Query())
+	if err != nil {
+		return err
+	}
 	u, err := s.readImage(w, r, []string{fieldFile, fieldMyFile, fieldInputFile}, `missing form file field "file" (or myfile, inputFile)`)
 	if err != nil {
 		return err
 	}
+	u.options = opts
 	req, _, err := s.accept(r.Context(), u, false)
 	setRequestID(w, req.ID)
 	if err != nil {
@@ -215,6 +246,7 @@ func (s *Server) accept(ctx context.Context, u upload, subscribe bool) (elastiq.
 		FileName:    u.fileName,
 		ContentType: u.contentType,
 		SubmittedAt: now,
+		Options:     u.options,
 	}
 	msg := req
 	if len(u.body) <= s.cfg.InlineMaxBytes {
@@ -264,6 +296,11 @@ type Recognition struct {
 	// Deliveries is how many times the request was delivered to a worker
 	// before this answer (more than 1: a worker failed or was too slow).
 	Deliveries int `json:"deliveries,omitempty"`
+	// Threshold is the similarity the label was decided at, and Faces
+	// every face found, largest first, with its box, detection score,
+	// label, similarity and nearest people (from the face classifier).
+	Threshold *float64       `json:"threshold,omitempty"`
+	Faces     []elastiq.Face `json:"faces,omitempty"`
 }
 
 // Timings of a request. Times not reached yet are omitted, and so are the
@@ -304,6 +341,8 @@ func recognitionOf(r elastiq.Result) Recognition {
 		Timings:    t,
 		Worker:     r.Worker,
 		Deliveries: r.Deliveries,
+		Threshold:  r.Threshold,
+		Faces:      r.Faces,
 	}
 }
 

@@ -10,6 +10,8 @@ import (
 	"path"
 	"slices"
 	"strings"
+
+	"github.com/elastiq/elastiq/services/elastiq"
 )
 
 // upload is a validated image from a multipart form.
@@ -18,6 +20,7 @@ type upload struct {
 	fileName    string // base name as the client sent it
 	contentType string // from the image's format, not the client's header
 	body        []byte
+	options     elastiq.Options // the client's (POST /v1/recognitions)
 }
 
 // multipartSlack is what the body may hold beyond the file itself:

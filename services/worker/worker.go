@@ -561,7 +561,16 @@ func (w *Worker) classify(ctx context.Context, req elastiq.Request) (elastiq.Res
 	}
 
 	start := w.deps.Now()
-	label, err := w.deps.Classifier.Classify(ctx, input.Body)
+	var label string
+	if fr, ok := w.deps.Classifier.(elastiq.FaceRecognizer); ok {
+		// Every face with its evidence, at the client's options.
+		var r elastiq.Recognition
+		if r, err = fr.RecognizeFaces(ctx, input.Body, req.Options); err == nil {
+			label, res.Threshold, res.Faces = r.Label, &r.Threshold, r.Faces
+		}
+	} else {
+		label, err = w.deps.Classifier.Classify(ctx, input.Body)
+	}
 	res.FinishedAt = w.deps.Now()
 	res.Classify = res.FinishedAt.Sub(start)
 	w.deps.Metrics.classified(res.Classify)

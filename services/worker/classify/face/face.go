@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/elastiq/elastiq/services/elastiq"
 	"github.com/elastiq/elastiq/services/worker/classify/internal/imgproc"
 	"github.com/elastiq/elastiq/services/worker/classify/internal/ortenv"
 	"github.com/elastiq/elastiq/services/worker/classify/internal/pool"
@@ -51,6 +52,10 @@ type Config struct {
 	// the uncertain pay for it: an embedding takes about half of an
 	// image's time. 0 never looks twice; 1 always does.
 	SecondLook float64
+	// MaxFaces bounds the faces RecognizeFaces reports, largest first;
+	// TopK is how many candidates it reports per face unless the request
+	// says.
+	MaxFaces, TopK int
 }
 
 // Default values of Config.
@@ -60,6 +65,8 @@ const (
 	DefaultMinScore     = 0.7
 	DefaultMaxPixels    = 50_000_000
 	DefaultSecondLook   = 0.6
+	DefaultMaxFaces     = 10
+	DefaultTopK         = 3
 )
 
 // DefaultConfig returns a Config with every field but the folders set.
@@ -71,6 +78,8 @@ func DefaultConfig() Config {
 		MinScore:     DefaultMinScore,
 		MaxPixels:    DefaultMaxPixels,
 		SecondLook:   DefaultSecondLook,
+		MaxFaces:     DefaultMaxFaces,
+		TopK:         DefaultTopK,
 	}
 }
 
@@ -97,6 +106,9 @@ func (c Config) Validate() error {
 	}
 	if c.SecondLook < 0 || c.SecondLook > 1 {
 		errs = append(errs, fmt.Errorf("second look %v: want a cosine similarity in [0, 1]", c.SecondLook))
+	}
+	if c.MaxFaces < 1 || c.TopK < 1 || c.TopK > elastiq.MaxTopK {
+		errs = append(errs, fmt.Errorf("max faces %d, top k %d: want at least 1, and top k at most %d", c.MaxFaces, c.TopK, elastiq.MaxTopK))
 	}
 	if c.MaxPixels < 0 {
 		errs = append(errs, fmt.Errorf("max pixels %d: want 0 (no limit) or more", c.MaxPixels))
@@ -210,6 +222,62 @@ func (c *Classifier) Recognize(ctx context.Context, image []byte) (Match, error)
 		m.Label = c.cfg.UnknownLabel
 	}
 	return m, nil
+}
+
+var _ elastiq.FaceRecognizer = (*Classifier)(nil)
+
+// RecognizeFaces decodes image and recognises each of its faces (at most
+// MaxFaces, largest first) with its TopK nearest people, at the request's
+// threshold and top k when it sets them. Its Label is the largest face's,
+// as Classify answers.
+func (c *Classifier) RecognizeFaces(ctx context.Context, image []byte, opts elastiq.Options) (elastiq.Recognition, error) {
+	if err := opts.Validate(); err != nil {
+		return elastiq.Recognition{}, fmt.Errorf("recognize faces: %w", err)
+	}
+	threshold, k := c.cfg.Threshold, c.cfg.TopK
+	if opts.Threshold != nil {
+		threshold = *opts.Threshold
+	}
+	if opts.TopK > 0 {
+		k = opts.TopK
+	}
+	img, err := imgproc.Decode(image, c.cfg.MaxPixels)
+	if err != nil {
+		return elastiq.Recognition{}, fmt.Errorf("classify face: %w", err)
+	}
+	r := elastiq.Recognition{Threshold: threshold}
+	err = c.pool.Do(ctx, func(s *sessions) error {
+		faces, err := s.analyzeFaces(img, c.cfg.SecondLook >= 1, c.cfg.MaxFaces)
+		if err != nil {
+			return err
+		}
+		for _, f := range faces {
+			cands := c.gallery.nearestPeople(f.Embedding, k)
+			if len(cands) > 0 && cands[0].Similarity < c.cfg.SecondLook && c.cfg.SecondLook < 1 {
+				if f.Embedding, err = s.embed(img, f.Points, true); err != nil {
+					return err
+				}
+				cands = c.gallery.nearestPeople(f.Embedding, k)
+			}
+			ef := elastiq.Face{
+				Box:   elastiq.Box{X1: f.Box.X1, Y1: f.Box.Y1, X2: f.Box.X2, Y2: f.Box.Y2},
+				Score: f.Box.Score, Label: c.cfg.UnknownLabel, Candidates: cands,
+			}
+			if len(cands) > 0 {
+				ef.Similarity = cands[0].Similarity
+				if ef.Similarity >= threshold {
+					ef.Label = cands[0].Label
+				}
+			}
+			r.Faces = append(r.Faces, ef)
+		}
+		return nil
+	})
+	if err != nil {
+		return elastiq.Recognition{}, fmt.Errorf("classify face: %w", err)
+	}
+	r.Label = r.Faces[0].Label
+	return r, nil
 }
 
 // Analyze decodes image and returns its largest face with its embedding,

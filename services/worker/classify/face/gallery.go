@@ -2,6 +2,7 @@ package face
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/csv"
@@ -13,9 +14,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/elastiq/elastiq/services/elastiq"
 )
 
 // pipelineVersion changes whenever pre- or post-processing changes what an
@@ -69,6 +73,33 @@ func (g *gallery) nearest(e []float32) (string, float64) {
 		return "", -1
 	}
 	return g.labels[best], float64(bestSim)
+}
+
+// nearestPeople returns the k enrolled people most similar to e, best
+// first, each at the similarity of their most similar enrolled face.
+func (g *gallery) nearestPeople(e []float32, k int) []elastiq.Candidate {
+	best := make(map[string]float32, len(g.labels))
+	for i, l := range g.labels {
+		row := g.emb[i*Dim : (i+1)*Dim]
+		var dot float32
+		for j, v := range row {
+			dot += v * e[j]
+		}
+		if b, ok := best[l]; !ok || dot > b {
+			best[l] = dot
+		}
+	}
+	out := make([]elastiq.Candidate, 0, len(best))
+	for l, v := range best {
+		out = append(out, elastiq.Candidate{Label: l, Similarity: float64(v)})
+	}
+	slices.SortFunc(out, func(a, b elastiq.Candidate) int {
+		if c := cmp.Compare(b.Similarity, a.Similarity); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Label, b.Label)
+	})
+	return out[:min(k, len(out))]
 }
 
 // LabelledImage is an image file and the label it should get: an enrolled

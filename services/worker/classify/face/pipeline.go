@@ -1,6 +1,8 @@
 package face
 
 import (
+	"cmp"
+	"slices"
 	"errors"
 	"fmt"
 	"math"
@@ -103,22 +105,46 @@ type Face struct {
 }
 
 // analyze runs detect, landmarks, align and embed (mirrored or not) on
-// img.
+// img's largest face.
 func (s *sessions) analyze(img *imgproc.Image, mirrored bool) (Face, error) {
+	faces, err := s.analyzeFaces(img, mirrored, 1)
+	if err != nil {
+		return Face{}, err
+	}
+	return faces[0], nil
+}
+
+// analyzeFaces analyses img's faces, largest first, at most max of them.
+// No face is ErrNoFace.
+func (s *sessions) analyzeFaces(img *imgproc.Image, mirrored bool, max int) ([]Face, error) {
 	boxes, err := s.detectFaces(img)
 	if err != nil {
-		return Face{}, err
+		return nil, err
 	}
-	i := largest(boxes)
-	if i < 0 {
-		return Face{}, ErrNoFace
+	if len(boxes) == 0 {
+		return nil, ErrNoFace
 	}
-	f := Face{Box: boxes[i], Faces: len(boxes)}
-	lm, fit, err := s.fitLandmarks(img, f.Box)
+	slices.SortStableFunc(boxes, func(a, b Box) int { return cmp.Compare(b.Area(), a.Area()) })
+	var faces []Face
+	for _, b := range boxes[:min(len(boxes), max)] {
+		f, err := s.faceAt(img, b, mirrored)
+		if err != nil {
+			return nil, err
+		}
+		f.Faces = len(boxes)
+		faces = append(faces, f)
+	}
+	return faces, nil
+}
+
+// faceAt finds the landmarks of the face in box b, aligns and embeds it.
+func (s *sessions) faceAt(img *imgproc.Image, b Box, mirrored bool) (Face, error) {
+	f := Face{Box: b}
+	lm, fit, err := s.fitLandmarks(img, b)
 	if err != nil {
 		return Face{}, err
 	}
-	if fit < goodFit && f.Box.Area() >= minFillArea*float64(img.W*img.H) {
+	if fit < goodFit && b.Area() >= minFillArea*float64(img.W*img.H) {
 		// The landmarks did not settle, on a face that fills much of the
 		// photo: maybe a tight crop, whose face the detector boxes badly
 		// (part of it, or off it). Try the whole photo as its box, and

@@ -1,0 +1,67 @@
+package worker
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/elastiq/elastiq/services/elastiq"
+)
+
+// faceRecognizer is a test double of a classifier that reports every face:
+// it labels by content as labelByContent does, answers one face with the
+// request's threshold and top k echoed in its evidence, and records the
+// options it was given.
+type faceRecognizer struct {
+	classifierFunc
+	got chan elastiq.Options
+}
+
+var _ elastiq.FaceRecognizer = faceRecognizer{}
+
+func (f faceRecognizer) RecognizeFaces(ctx context.Context, image []byte, opts elastiq.Options) (elastiq.Recognition, error) {
+	f.got <- opts
+	label, err := labelByContent(ctx, image)
+	if err != nil {
+		return elastiq.Recognition{}, err
+	}
+	threshold := 0.4
+	if opts.Threshold != nil {
+		threshold = *opts.Threshold
+	}
+	face := elastiq.Face{Box: elastiq.Box{X1: 1, Y1: 2, X2: 3, Y2: 4}, Score: 0.9, Label: label, Similarity: 0.8}
+	for range max(opts.TopK, 1) {
+		face.Candidates = append(face.Candidates, elastiq.Candidate{Label: label, Similarity: 0.8})
+	}
+	return elastiq.Recognition{Label: label, Threshold: threshold, Faces: []elastiq.Face{face}}, nil
+}
+
+// TestWorkerRecognizesFaces: with a classifier that reports faces, the
+// request's options reach it and the result carries every face and the
+// threshold its label was decided at.
+func TestWorkerRecognizesFaces(t *testing.T) {
+	h := newHarness(t, labelByContent, nil)
+	fr := faceRecognizer{classifierFunc: labelByContent, got: make(chan elastiq.Options, 1)}
+	h.worker.deps.Classifier = fr
+	threshold := 0.55
+	req := elastiq.Request{ID: elastiq.NewRequestID(time.Now()), FileName: "ann.jpg", SubmittedAt: time.Now(),
+		Image: []byte("face of Ann"), Options: elastiq.Options{Threshold: &threshold, TopK: 2}}
+	body, err := elastiq.EncodeRequest(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.requests.push(body)
+	h.runUntilIdle(t)
+	if got := <-fr.got; got.Threshold == nil || *got.Threshold != threshold || got.TopK != 2 {
+		t.Errorf("options given to the classifier = %+v, want threshold %v, top k 2", got, threshold)
+	}
+	sent, err := h.responses.sentResults()
+	if err != nil || len(sent) != 1 {
+		t.Fatalf("responses = %+v, %v; want one", sent, err)
+	}
+	res := sent[0]
+	if res.Label != "Ann" || res.Threshold == nil || *res.Threshold != threshold || len(res.Faces) != 1 ||
+		len(res.Faces[0].Candidates) != 2 || res.Faces[0].Box.X2 != 3 {
+		t.Errorf("result = %+v, want Ann at threshold %v with one face and its 2 candidates", res, threshold)
+	}
+}
