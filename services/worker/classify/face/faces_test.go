@@ -13,7 +13,7 @@ import (
 func TestRecognizeFaces(t *testing.T) {
 	c := openFace(t, nil)
 	canvas := greyCanvas(800, 400)
-	canvas.Paste(readPhoto(t, "test_02").Resize(320, 320), 40, 40)  // Bob, big, left
+	canvas.Paste(readPhoto(t, "test_02").Resize(320, 320), 40, 40)   // Bob, big, left
 	canvas.Paste(readPhoto(t, "test_00").Resize(180, 180), 400, 110) // Paul, small, right
 	img := encodePNG(t, canvas.RGBA())
 

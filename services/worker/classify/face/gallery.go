@@ -2,7 +2,6 @@ package face
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/csv"
@@ -14,7 +13,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -49,57 +47,45 @@ type Enrollment struct {
 // Enrollment describes the gallery this classifier enrolled.
 func (c *Classifier) Enrollment() Enrollment { return c.enrollment }
 
-// gallery holds the enrolled embeddings, one row of Dim per label.
-type gallery struct {
-	labels []string
-	emb    []float32
+// gallery is the enrolled faces, searchable (index).
+type gallery struct{ x index }
+
+func newGallery(labels []string, emb []float32) *gallery {
+	g := &gallery{}
+	for i, l := range labels {
+		g.x.add(l, emb[i*Dim:(i+1)*Dim])
+	}
+	return g
 }
 
-// nearest returns the label with the highest cosine similarity to e (both
-// are unit length, so that is the dot product) and the similarity.
+// nearest returns the label of the enrolled face most similar to e (both
+// unit length, so that is the dot product) and the similarity.
 func (g *gallery) nearest(e []float32) (string, float64) {
-	best, bestSim := -1, float32(-2)
-	for i := range g.labels {
-		row := g.emb[i*Dim : (i+1)*Dim]
-		var dot float32
-		for k, v := range row {
-			dot += v * e[k]
-		}
-		if dot > bestSim {
-			best, bestSim = i, dot
-		}
-	}
-	if best < 0 {
+	hits := g.x.search(e, 1)
+	if len(hits) == 0 {
 		return "", -1
 	}
-	return g.labels[best], float64(bestSim)
+	return g.x.labels[g.x.label[hits[0].face]], float64(hits[0].sim)
 }
 
 // nearestPeople returns the k enrolled people most similar to e, best
-// first, each at the similarity of their most similar enrolled face.
+// first, each at the similarity of their most similar enrolled face (among
+// the index's shortlist: the faces near enough to matter).
 func (g *gallery) nearestPeople(e []float32, k int) []elastiq.Candidate {
-	best := make(map[string]float32, len(g.labels))
-	for i, l := range g.labels {
-		row := g.emb[i*Dim : (i+1)*Dim]
-		var dot float32
-		for j, v := range row {
-			dot += v * e[j]
+	var out []elastiq.Candidate
+	seen := make(map[int32]bool)
+	for _, h := range g.x.search(e, Shortlist) {
+		l := g.x.label[h.face]
+		if seen[l] {
+			continue
 		}
-		if b, ok := best[l]; !ok || dot > b {
-			best[l] = dot
+		seen[l] = true
+		out = append(out, elastiq.Candidate{Label: g.x.labels[l], Similarity: float64(h.sim)})
+		if len(out) == k {
+			break
 		}
 	}
-	out := make([]elastiq.Candidate, 0, len(best))
-	for l, v := range best {
-		out = append(out, elastiq.Candidate{Label: l, Similarity: float64(v)})
-	}
-	slices.SortFunc(out, func(a, b elastiq.Candidate) int {
-		if c := cmp.Compare(b.Similarity, a.Similarity); c != 0 {
-			return c
-		}
-		return strings.Compare(a.Label, b.Label)
-	})
-	return out[:min(k, len(out))]
+	return out
 }
 
 // LabelledImage is an image file and the label it should get: an enrolled
@@ -351,7 +337,7 @@ func (c *Classifier) enroll(ctx context.Context) error {
 }
 
 func (c *Classifier) useEntry(e *cacheEntry, fromCache bool) {
-	c.gallery = &gallery{labels: e.Labels, emb: e.Embeddings}
+	c.gallery = newGallery(e.Labels, e.Embeddings)
 	ids := map[string]bool{}
 	for _, l := range e.Labels {
 		ids[l] = true

@@ -2,11 +2,11 @@ package face
 
 import (
 	"cmp"
-	"slices"
 	"errors"
 	"fmt"
 	"math"
 	"path/filepath"
+	"slices"
 
 	"github.com/elastiq/elastiq/services/worker/classify/internal/imgproc"
 	"github.com/elastiq/elastiq/services/worker/classify/internal/ortenv"
