@@ -106,6 +106,10 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, format
 	switch {
 	case status == statusClientClosed:
 		log.Debug("client went away", "method", r.Method, "path", r.URL.Path, "err", err)
+	case errors.Is(err, errFailed):
+		// The image's fault (no face found, ...), not the server's: one
+		// client must not fill the log with errors.
+		log.Info("recognition failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
 	case status >= 500:
 		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
 	}

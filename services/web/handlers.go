@@ -90,6 +90,7 @@ func (s *Server) handleRecognize(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Server-Timing", fmt.Sprintf("total;dur=%.3f, classify;dur=%.3f",
 		millis(s.now().Sub(start)), millis(res.Classify)))
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	_, _ = io.WriteString(w, body) // a write error means the client is gone
 	return nil
 }

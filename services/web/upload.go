@@ -10,6 +10,8 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/elastiq/elastiq/services/elastiq"
 )
@@ -56,6 +58,9 @@ func readUpload(w http.ResponseWriter, r *http.Request, maxBytes int64, fields [
 			continue
 		}
 		u, err := readPart(part, field, maxBytes, r.ContentLength)
+		if _, ok := errors.AsType[*problem](err); ok {
+			return upload{}, err
+		}
 		if err != nil {
 			return upload{}, bodyError(err, tooLarge)
 		}
@@ -80,11 +85,32 @@ func readPart(part *multipart.Part, field string, maxBytes, sizeHint int64) (upl
 		return upload{}, err
 	}
 	body := buf.Bytes()
-	name := path.Base(strings.ReplaceAll(part.FileName(), `\`, "/"))
-	if name == "." || name == "/" {
+	raw := path.Base(strings.ReplaceAll(part.FileName(), `\`, "/"))
+	if len(raw) > MaxFileName {
+		return upload{}, fail(errInvalid, fmt.Sprintf("file name of %d bytes; the limit is %d", len(raw), MaxFileName))
+	}
+	name := safeFileName(raw)
+	if name == "." || name == "/" || name == "" {
 		name = "upload"
 	}
 	return upload{field: field, fileName: name, body: body}, nil
+}
+
+// MaxFileName is the longest file name an upload may carry, in bytes: the
+// common file systems' limit. A longer one is refused (400), as no store
+// could keep it with the input.
+const MaxFileName = 255
+
+// safeFileName is name as it is stored, logged and echoed back (POST /
+// with inputFile answers "name:label"): invalid UTF-8 and control
+// characters (which could forge lines or terminal escapes) each become "_".
+func safeFileName(name string) string {
+	return strings.Map(func(r rune) rune {
+		if r == utf8.RuneError || unicode.IsControl(r) {
+			return '_'
+		}
+		return r
+	}, strings.ToValidUTF8(name, "\uFFFD"))
 }
 
 // bodyError classifies an error reading the request body.

@@ -4,16 +4,18 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"github.com/elastiq/elastiq/services/elastiq"
 	"hash/crc32"
 	"image"
 	"image/gif"
 	"io"
+	"log/slog"
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/elastiq/elastiq/services/elastiq"
 )
 
 // pngHeader is the start of a PNG whose header declares w×h pixels: enough
@@ -262,5 +264,70 @@ func checkErrorReply(t *testing.T, what string, jsonError bool, r reply, wantSta
 	}
 	if r.status != wantStatus || !strings.Contains(msg, wantMsg) {
 		t.Errorf("%s = %d %q, want %d with %q", what, r.status, msg, wantStatus, wantMsg)
+	}
+}
+
+// TestFileNames: a name longer than MaxFileName is refused before anything
+// is stored; control characters and invalid UTF-8 in a name are stored and
+// echoed back as "_", and the plain-text answer is marked nosniff.
+func TestFileNames(t *testing.T) {
+	faces, labels := loadFaces(t)
+	h := newHarness(t, testConfig(), nil, labels)
+	h.worker.start(t, 1)
+	f := faces[0]
+
+	long := strings.Repeat("n", MaxFileName-3) + "x.jpg"
+	r := h.upload(t, "/", "inputFile", long, f.data)
+	checkErrorReply(t, "POST / with a long name", false, r, http.StatusBadRequest, "file name of")
+	if sent, _ := h.requests.counts(); sent != 0 {
+		t.Fatalf("requests sent = %d, want 0", sent)
+	}
+
+	for _, tt := range []struct{ name, want string }{
+		{"tab\there.jpg", "tab_here"},
+		{"bad\xffutf8.jpg", "bad_utf8"},
+		{"Zoë.jpg", "Zoë"},
+		// RFC 2231's encoded form carries any byte: an escape sequence.
+		{"filename*=UTF-8''ok%1B%5B31mred.jpg", "ok_[31mred"},
+		{"filename*=UTF-8''line%0Abreak.jpg", "line_break"},
+	} {
+		var r reply
+		if encoded, ok := strings.CutPrefix(tt.name, "filename*="); ok {
+			body := "--b\r\nContent-Disposition: form-data; name=\"inputFile\"; filename*=" + encoded +
+				"\r\nContent-Type: image/jpeg\r\n\r\n" + string(f.data) + "\r\n--b--\r\n"
+			var err error
+			if r, err = h.send(http.MethodPost, "/", "multipart/form-data; boundary=b", []byte(body)); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			r = h.upload(t, "/", "inputFile", tt.name, f.data)
+		}
+		if r.status != http.StatusOK || r.body != tt.want+":"+f.label {
+			t.Errorf("POST / inputFile %q = %d %q, want 200 %q", tt.name, r.status, r.body, tt.want+":"+f.label)
+		}
+		if got := r.header.Get("X-Content-Type-Options"); got != "nosniff" {
+			t.Errorf("POST / inputFile %q: X-Content-Type-Options = %q, want nosniff", tt.name, got)
+		}
+	}
+}
+
+// TestFailedRecognitionIsNotAnError: a recognition that fails on the
+// client's image (no face found) is logged at INFO, a server failure at
+// ERROR, so that one client cannot fill the log with errors.
+func TestFailedRecognitionIsNotAnError(t *testing.T) {
+	for _, tt := range []struct {
+		err  error
+		want string
+	}{
+		{fail(errFailed, "could not recognise x.jpg: no face found"), "level=INFO msg=\"recognition failed\""},
+		{failCause(errUnavailable, "could not store", errors.New("disk full")), "level=ERROR msg=\"request failed\""},
+	} {
+		var buf bytes.Buffer
+		log := slog.New(slog.NewTextHandler(&buf, nil))
+		rec := httptest.NewRecorder()
+		writeError(rec, httptest.NewRequest(http.MethodPost, "/", nil), log, plainErrors, tt.err)
+		if !strings.Contains(buf.String(), tt.want) {
+			t.Errorf("writeError(%v) logged %q, want %s", tt.err, buf.String(), tt.want)
+		}
 	}
 }
