@@ -83,6 +83,9 @@ const (
 // InputKey is the object key of a request's uploaded image.
 func InputKey(id RequestID) string { return InputPrefix + string(id) }
 
+// SecondInputKey is the object key of a verification's second image.
+func SecondInputKey(id RequestID) string { return InputPrefix + string(id) + ".second" }
+
 // OutputKey is the object key of a request's result.
 func OutputKey(id RequestID) string { return OutputPrefix + string(id) }
 
@@ -111,6 +114,34 @@ type Request struct {
 	Image []byte `json:"image,omitempty"`
 	// Options are the client's choices for this recognition.
 	Options Options `json:"options,omitzero"`
+	// Kind is what to do: recognise the image's faces (KindRecognize, the
+	// zero value), or tell whether it and a second image show the same
+	// person (KindVerify), the second at SecondKey (SecondInputKey) and,
+	// when small, in Second.
+	Kind      string `json:"kind,omitempty"`
+	SecondKey string `json:"second_key,omitempty"`
+	Second    []byte `json:"second,omitempty"`
+}
+
+// Kinds of request.
+const (
+	KindRecognize = ""
+	KindVerify    = "verify"
+)
+
+// Verification is the answer to a KindVerify request: the similarity of
+// the largest faces of the two images, and whether it reaches Threshold.
+type Verification struct {
+	Similarity float64 `json:"similarity"`
+	Same       bool    `json:"same"`
+	Threshold  float64 `json:"threshold"`
+	// Faces are the two faces compared, first image first.
+	Faces [2]Face `json:"faces"`
+}
+
+// FaceVerifier is a classifier that can compare the faces of two images.
+type FaceVerifier interface {
+	Verify(ctx context.Context, first, second []byte, opts Options) (Verification, error)
 }
 
 // Options of one recognition, chosen by its client (POST /v1/recognitions).
@@ -224,6 +255,9 @@ type Result struct {
 	// every face found, largest first: from a FaceRecognizer only.
 	Threshold *float64 `json:"threshold,omitempty"`
 	Faces     []Face   `json:"faces,omitempty"`
+	// Verification is the answer of a KindVerify request, whose Label is
+	// then "same" or "different".
+	Verification *Verification `json:"verification,omitempty"`
 }
 
 // Encode and decode the messages that travel on the queues and in the stores.
@@ -321,13 +355,16 @@ type Object struct {
 }
 
 // Metadata keys of an input object: the upload's original file name, when
-// it was accepted (RFC 3339 with nanoseconds) and the client's options
-// (JSON, when any), so an accepted input can be turned back into its
-// Request (see RequestFromInput).
+// it was accepted (RFC 3339 with nanoseconds), the client's options (JSON,
+// when any), and for a verification its kind and second image's key, so an
+// accepted input can be turned back into its Request (see
+// RequestFromInput).
 const (
 	MetaFileName    = "file-name"
 	MetaSubmittedAt = "submitted-at"
 	MetaOptions     = "options"
+	MetaKind        = "kind"
+	MetaSecondKey   = "second-key"
 )
 
 // InputMetadata is the metadata the web tier stores with an input.
@@ -339,6 +376,10 @@ func InputMetadata(r Request) map[string]string {
 	if r.Options != (Options{}) {
 		b, _ := json.Marshal(r.Options) // numbers and a pointer to one: cannot fail
 		m[MetaOptions] = string(b)
+	}
+	if r.Kind != KindRecognize {
+		m[MetaKind] = r.Kind
+		m[MetaSecondKey] = r.SecondKey
 	}
 	return m
 }
@@ -356,6 +397,7 @@ func RequestFromInput(key string, obj Object) (Request, error) {
 			return Request{}, fmt.Errorf("input %s: %s: %w", key, MetaSubmittedAt, err)
 		}
 	}
+	r.Kind, r.SecondKey = obj.Metadata[MetaKind], obj.Metadata[MetaSecondKey]
 	if s := obj.Metadata[MetaOptions]; s != "" {
 		if err := json.Unmarshal([]byte(s), &r.Options); err != nil {
 			return Request{}, fmt.Errorf("input %s: %s: %w", key, MetaOptions, err)

@@ -115,6 +115,15 @@ func TestRequestFromInput(t *testing.T) {
 	if got, err = elastiq.RequestFromInput(want.InputKey, obj); err != nil || !reflect.DeepEqual(got, want) {
 		t.Errorf("RequestFromInput() with options = %+v, %v; want %+v", got, err, want)
 	}
+	// A verification keeps its kind and second image.
+	want.Kind, want.SecondKey = elastiq.KindVerify, elastiq.SecondInputKey(want.ID)
+	obj.Metadata = elastiq.InputMetadata(want)
+	if got, err = elastiq.RequestFromInput(want.InputKey, obj); err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("RequestFromInput() of a verification = %+v, %v; want %+v", got, err, want)
+	}
+	if _, err := elastiq.IDFromKey(want.SecondKey); err == nil {
+		t.Errorf("IDFromKey(%s) = nil error: recovery would take the second image for a request", want.SecondKey)
+	}
 	obj.Metadata[elastiq.MetaOptions] = "{"
 	if _, err := elastiq.RequestFromInput(want.InputKey, obj); err == nil {
 		t.Errorf("RequestFromInput with bad options: nil error, want error")

@@ -251,10 +251,28 @@ func (w *fakeWorker) handle(ctx context.Context, name string, m elastiq.Message)
 		ID: req.ID, FileName: req.FileName, Worker: name,
 		SubmittedAt: req.SubmittedAt, StartedAt: started, FinishedAt: time.Now(), Classify: time.Millisecond,
 	}
-	if label, ok := w.labels[sha256.Sum256(in.Body)]; ok {
-		res.Status, res.Label = elastiq.StatusDone, label
-	} else {
+	label, ok := w.labels[sha256.Sum256(in.Body)]
+	switch {
+	case !ok:
 		res.Status, res.Error = elastiq.StatusFailed, "no face found"
+	case req.Kind == elastiq.KindVerify:
+		// Same person when both images carry the same label.
+		second, err := w.store.Get(ctx, req.SecondKey)
+		if err != nil {
+			return err
+		}
+		other, ok := w.labels[sha256.Sum256(second.Body)]
+		if !ok {
+			res.Status, res.Error = elastiq.StatusFailed, "second image: no face found"
+			break
+		}
+		v := elastiq.Verification{Threshold: 0.4, Similarity: 0.1, Same: label == other}
+		res.Status, res.Label, res.Verification = elastiq.StatusDone, "different", &v
+		if v.Same {
+			v.Similarity, res.Label = 0.9, "same"
+		}
+	default:
+		res.Status, res.Label = elastiq.StatusDone, label
 	}
 	b, err := elastiq.EncodeResult(res)
 	if err != nil {

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -22,6 +23,9 @@ const (
 	fieldMyFile    = "myfile"
 	fieldInputFile = "inputFile"
 	fieldFile      = "file"
+	// The two images of POST /v1/verify.
+	fieldFirst  = "first"
+	fieldSecond = "second"
 )
 
 // handlerFunc is a handler that returns its error for route to answer.
@@ -55,25 +59,16 @@ func (s *Server) handleRecognize(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	req, sub, err := s.accept(r.Context(), u, true)
+	req, sub, err := s.accept(r.Context(), u, nil, true)
 	setRequestID(w, req.ID)
 	if err != nil {
 		return err
 	}
 	defer sub.cancel()
-
-	timer := time.NewTimer(s.cfg.SyncTimeout)
-	defer timer.Stop()
-	select {
-	case <-sub.Done():
-	case <-timer.C:
-		return fail(errPending, fmt.Sprintf("request %s for %s is still pending after %v; fetch its result at %s",
-			req.ID, u.fileName, s.cfg.SyncTimeout, StatusPath(req.ID)))
-	case <-r.Context().Done():
-		// The request goes on; its result will be cached and stored.
-		return failCause(errClientGone, "client went away", fmt.Errorf("wait for %s: %w", req.ID, r.Context().Err()))
+	res, err := s.awaitResult(r, sub, req.ID, "request "+string(req.ID)+" for "+u.fileName)
+	if err != nil {
+		return err
 	}
-	res := sub.Result()
 	if res.Status != elastiq.StatusDone {
 		reason := res.Error
 		if reason == "" {
@@ -92,6 +87,68 @@ func (s *Server) handleRecognize(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	_, _ = io.WriteString(w, body) // a write error means the client is gone
+	return nil
+}
+
+// awaitResult waits up to SyncTimeout for sub's result. Past it, the answer
+// is 504 naming what (the request) and where to fetch its result; a client
+// that goes away gets nothing, and the request goes on (its result will be
+// cached and stored).
+func (s *Server) awaitResult(r *http.Request, sub *subscription, id elastiq.RequestID, what string) (elastiq.Result, error) {
+	timer := time.NewTimer(s.cfg.SyncTimeout)
+	defer timer.Stop()
+	select {
+	case <-sub.Done():
+		return sub.Result(), nil
+	case <-timer.C:
+		return elastiq.Result{}, fail(errPending, fmt.Sprintf("%s is still pending after %v; fetch its result at %s",
+			what, s.cfg.SyncTimeout, StatusPath(id)))
+	case <-r.Context().Done():
+		return elastiq.Result{}, failCause(errClientGone, "client went away", fmt.Errorf("wait for %s: %w", id, r.Context().Err()))
+	}
+}
+
+// Verified is the answer to POST /v1/verify.
+type Verified struct {
+	ID elastiq.RequestID `json:"id"`
+	elastiq.Verification
+	StatusURL string `json:"status_url"`
+}
+
+// handleVerify is POST /v1/verify[?threshold=T]: two images, in form file
+// fields first and second; answers whether their largest faces are the same
+// person, once a worker has compared them (within SyncTimeout; past it, 504
+// with the ID and status URL, as POST / does).
+func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request) error {
+	opts, err := parseOptions(r.URL.Query())
+	if err != nil {
+		return err
+	}
+	a, b, err := readPair(w, r, s.cfg.MaxUploadBytes, fieldFirst, fieldSecond)
+	if err != nil {
+		return err
+	}
+	for _, u := range []*upload{&a, &b} {
+		if err := s.images.check(u); err != nil {
+			return err
+		}
+	}
+	a.options = opts
+	req, sub, err := s.accept(r.Context(), a, &b, true)
+	setRequestID(w, req.ID)
+	if err != nil {
+		return err
+	}
+	defer sub.cancel()
+	res, err := s.awaitResult(r, sub, req.ID, "verification "+string(req.ID))
+	if err != nil {
+		return err
+	}
+	if res.Status != elastiq.StatusDone || res.Verification == nil {
+		reason := cmp.Or(res.Error, fmt.Sprintf("worker reported status %q without a verification", res.Status))
+		return fail(errFailed, fmt.Sprintf("could not verify %s and %s (request %s): %s", a.fileName, b.fileName, req.ID, reason))
+	}
+	writeJSON(w, http.StatusOK, Verified{ID: req.ID, Verification: *res.Verification, StatusURL: StatusPath(req.ID)})
 	return nil
 }
 
@@ -146,7 +203,7 @@ func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	u.options = opts
-	req, _, err := s.accept(r.Context(), u, false)
+	req, _, err := s.accept(r.Context(), u, nil, false)
 	setRequestID(w, req.ID)
 	if err != nil {
 		return err
@@ -236,7 +293,7 @@ func (s *Server) readImage(w http.ResponseWriter, r *http.Request, fields []stri
 // no result is missed) must be canceled by the caller. The client going away
 // does not cut accept short: once started, a request is either wholly
 // accepted or reported as failed.
-func (s *Server) accept(ctx context.Context, u upload, subscribe bool) (elastiq.Request, *subscription, error) {
+func (s *Server) accept(ctx context.Context, u upload, second *upload, subscribe bool) (elastiq.Request, *subscription, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.IOTimeout)
 	defer cancel()
 	now := s.now()
@@ -249,19 +306,47 @@ func (s *Server) accept(ctx context.Context, u upload, subscribe bool) (elastiq.
 		SubmittedAt: now,
 		Options:     u.options,
 	}
+	if second != nil {
+		req.Kind, req.SecondKey = elastiq.KindVerify, elastiq.SecondInputKey(id)
+	}
 	msg := req
-	if len(u.body) <= s.cfg.InlineMaxBytes {
+	if len(u.body) <= s.cfg.InlineMaxBytes && (second == nil || len(second.body) <= s.cfg.InlineMaxBytes) {
 		msg.Image = u.body
+		if second != nil {
+			msg.Second = second.body
+		}
 	}
 	body, err := elastiq.EncodeRequest(msg)
 	if err != nil {
 		return req, nil, fmt.Errorf("encode request %s: %w", id, err)
 	}
+	// Not accepted, so not kept: a restart's recovery must not run it.
+	var stored []string
+	undo := func(err error) error {
+		for _, key := range stored {
+			if derr := s.store.Delete(ctx, key); derr != nil {
+				err = errors.Join(err, fmt.Errorf("delete input %s: %w", key, derr))
+			}
+		}
+		return err
+	}
+	// The second image first: the first, with the request's metadata, is
+	// what recovery reads as accepted.
+	if second != nil {
+		obj := elastiq.Object{Body: second.body, ContentType: second.contentType,
+			Metadata: map[string]string{elastiq.MetaFileName: second.fileName}}
+		if err := s.store.Put(ctx, req.SecondKey, obj); err != nil {
+			return req, nil, failCause(errUnavailable, "could not store the upload, so it was not accepted; try again",
+				fmt.Errorf("put input %s: %w", req.SecondKey, err))
+		}
+		stored = append(stored, req.SecondKey)
+	}
 	obj := elastiq.Object{Body: u.body, ContentType: u.contentType, Metadata: elastiq.InputMetadata(req)}
 	if err := s.store.Put(ctx, req.InputKey, obj); err != nil {
 		return req, nil, failCause(errUnavailable, "could not store the upload, so it was not accepted; try again",
-			fmt.Errorf("put input %s: %w", req.InputKey, err))
+			undo(fmt.Errorf("put input %s: %w", req.InputKey, err)))
 	}
+	stored = append(stored, req.InputKey)
 	var sub *subscription
 	if subscribe {
 		sub = s.hub.subscribe(id)
@@ -270,14 +355,11 @@ func (s *Server) accept(ctx context.Context, u upload, subscribe bool) (elastiq.
 		if sub != nil {
 			sub.cancel()
 		}
-		// Not accepted, so not kept: a restart's recovery must not run it.
-		if derr := s.store.Delete(ctx, req.InputKey); derr != nil {
-			err = errors.Join(err, fmt.Errorf("delete input %s: %w", req.InputKey, derr))
-		}
 		return req, nil, failCause(errUnavailable, "could not queue the request, so it was not accepted; try again",
-			fmt.Errorf("send request %s: %w", id, err))
+			undo(fmt.Errorf("send request %s: %w", id, err)))
 	}
-	s.log.Info("request accepted", "id", id, "file", u.fileName, "bytes", len(u.body), "inline", msg.Image != nil)
+	s.log.Info("request accepted", "id", id, "file", u.fileName, "bytes", len(u.body), "inline", msg.Image != nil,
+		"kind", cmp.Or(req.Kind, "recognize"))
 	s.dash.accepted()
 	if s.onAccepted != nil {
 		s.onAccepted()
@@ -302,6 +384,8 @@ type Recognition struct {
 	// label, similarity and nearest people (from the face classifier).
 	Threshold *float64       `json:"threshold,omitempty"`
 	Faces     []elastiq.Face `json:"faces,omitempty"`
+	// Verification is the answer of POST /v1/verify.
+	Verification *elastiq.Verification `json:"verification,omitempty"`
 }
 
 // Timings of a request. Times not reached yet are omitted, and so are the
@@ -344,6 +428,8 @@ func recognitionOf(r elastiq.Result) Recognition {
 		Deliveries: r.Deliveries,
 		Threshold:  r.Threshold,
 		Faces:      r.Faces,
+
+		Verification: r.Verification,
 	}
 }
 

@@ -110,7 +110,7 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 
 // isUpload tells whether a route pattern accepts images.
 func isUpload(pattern string) bool {
-	return pattern == "POST /{$}" || pattern == "POST /v1/recognitions"
+	return pattern == "POST /{$}" || pattern == "POST /v1/recognitions" || pattern == "POST /v1/verify"
 }
 
 // statusWriter records the status code written through it.

@@ -12,9 +12,11 @@ func (s *Server) routes() *http.ServeMux {
 
 	mux.Handle("POST /v1/recognitions", s.route(jsonErrors, s.handleSubmit))
 	mux.Handle("GET /v1/recognitions/{id}", s.route(jsonErrors, s.handleGet))
+	mux.Handle("POST /v1/verify", s.route(jsonErrors, s.handleVerify))
 	// Wrong methods on /v1 answer 405 in JSON like every other /v1 error.
 	mux.Handle("/v1/recognitions", s.route(jsonErrors, methodNotAllowed(http.MethodPost)))
 	mux.Handle("/v1/recognitions/{id}", s.route(jsonErrors, methodNotAllowed(http.MethodGet, http.MethodHead)))
+	mux.Handle("/v1/verify", s.route(jsonErrors, methodNotAllowed(http.MethodPost)))
 
 	mux.Handle("GET /healthz", s.route(plainErrors, s.handleHealthz))
 	mux.Handle("GET /metrics", s.route(plainErrors, s.handleMetrics))

@@ -74,6 +74,50 @@ func readUpload(w http.ResponseWriter, r *http.Request, maxBytes int64, fields [
 	}
 }
 
+// readPair streams the multipart body of r and returns the files in the
+// form fields first and second, each read to at most maxBytes, the body
+// capped at twice that. Other parts are skipped as they stream by.
+func readPair(w http.ResponseWriter, r *http.Request, maxBytes int64, first, second string) (a, b upload, err error) {
+	tooLarge := fail(errTooLarge, fmt.Sprintf("upload larger than the limit of %s a file", formatBytes(maxBytes)))
+	if r.ContentLength > 2*maxBytes+multipartSlack {
+		return a, b, tooLarge
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 2*maxBytes+multipartSlack)
+	mr, err := r.MultipartReader()
+	if err != nil {
+		return a, b, fail(errInvalid, "want a multipart/form-data upload")
+	}
+	got := map[string]*upload{first: &a, second: &b}
+	for a.body == nil || b.body == nil {
+		part, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			return a, b, fail(errInvalid, fmt.Sprintf("want two form file fields, %q and %q", first, second))
+		}
+		if err != nil {
+			return a, b, bodyError(err, tooLarge)
+		}
+		u, ok := got[part.FormName()]
+		if !ok || u.body != nil {
+			continue
+		}
+		read, err := readPart(part, part.FormName(), maxBytes, 0)
+		if _, ok := errors.AsType[*problem](err); ok {
+			return a, b, err
+		}
+		if err != nil {
+			return a, b, bodyError(err, tooLarge)
+		}
+		if len(read.body) > int(maxBytes) {
+			return a, b, tooLarge
+		}
+		if len(read.body) == 0 {
+			return a, b, fail(errInvalid, fmt.Sprintf("empty file %q in form field %q", read.fileName, read.field))
+		}
+		*u = read
+	}
+	return a, b, nil
+}
+
 // readPart reads the file in part, at most maxBytes+1 of it (one more than
 // allowed, to tell a file at the limit from a larger one). sizeHint, the
 // request's length if known, sizes the buffer so the file is read without

@@ -17,6 +17,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -543,13 +544,10 @@ func (w *Worker) classify(ctx context.Context, req elastiq.Request) (elastiq.Res
 		inKey = elastiq.InputKey(req.ID)
 	}
 	// An image that came in the request need not be read from input/.
-	input := elastiq.Object{Body: req.Image}
-	var err error
-	if len(req.Image) == 0 {
-		err = w.op(ctx, func(ctx context.Context) (err error) {
-			input, err = w.deps.Store.Get(ctx, inKey)
-			return err
-		})
+	input, err := w.input(ctx, inKey, req.Image)
+	var second elastiq.Object
+	if err == nil && req.Kind == elastiq.KindVerify {
+		second, err = w.input(ctx, cmp.Or(req.SecondKey, elastiq.SecondInputKey(req.ID)), req.Second)
 	}
 	switch {
 	case errors.Is(err, elastiq.ErrNotFound):
@@ -557,18 +555,33 @@ func (w *Worker) classify(ctx context.Context, req elastiq.Request) (elastiq.Res
 		res.FinishedAt = w.deps.Now()
 		return res, nil
 	case err != nil:
-		return elastiq.Result{}, fmt.Errorf("get %s: %w", inKey, err)
+		return elastiq.Result{}, err
 	}
 
 	start := w.deps.Now()
 	var label string
-	if fr, ok := w.deps.Classifier.(elastiq.FaceRecognizer); ok {
+	fv, canVerify := w.deps.Classifier.(elastiq.FaceVerifier)
+	fr, canRecognize := w.deps.Classifier.(elastiq.FaceRecognizer)
+	switch {
+	case req.Kind == elastiq.KindVerify && !canVerify:
+		err = errors.New("verify: this worker's classifier cannot compare faces")
+	case req.Kind == elastiq.KindVerify:
+		var v elastiq.Verification
+		if v, err = fv.Verify(ctx, input.Body, second.Body, req.Options); err == nil {
+			label, res.Verification, res.Threshold = "different", &v, &v.Threshold
+			if v.Same {
+				label = "same"
+			}
+		}
+	case req.Kind != elastiq.KindRecognize:
+		err = fmt.Errorf("request kind %q: want %q or %q", req.Kind, elastiq.KindRecognize, elastiq.KindVerify)
+	case canRecognize:
 		// Every face with its evidence, at the client's options.
 		var r elastiq.Recognition
 		if r, err = fr.RecognizeFaces(ctx, input.Body, req.Options); err == nil {
 			label, res.Threshold, res.Faces = r.Label, &r.Threshold, r.Faces
 		}
-	} else {
+	default:
 		label, err = w.deps.Classifier.Classify(ctx, input.Body)
 	}
 	res.FinishedAt = w.deps.Now()
@@ -584,6 +597,22 @@ func (w *Worker) classify(ctx context.Context, req elastiq.Request) (elastiq.Res
 	}
 	res.Status, res.Label = elastiq.StatusDone, label
 	return res, nil
+}
+
+// input is the image at key, or inline when the request carried it.
+func (w *Worker) input(ctx context.Context, key string, inline []byte) (elastiq.Object, error) {
+	if len(inline) > 0 {
+		return elastiq.Object{Body: inline}, nil
+	}
+	var obj elastiq.Object
+	err := w.op(ctx, func(ctx context.Context) (err error) {
+		obj, err = w.deps.Store.Get(ctx, key)
+		return err
+	})
+	if err != nil && !errors.Is(err, elastiq.ErrNotFound) {
+		return obj, fmt.Errorf("get %s: %w", key, err)
+	}
+	return obj, err
 }
 
 func (w *Worker) respond(ctx context.Context, res elastiq.Result) error {

@@ -164,12 +164,22 @@ func TestDistributedMode(t *testing.T) {
 		t.Error("the scaler started no stopped worker for the burst; want the warm pool started")
 	}
 
+	// A verification, through the queue to the running workers (under IAM
+	// too): the same photo twice is the same person, two people are not.
+	if v := verify(ctx, t, url, images[0], images[0]); !v.Same || v.Similarity < 0.9 {
+		t.Errorf("POST /v1/verify of %s with itself = %+v, want the same person", images[0].name, v)
+	}
+	if v := verify(ctx, t, url, images[0], images[2]); v.Same {
+		t.Errorf("POST /v1/verify of %s (%s) and %s (%s) = %+v, want different people", images[0].name, images[0].label,
+			images[2].name, images[2].label, v)
+	}
+
 	// Idle workers stop their own instances; the next request starts one.
 	waitFor(ctx, t, "every idle worker stopped its instance", time.Minute, func() bool {
 		workers := fleet.Workers()
 		return len(workers) > 0 && allStopped(len(workers))()
 	})
-	checkDashboard(t, url, len(images))
+	checkDashboard(t, url, len(images)+2) // the burst and the two verifications
 
 	mode.Store("hang")
 	img := images[7]
@@ -202,8 +212,9 @@ func TestDistributedMode(t *testing.T) {
 	waitFor(ctx, t, "the request answered after its worker was killed", 2*time.Minute, func() bool {
 		return recognition(t, url, id).Status != elastiq.StatusPending
 	})
-	if res := recognition(t, url, id); res.Status != elastiq.StatusDone || res.Label != img.label {
-		t.Errorf("GET /v1/recognitions/%s after its worker was killed = %+v, want done, %q", id, res, img.label)
+	if res := recognition(t, url, id); res.Status != elastiq.StatusDone || res.Label != img.label ||
+		res.Threshold == nil || len(res.Faces) == 0 || res.Faces[0].Label != img.label {
+		t.Errorf("GET /v1/recognitions/%s after its worker was killed = %+v, want done, %q, with its face and threshold", id, res, img.label)
 	}
 	t.Logf("answered %v after its worker was killed (visibility timeout %v)", time.Since(killed), visibility)
 	followRequest(t, id, web, logs)
@@ -239,8 +250,10 @@ func TestDistributedMode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(outputs) != len(images)+2 {
-		t.Errorf("outputs = %d, want %d: one per request", len(outputs), len(images)+2)
+	// The burst, the two verifications, the killed worker's and the
+	// dead-lettered requests.
+	if want := len(images) + 4; len(outputs) != want {
+		t.Errorf("outputs = %d, want %d: one per request", len(outputs), want)
 	}
 	checkPolicyUse(t, st, webKeys, d.webPolicy, webUnused)
 	checkPolicyUse(t, st, workerKeys, d.workerPolicy, workerUnused)
@@ -521,6 +534,39 @@ func waitFor(ctx context.Context, t *testing.T, what string, timeout time.Durati
 }
 
 // submit sends img to POST /v1/recognitions and returns the request's ID.
+// verify posts two images to POST /v1/verify and returns the answer.
+func verify(ctx context.Context, t *testing.T, url string, first, second image) web.Verified {
+	t.Helper()
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	for _, f := range []struct {
+		field string
+		img   image
+	}{{"first", first}, {"second", second}} {
+		fw, err := mw.CreateFormFile(f.field, f.img.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fw.Write(f.img.data)
+	}
+	mw.Close()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/v1/verify", &body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var v web.Verified
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST /v1/verify %s %s: %s, %v", first.name, second.name, resp.Status, err)
+	}
+	return v
+}
+
 func submit(ctx context.Context, t *testing.T, url string, img image) elastiq.RequestID {
 	var body bytes.Buffer
 	mw := multipart.NewWriter(&body)

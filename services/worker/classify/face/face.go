@@ -280,6 +280,48 @@ func (c *Classifier) RecognizeFaces(ctx context.Context, image []byte, opts elas
 	return r, nil
 }
 
+var _ elastiq.FaceVerifier = (*Classifier)(nil)
+
+// Verify tells whether the largest faces of first and second are the same
+// person: their embeddings' cosine similarity (each the mean of the face
+// and its mirror image, as enrolled), against the request's threshold or
+// the classifier's. Each face is also recognised against the gallery. An
+// image without a face is an error wrapping ErrNoFace that says which.
+func (c *Classifier) Verify(ctx context.Context, first, second []byte, opts elastiq.Options) (elastiq.Verification, error) {
+	if err := opts.Validate(); err != nil {
+		return elastiq.Verification{}, fmt.Errorf("verify: %w", err)
+	}
+	v := elastiq.Verification{Threshold: c.cfg.Threshold}
+	if opts.Threshold != nil {
+		v.Threshold = *opts.Threshold
+	}
+	var embs [2][]float32
+	for i, image := range [2][]byte{first, second} {
+		which := [2]string{"first", "second"}[i]
+		f, err := c.Analyze(ctx, image)
+		if err != nil {
+			return elastiq.Verification{}, fmt.Errorf("verify: %s image: %w", which, err)
+		}
+		embs[i] = f.Embedding
+		v.Faces[i] = elastiq.Face{
+			Box:   elastiq.Box{X1: f.Box.X1, Y1: f.Box.Y1, X2: f.Box.X2, Y2: f.Box.Y2},
+			Score: f.Box.Score, Label: c.cfg.UnknownLabel,
+		}
+		if cands := c.gallery.nearestPeople(f.Embedding, 1); len(cands) > 0 {
+			v.Faces[i].Similarity = cands[0].Similarity
+			if cands[0].Similarity >= v.Threshold {
+				v.Faces[i].Label = cands[0].Label
+			}
+		}
+	}
+	var dot float64
+	for i := range embs[0] {
+		dot += float64(embs[0][i]) * float64(embs[1][i])
+	}
+	v.Similarity, v.Same = dot, dot >= v.Threshold
+	return v, nil
+}
+
 // Analyze decodes image and returns its largest face with its embedding,
 // the mean of the face's and its mirror image's, as enrolled. An image
 // without a face is an error wrapping ErrNoFace.

@@ -1,6 +1,7 @@
 package face
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -62,5 +63,42 @@ func TestRecognizeFaces(t *testing.T) {
 	bad := 2.0
 	if _, err := c.RecognizeFaces(ctxT(t), img, elastiq.Options{Threshold: &bad}); err == nil || !strings.Contains(err.Error(), "threshold") {
 		t.Errorf("RecognizeFaces with threshold 2 = %v, want an error naming the threshold", err)
+	}
+}
+
+// TestVerify: two photos of one person are the same at the threshold, of
+// two people different; a photo without a face is an error naming which.
+func TestVerify(t *testing.T) {
+	c := openFace(t, nil)
+	photo := func(file string) []byte { b, _ := distinctPhoto(t, file); return b }
+	for _, tt := range []struct {
+		first, second string
+		same          bool
+	}{
+		{"test_00", "test_00", true},  // Paul, the same photo
+		{"test_00", "test_02", false}, // Paul and Bob
+		{"test_07", "test_08", false}, // Ranil and Bill
+	} {
+		first := photo(tt.first)
+		second := photo(tt.second)
+		if tt.first == tt.second {
+			// A changed copy: twice the size.
+			_, m := distinctPhoto(t, tt.second)
+			second = alterations[1].apply(t, m)
+		}
+		v, err := c.Verify(ctxT(t), first, second, elastiq.Options{})
+		if err != nil {
+			t.Fatalf("Verify(%s, %s): %v", tt.first, tt.second, err)
+		}
+		if v.Same != tt.same || v.Threshold != DefaultThreshold || (v.Similarity >= DefaultThreshold) != tt.same {
+			t.Errorf("Verify(%s, %s) = same %v at %.3f (threshold %v), want same %v", tt.first, tt.second, v.Same, v.Similarity, v.Threshold, tt.same)
+		}
+		if v.Faces[0].Box.X2 <= v.Faces[0].Box.X1 || v.Faces[1].Score < DefaultMinScore {
+			t.Errorf("Verify faces = %+v, want both boxes and scores", v.Faces)
+		}
+	}
+	_, err := c.Verify(ctxT(t), photo("test_00"), encodePNG(t, greyCanvas(64, 64).RGBA()), elastiq.Options{})
+	if !errors.Is(err, ErrNoFace) || !strings.Contains(err.Error(), "second image") {
+		t.Errorf("Verify with a faceless second image = %v, want ErrNoFace naming the second image", err)
 	}
 }
