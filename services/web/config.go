@@ -45,6 +45,13 @@ type Config struct {
 	// ShutdownTimeout bounds the graceful HTTP shutdown: the requests
 	// being served get this long to finish.
 	ShutdownTimeout time.Duration
+	// BodyStallTimeout is the longest a request body may go without a
+	// byte, and MinUploadRate (bytes a second) the least it must average
+	// after that (paceBody); a body past either is cut with 408.
+	// IdleTimeout closes a keep-alive connection with no request.
+	BodyStallTimeout time.Duration
+	MinUploadRate    int64
+	IdleTimeout      time.Duration
 
 	// CacheTTL is how long a result stays in the shared cache.
 	CacheTTL time.Duration
@@ -81,6 +88,9 @@ func DefaultConfig() Config {
 		DashboardInterval:  2 * time.Second,
 		DashboardWindow:    30 * time.Minute,
 		ShutdownTimeout:    10 * time.Second,
+		BodyStallTimeout:   10 * time.Second,
+		MinUploadRate:      64 << 10,
+		IdleTimeout:        2 * time.Minute,
 		CacheTTL:           time.Hour,
 		ResultRetention:    10 * time.Minute,
 		MaxRetainedResults: 10_000,
@@ -111,6 +121,9 @@ func (c Config) Validate() error {
 	check(c.MetricsTimeout > 0, "MetricsTimeout %v: want > 0", c.MetricsTimeout)
 	check(c.DashboardInterval > 0, "DashboardInterval %v: want > 0", c.DashboardInterval)
 	check(c.DashboardWindow >= c.DashboardInterval, "DashboardWindow %v: want >= DashboardInterval %v", c.DashboardWindow, c.DashboardInterval)
+	check(c.BodyStallTimeout > 0, "BodyStallTimeout %v: want > 0", c.BodyStallTimeout)
+	check(c.MinUploadRate >= 0, "MinUploadRate %d: want >= 0 (0: no minimum)", c.MinUploadRate)
+	check(c.IdleTimeout > 0, "IdleTimeout %v: want > 0", c.IdleTimeout)
 	check(c.ShutdownTimeout > 0, "ShutdownTimeout %v: want > 0", c.ShutdownTimeout)
 	check(c.CacheTTL > 0, "CacheTTL %v: want > 0", c.CacheTTL)
 	check(c.ResultRetention > 0, "ResultRetention %v: want > 0", c.ResultRetention)

@@ -18,6 +18,7 @@ var (
 	errPending     = errors.New("still pending")
 	errFailed      = errors.New("recognition failed")
 	errClientGone  = errors.New("client closed request")
+	errTimeout     = errors.New("request timeout")
 )
 
 // statusClientClosed is nginx's status for a client that went away before
@@ -47,6 +48,8 @@ func statusOf(err error) int {
 		return http.StatusInternalServerError
 	case errors.Is(err, errClientGone):
 		return statusClientClosed
+	case errors.Is(err, errTimeout):
+		return http.StatusRequestTimeout
 	default:
 		return http.StatusInternalServerError
 	}

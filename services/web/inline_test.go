@@ -16,16 +16,7 @@ func TestInlineImage(t *testing.T) {
 	faces, labels := distinctFaces(t, 1)
 	small := faces[0]
 	// A noisy 64x64 image: a PNG several times the small one's size.
-	img := image.NewGray(image.Rect(0, 0, 64, 64))
-	r := rand.New(rand.NewPCG(1, 2))
-	for i := range img.Pix {
-		img.Pix[i] = uint8(r.IntN(256))
-	}
-	var buf bytes.Buffer
-	if err := png.Encode(&buf, img); err != nil {
-		t.Fatal(err)
-	}
-	large := face{name: "noise.png", data: buf.Bytes()}
+	large := face{name: "noise.png", data: noisePNG(t, 64)}
 
 	cfg := testConfig()
 	cfg.InlineMaxBytes = len(small.data)
@@ -51,4 +42,20 @@ func TestInlineImage(t *testing.T) {
 			t.Errorf("input of request %d: %v; want it stored whether inlined or not", i, err)
 		}
 	}
+}
+
+// noisePNG is a side x side grey PNG of random pixels: a valid image that
+// barely compresses (side squared bytes and a little more).
+func noisePNG(t *testing.T, side int) []byte {
+	t.Helper()
+	img := image.NewGray(image.Rect(0, 0, side, side))
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range img.Pix {
+		img.Pix[i] = uint8(r.IntN(256))
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }

@@ -139,7 +139,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.metrics = newMetrics(s, deps.Registry)
 	s.metricsHandler = promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn), ErrorHandling: promhttp.ContinueOnError})
-	s.handler = s.instrument(s.routes())
+	s.handler = s.instrument(s.paceUploads(s.routes()))
 	return s, nil
 }
 
@@ -173,6 +173,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	hs := &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
 		BaseContext:       func(net.Listener) context.Context { return bg },
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}

@@ -118,13 +118,19 @@ func readPair(w http.ResponseWriter, r *http.Request, maxBytes int64, first, sec
 	return a, b, nil
 }
 
+// initialBuffer is the most an upload's buffer starts with, whatever its
+// declared length.
+const initialBuffer = 64 << 10
+
 // readPart reads the file in part, at most maxBytes+1 of it (one more than
 // allowed, to tell a file at the limit from a larger one). sizeHint, the
-// request's length if known, sizes the buffer so the file is read without
-// growing it.
+// request's length if known, sizes the buffer's start, up to
+// initialBuffer.
 func readPart(part *multipart.Part, field string, maxBytes, sizeHint int64) (upload, error) {
 	defer part.Close()
-	buf := bytes.NewBuffer(make([]byte, 0, min(max(sizeHint, 0), maxBytes)+bytes.MinRead))
+	// The buffer grows with the bytes received: a client's Content-Length
+	// alone reserves no more than initialBuffer.
+	buf := bytes.NewBuffer(make([]byte, 0, min(max(sizeHint, 0), maxBytes, initialBuffer)+bytes.MinRead))
 	if _, err := buf.ReadFrom(io.LimitReader(part, maxBytes+1)); err != nil {
 		return upload{}, err
 	}
@@ -161,6 +167,9 @@ func safeFileName(name string) string {
 func bodyError(err, tooLarge error) error {
 	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 		return tooLarge
+	}
+	if isBodyTimeout(err) {
+		return failCause(errTimeout, "the upload stalled or was too slow; send it again", err)
 	}
 	return failCause(errInvalid, "malformed multipart body", err)
 }
