@@ -52,6 +52,10 @@ type Config struct {
 	BodyStallTimeout time.Duration
 	MinUploadRate    int64
 	IdleTimeout      time.Duration
+	// MaxConns and MaxConnsPerClient cap the open connections, in all
+	// and per client address; one past either is answered 503 with
+	// Retry-After and closed. 0: no cap.
+	MaxConns, MaxConnsPerClient int
 
 	// CacheTTL is how long a result stays in the shared cache.
 	CacheTTL time.Duration
@@ -91,6 +95,8 @@ func DefaultConfig() Config {
 		BodyStallTimeout:   10 * time.Second,
 		MinUploadRate:      64 << 10,
 		IdleTimeout:        2 * time.Minute,
+		MaxConns:           16_384,
+		MaxConnsPerClient:  4_096,
 		CacheTTL:           time.Hour,
 		ResultRetention:    10 * time.Minute,
 		MaxRetainedResults: 10_000,
@@ -124,6 +130,7 @@ func (c Config) Validate() error {
 	check(c.BodyStallTimeout > 0, "BodyStallTimeout %v: want > 0", c.BodyStallTimeout)
 	check(c.MinUploadRate >= 0, "MinUploadRate %d: want >= 0 (0: no minimum)", c.MinUploadRate)
 	check(c.IdleTimeout > 0, "IdleTimeout %v: want > 0", c.IdleTimeout)
+	check(c.MaxConns >= 0 && c.MaxConnsPerClient >= 0, "MaxConns %d, MaxConnsPerClient %d: want >= 0", c.MaxConns, c.MaxConnsPerClient)
 	check(c.ShutdownTimeout > 0, "ShutdownTimeout %v: want > 0", c.ShutdownTimeout)
 	check(c.CacheTTL > 0, "CacheTTL %v: want > 0", c.CacheTTL)
 	check(c.ResultRetention > 0, "ResultRetention %v: want > 0", c.ResultRetention)

@@ -27,12 +27,13 @@ const (
 // process, as in tests, do not share one: its counters, and the queue depth
 // and instances read from their sources on each scrape (sourceCollector).
 type metrics struct {
-	registry    *prometheus.Registry
-	requests    *prometheus.CounterVec // route, code
-	inFlight    prometheus.Gauge
-	responses   *prometheus.CounterVec // outcome
-	deadLetters prometheus.Counter
-	latency     prometheus.Histogram
+	registry     *prometheus.Registry
+	requests     *prometheus.CounterVec // route, code
+	inFlight     prometheus.Gauge
+	responses    *prometheus.CounterVec // outcome
+	deadLetters  prometheus.Counter
+	refusedConns prometheus.Counter
+	latency      prometheus.Histogram
 }
 
 func newMetrics(s *Server, reg *prometheus.Registry) *metrics {
@@ -55,6 +56,10 @@ func newMetrics(s *Server, reg *prometheus.Registry) *metrics {
 			Name: "elastiq_web_dead_letters_total",
 			Help: "Requests answered as failed from the dead-letter queue (they failed on every delivery).",
 		}),
+		refusedConns: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "elastiq_web_refused_connections_total",
+			Help: "Connections answered 503 at once: over MaxConns, or over MaxConnsPerClient from one address.",
+		}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "elastiq_web_recognition_duration_seconds",
 			Help:    "Time from accepting a request to receiving its result.",
@@ -66,7 +71,7 @@ func newMetrics(s *Server, reg *prometheus.Registry) *metrics {
 		m.responses.WithLabelValues(o)
 	}
 	m.registry.MustRegister(
-		m.requests, m.inFlight, m.responses, m.deadLetters, m.latency,
+		m.requests, m.inFlight, m.responses, m.deadLetters, m.refusedConns, m.latency,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "elastiq_web_waiting_requests", Help: "Requests waiting for their result (POST / and GET with ?wait=).",
 		}, func() float64 { return float64(s.hub.waiters()) }),

@@ -177,6 +177,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		BaseContext:       func(net.Listener) context.Context { return bg },
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	ln = newLimitListener(ln, s.cfg.MaxConns, s.cfg.MaxConnsPerClient, func(string) { s.metrics.refusedConns.Inc() })
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
 	s.log.Info("serving", "addr", ln.Addr().String())
