@@ -269,7 +269,12 @@ func parseWait(v string, max time.Duration) (time.Duration, error) {
 	return min(d, max), nil
 }
 
+// handleHealthz is GET /healthz: 200 "ok", or 503 naming what is
+// unhealthy (the object store, after an upload could not be stored).
 func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) error {
+	if err := s.checkStore(r.Context()); err != nil {
+		return failCause(errUnavailable, "unhealthy: the object store failed: "+err.Error(), err)
+	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	_, _ = io.WriteString(w, "ok\n")
 	return nil
@@ -342,7 +347,9 @@ func (s *Server) accept(ctx context.Context, u upload, second *upload, subscribe
 		stored = append(stored, req.SecondKey)
 	}
 	obj := elastiq.Object{Body: u.body, ContentType: u.contentType, Metadata: elastiq.InputMetadata(req)}
-	if err := s.store.Put(ctx, req.InputKey, obj); err != nil {
+	err = s.store.Put(ctx, req.InputKey, obj)
+	s.storeHealth.record(err, s.now())
+	if err != nil {
 		return req, nil, failCause(errUnavailable, "could not store the upload, so it was not accepted; try again",
 			undo(fmt.Errorf("put input %s: %w", req.InputKey, err)))
 	}

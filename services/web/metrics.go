@@ -73,6 +73,14 @@ func newMetrics(s *Server, reg *prometheus.Registry) *metrics {
 	m.registry.MustRegister(
 		m.requests, m.inFlight, m.responses, m.deadLetters, m.refusedConns, m.latency,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "elastiq_web_store_up", Help: "1 if the last write to the object store worked, 0 if it failed (see /healthz).",
+		}, func() float64 {
+			if s.storeHealth.status() != nil {
+				return 0
+			}
+			return 1
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "elastiq_web_waiting_requests", Help: "Requests waiting for their result (POST / and GET with ?wait=).",
 		}, func() float64 { return float64(s.hub.waiters()) }),
 		sourceCollector{s},

@@ -81,10 +81,11 @@ type Server struct {
 	log         *slog.Logger
 	now         func() time.Time
 
-	images  imageLimits
-	hub     *hub
-	dash    *timeline
-	metrics *metrics
+	images      imageLimits
+	hub         *hub
+	dash        *timeline
+	storeHealth storeHealth
+	metrics     *metrics
 	// metricsHandler serves metrics.registry.
 	metricsHandler http.Handler
 	handler        http.Handler

@@ -63,6 +63,13 @@ type Config struct {
 	// each consecutive error up to MaxErrorBackoff and resets on success.
 	ErrorBackoff    time.Duration
 	MaxErrorBackoff time.Duration
+	// StoreRetry is how long a worker keeps retrying a failed read of an
+	// input or write of an output, holding its message (the heartbeat
+	// extends it), before it leaves the message for redelivery. A full
+	// disk or an S3 outage is not the image's fault: each redelivery would
+	// count towards the dead-letter limit and end a good request as
+	// failed.
+	StoreRetry time.Duration
 	// CancelReceiveOnShutdown makes Shutdown cut a long poll in progress
 	// short. Set it only for a queue whose cancelled Receive takes no
 	// message (the embedded one). On SQS a cancelled ReceiveMessage may
@@ -84,6 +91,7 @@ func DefaultConfig(name string) Config {
 		OpTimeout:         30 * time.Second,
 		ErrorBackoff:      250 * time.Millisecond,
 		MaxErrorBackoff:   8 * time.Second,
+		StoreRetry:        10 * time.Minute,
 	}
 }
 
@@ -106,6 +114,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("worker config: BatchSize %d: want 1 to %d", c.BatchSize, elastiq.MaxReceiveBatch)
 	case c.OpTimeout <= 0:
 		return fmt.Errorf("worker config: OpTimeout %v: want > 0", c.OpTimeout)
+	case c.StoreRetry < 0:
+		return fmt.Errorf("worker config: StoreRetry %v: want >= 0", c.StoreRetry)
 	case c.ErrorBackoff <= 0 || c.MaxErrorBackoff < c.ErrorBackoff:
 		return fmt.Errorf("worker config: ErrorBackoff %v, MaxErrorBackoff %v: want 0 < ErrorBackoff <= MaxErrorBackoff",
 			c.ErrorBackoff, c.MaxErrorBackoff)
@@ -522,10 +532,32 @@ func (w *Worker) result(ctx context.Context, req elastiq.Request, receiveCount i
 		return elastiq.Result{}, false, fmt.Errorf("encode result %s: %w", req.ID, err)
 	}
 	obj := elastiq.Object{Body: body, ContentType: "application/json"}
-	if err := w.op(ctx, func(ctx context.Context) error { return w.deps.Store.Put(ctx, outKey, obj) }); err != nil {
+	if err := w.storeOp(ctx, req.ID, "put "+outKey, func(ctx context.Context) error { return w.deps.Store.Put(ctx, outKey, obj) }); err != nil {
 		return elastiq.Result{}, false, fmt.Errorf("put %s: %w", outKey, err)
 	}
 	return res, false, nil
+}
+
+// storeOp runs a store call, retrying it with backoff for up to StoreRetry
+// while it fails (not found is an answer, not a failure), and returns its
+// last error.
+func (w *Worker) storeOp(ctx context.Context, id elastiq.RequestID, what string, f func(context.Context) error) error {
+	deadline := w.deps.Now().Add(w.cfg.StoreRetry)
+	b := retry.Backoff{Min: w.cfg.ErrorBackoff, Max: w.cfg.MaxErrorBackoff}
+	for {
+		err := w.op(ctx, f)
+		if err == nil || errors.Is(err, elastiq.ErrNotFound) || ctx.Err() != nil {
+			return err
+		}
+		wait := b.Fail()
+		if w.deps.Now().Add(wait).After(deadline) {
+			return err
+		}
+		w.log.Warn("store failed; holding the request and retrying", "id", id, "op", what, "err", err, "retry_in", wait)
+		if retry.Sleep(ctx, wait) != nil {
+			return err
+		}
+	}
 }
 
 // classify reads req's input and classifies it. A missing input or a
@@ -544,10 +576,10 @@ func (w *Worker) classify(ctx context.Context, req elastiq.Request) (elastiq.Res
 		inKey = elastiq.InputKey(req.ID)
 	}
 	// An image that came in the request need not be read from input/.
-	input, err := w.input(ctx, inKey, req.Image)
+	input, err := w.input(ctx, req.ID, inKey, req.Image)
 	var second elastiq.Object
 	if err == nil && req.Kind == elastiq.KindVerify {
-		second, err = w.input(ctx, cmp.Or(req.SecondKey, elastiq.SecondInputKey(req.ID)), req.Second)
+		second, err = w.input(ctx, req.ID, cmp.Or(req.SecondKey, elastiq.SecondInputKey(req.ID)), req.Second)
 	}
 	switch {
 	case errors.Is(err, elastiq.ErrNotFound):
@@ -600,12 +632,12 @@ func (w *Worker) classify(ctx context.Context, req elastiq.Request) (elastiq.Res
 }
 
 // input is the image at key, or inline when the request carried it.
-func (w *Worker) input(ctx context.Context, key string, inline []byte) (elastiq.Object, error) {
+func (w *Worker) input(ctx context.Context, id elastiq.RequestID, key string, inline []byte) (elastiq.Object, error) {
 	if len(inline) > 0 {
 		return elastiq.Object{Body: inline}, nil
 	}
 	var obj elastiq.Object
-	err := w.op(ctx, func(ctx context.Context) (err error) {
+	err := w.storeOp(ctx, id, "get "+key, func(ctx context.Context) (err error) {
 		obj, err = w.deps.Store.Get(ctx, key)
 		return err
 	})

@@ -307,8 +307,10 @@ func TestWorkerCancelMidMessage(t *testing.T) {
 	}
 }
 
+// TestWorkerTransientPutErrorThenRedelivery: with no StoreRetry, an
+// output that cannot be written leaves its message for redelivery.
 func TestWorkerTransientPutErrorThenRedelivery(t *testing.T) {
-	h := newHarness(t, labelByContent, nil)
+	h := newHarness(t, labelByContent, func(c *Config) { c.StoreRetry = 0 })
 	req, body := h.submit(t, "test_03.jpg", []byte("face of Eve"))
 	h.store.SetPutErr(errors.New("disk full"))
 	h.requests.push(body)
@@ -333,6 +335,31 @@ func TestWorkerTransientPutErrorThenRedelivery(t *testing.T) {
 	}
 	if sent, _ := h.responses.sentResults(); len(sent) != 1 || sent[0].ID != req.ID || sent[0].Label != "Eve" {
 		t.Errorf("responses after redelivery = %v, want one for %s labelled Eve", sent, req.ID)
+	}
+}
+
+// TestWorkerHoldsThroughStoreOutage: a store that fails for a while (a
+// full disk) is retried while the worker holds the message, so the request
+// is answered on its first delivery: the outage is not the image's fault
+// and must not count towards the dead-letter limit.
+func TestWorkerHoldsThroughStoreOutage(t *testing.T) {
+	h := newHarness(t, labelByContent, func(c *Config) { c.StoreRetry = time.Minute })
+	req, body := h.submit(t, "test_03.jpg", []byte("face of Eve"))
+	h.store.SetPutErr(errors.New("disk full"))
+	receipt := h.requests.push(body)
+	go func() {
+		time.Sleep(500 * time.Millisecond)
+		h.store.SetPutErr(nil)
+	}()
+	h.runUntilIdle(t)
+	if got := h.requests.deletedReceipts(); !slices.Equal(got, []string{receipt}) {
+		t.Errorf("deleted = %q, want [%q]: answered on its first delivery", got, receipt)
+	}
+	if sent, _ := h.responses.sentResults(); len(sent) != 1 || sent[0].ID != req.ID || sent[0].Label != "Eve" || sent[0].Deliveries != 1 {
+		t.Errorf("responses = %+v, want one for %s labelled Eve on delivery 1", sent, req.ID)
+	}
+	if st := h.worker.Stats(); st.Errors != 0 || st.Done != 1 {
+		t.Errorf("Stats() = %+v, want Errors 0, Done 1", st)
 	}
 }
 
