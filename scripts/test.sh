@@ -4,7 +4,9 @@
 #
 #   (default)  the whole suite, as `make test` runs it: with the race
 #              detector, after starting (and before stopping) the loopback
-#              test servers and checking the worker image's Packer template.
+#              test servers and checking the worker image's Packer template;
+#              then the fuzz tests of the upload path and image decoding,
+#              FUZZTIME (15s) each.
 #              A missing server, model file or tool fails the tests that
 #              need it.
 #   -short     unit tests only, as `make test-unit` runs them: no servers,
@@ -52,6 +54,20 @@ for m in "${modules[@]}"; do
 		failed+=("go test in $m (no package result)")
 	fi
 done
+
+# Fuzz the upload path and image decoding for a fixed time, FUZZTIME each
+# (their corpora in testdata/fuzz run in every go test above).
+if ! $short; then
+	for spec in services/web:FuzzUpload:. services/worker:FuzzDecode:./classify/internal/imgproc; do
+		IFS=: read -r mod fn pkg <<<"$spec"
+		echo "=== fuzz $fn for ${FUZZTIME:-15s}"
+		if (cd "$root/$mod" && go test -run '^$' -fuzz "^$fn\$" -fuzztime "${FUZZTIME:-15s}" "$pkg"); then
+			passed=$((passed + 1))
+		else
+			failed+=("fuzz $fn (a failing input is saved under $mod/$pkg/testdata/fuzz/$fn)")
+		fi
+	done
+fi
 
 echo
 if ((${#failed[@]} > 0)); then

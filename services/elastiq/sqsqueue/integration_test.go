@@ -262,8 +262,9 @@ func TestReceiveBatch(t *testing.T) {
 	// rejects MaxNumberOfMessages > 10).
 	var got []string
 	var sizes []int
+	seen := make(map[string]bool)
 	deadline := time.Now().Add(patience)
-	for len(got) < n && time.Now().Before(deadline) {
+	for len(seen) < n && time.Now().Before(deadline) {
 		msgs, err := q.Receive(t.Context(), 25, 5*time.Second)
 		if err != nil {
 			t.Fatalf("Receive(25, 5s): %v", err)
@@ -271,11 +272,16 @@ func TestReceiveBatch(t *testing.T) {
 		sizes = append(sizes, len(msgs))
 		for _, m := range msgs {
 			got = append(got, string(m.Body))
+			seen[string(m.Body)] = true
 		}
 	}
 	slices.Sort(got)
-	if !slices.Equal(got, want) {
-		t.Fatalf("received %q, want each of %q once", got, want)
+	// A standard queue delivers at least once: a duplicate is legal (moto
+	// served one once, under load), a missing message is not.
+	if uniq := slices.Compact(slices.Clone(got)); !slices.Equal(uniq, want) {
+		t.Fatalf("received %q, want each of %q", got, want)
+	} else if len(uniq) != len(got) {
+		t.Logf("received %d duplicates (at-least-once delivery): %q", len(got)-len(uniq), got)
 	}
 	if slices.Max(sizes) > elastiq.MaxReceiveBatch {
 		t.Errorf("batch sizes %v, want none above %d", sizes, elastiq.MaxReceiveBatch)
