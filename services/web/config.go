@@ -2,6 +2,7 @@ package web
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"time"
 
@@ -104,6 +105,20 @@ func DefaultConfig() Config {
 		ReceiveBatch:       elastiq.MaxReceiveBatch,
 		ReceiveWait:        elastiq.MaxReceiveWait,
 	}
+}
+
+// RegisterLimitFlags registers the flags of the limits a client meets
+// (the README's Limits table); c's values are their defaults.
+func (c *Config) RegisterLimitFlags(fs *flag.FlagSet) {
+	fs.Int64Var(&c.MaxUploadBytes, "max-upload", c.MaxUploadBytes, "largest accepted upload in bytes (413 above it)")
+	fs.DurationVar(&c.BodyStallTimeout, "body-stall-timeout", c.BodyStallTimeout,
+		"longest an upload may go without a byte (408 past it, the connection closed)")
+	fs.Int64Var(&c.MinUploadRate, "min-upload-rate", c.MinUploadRate,
+		"least bytes a second an upload must average after -body-stall-timeout (408 below it; 0: no minimum)")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "a keep-alive connection without a request is closed after this")
+	fs.IntVar(&c.MaxConns, "max-conns", c.MaxConns, "most open connections (503 with Retry-After past it; 0: no cap)")
+	fs.IntVar(&c.MaxConnsPerClient, "max-conns-per-client", c.MaxConnsPerClient,
+		"most open connections from one address (503 with Retry-After past it; 0: no cap)")
 }
 
 // maxInline is the largest InlineMaxBytes: a request with an image this

@@ -65,7 +65,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 	fs.DurationVar(&s.Scaler.Interval, "scale-interval", s.Scaler.Interval, "how often the scaler looks at the queue (it also acts at once on each request)")
 	s.Scaler.Prices.RegisterFlags(fs)
 	fs.DurationVar(&s.Web.SyncTimeout, "sync-timeout", s.Web.SyncTimeout, "how long POST / waits for a result before 504")
-	fs.Int64Var(&s.Web.MaxUploadBytes, "max-upload", s.Web.MaxUploadBytes, "largest accepted upload in bytes")
+	s.Web.RegisterLimitFlags(fs)
 	c.RegisterFlags(fs)
 
 	if err := flagenv.Parse(fs, args[1:], getenv); err != nil {

@@ -75,7 +75,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 	fs.StringVar(&o.memcached, "memcached", "", "memcached servers, host:port separated by commas: the result store the web servers share (required)")
 	fs.DurationVar(&c.CacheTTL, "cache-ttl", c.CacheTTL, "how long a result stays in memcached")
 	fs.DurationVar(&c.SyncTimeout, "sync-timeout", c.SyncTimeout, "how long POST / waits for a result before 504")
-	fs.Int64Var(&c.MaxUploadBytes, "max-upload", c.MaxUploadBytes, "largest accepted upload in bytes")
+	c.RegisterLimitFlags(fs)
 	fs.DurationVar(&o.deleteWindow, "delete-window", sqsqueue.DefaultDeleteWindow, sqsqueue.DeleteWindowUsage)
 	fs.DurationVar(&c.GatherWindow, "gather-window", 20*time.Millisecond, "after a receive of fewer than 10 responses, "+
 		"wait this long before the next, so that responses gather into fuller receives, each a billed call (0: no wait)")

@@ -88,6 +88,8 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 	fs.DurationVar(&o.deleteWindow, "delete-window", sqsqueue.DefaultDeleteWindow, sqsqueue.DeleteWindowUsage)
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "address to serve GET /metrics (Prometheus) and GET /healthz on (default: none)")
 	fs.DurationVar(&w.IdleTimeout, "idle", w.IdleTimeout, "stop after the queue has stayed empty this long (0: never)")
+	fs.DurationVar(&w.StoreRetry, "store-retry", w.StoreRetry, "how long to keep retrying a failed S3 read or write, "+
+		"holding the request, before leaving it for redelivery (0: at once)")
 	fs.DurationVar(&w.ReceiveWait, "receive-wait", w.ReceiveWait,
 		"long-poll wait of one receive, at most 20s (SQS's longest); on SIGTERM the poll in progress is waited for within -grace, so keep -grace longer")
 	fs.DurationVar(&w.VisibilityTimeout, "visibility", w.VisibilityTimeout,
