@@ -23,9 +23,13 @@ type paceBody struct {
 	stall    time.Duration
 	minRate  float64 // bytes a second
 	received int64
+	ended    bool
 }
 
 // paceUploads applies paceBody to the requests of next that have a body.
+// A handler that read its upload calls endPace. One that failed reading
+// leaves the deadline: the server discards the rest of the body before
+// answering, and the deadline keeps a stalled body from holding that up.
 func (s *Server) paceUploads(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Body != nil && r.Body != http.NoBody {
@@ -38,13 +42,41 @@ func (s *Server) paceUploads(next http.Handler) http.Handler {
 	})
 }
 
+// endPace is called once a handler has read the upload it needs from body,
+// r.Body as paceUploads left it.
+// It reads what is left of the body (the multipart epilogue, at most
+// multipartSlack), still at the pace. At the end of the body the deadline
+// is lifted: the server then watches the idle connection for the client
+// going away, and must not take the deadline for that. A body that does not
+// end (it declared more than it sent, and stalls; or carries much more)
+// keeps its deadline, and its connection closes after the answer.
+func endPace(w http.ResponseWriter, body io.Reader) {
+	p, ok := body.(*paceBody)
+	if !ok {
+		return
+	}
+	if _, err := io.CopyN(io.Discard, p, multipartSlack+1); errors.Is(err, io.EOF) {
+		p.end()
+		return
+	}
+	w.Header().Set("Connection", "close")
+}
+
 func (p *paceBody) Read(b []byte) (int, error) {
 	n, err := p.body.Read(b)
-	if n > 0 {
+	if n > 0 && !p.ended {
 		p.received += int64(n)
 		p.extend()
 	}
 	return n, err
+}
+
+// end lifts the read deadline for good.
+func (p *paceBody) end() {
+	if !p.ended {
+		p.ended = true
+		_ = p.rc.SetReadDeadline(time.Time{})
+	}
 }
 
 func (p *paceBody) Close() error { return p.body.Close() }

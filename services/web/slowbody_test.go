@@ -121,3 +121,20 @@ func TestStalledUploadsMemory(t *testing.T) {
 		t.Errorf("heap grew %.1f MB with %d stalled uploads, want under 64 MB (the buffers must not follow Content-Length)", float64(grew)/1e6, n)
 	}
 }
+
+// TestWaitOutlivesUploadDeadline: a sync POST / whose result comes after
+// the upload's pace deadline is still answered: the deadline ends with the
+// upload (before, the server took the waiting client for gone: 499).
+func TestWaitOutlivesUploadDeadline(t *testing.T) {
+	faces, labels := loadFaces(t)
+	cfg := testConfig()
+	cfg.BodyStallTimeout = 200 * time.Millisecond
+	h := newHarness(t, cfg, nil, labels)
+	go func() {
+		time.Sleep(time.Second) // 5 deadlines later
+		h.worker.start(t, 1)
+	}()
+	if r := h.upload(t, "/", "myfile", faces[0].name, faces[0].data); r.status != http.StatusOK || r.body != faces[0].label {
+		t.Errorf("POST / answered after the upload deadline = %d %q, want 200 %q", r.status, r.body, faces[0].label)
+	}
+}
