@@ -150,7 +150,7 @@ func (s *Server) sample(ctx context.Context) {
 
 	var (
 		wg        sync.WaitGroup
-		src       sources
+		src       sourceReads
 		report    elastiq.ScalingReport
 		reportErr error
 	)

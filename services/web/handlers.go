@@ -124,11 +124,7 @@ func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	body := r.Body // readPair wraps it
 	a, b, err := readPair(w, r, s.cfg.MaxUploadBytes, fieldFirst, fieldSecond)
-	if err == nil {
-		endPace(w, body) // as readImage
-	}
 	if err != nil {
 		return err
 	}
@@ -287,12 +283,7 @@ func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) error {
 // readImage reads the upload from one of fields and validates it as an
 // image, before anything is stored or sent.
 func (s *Server) readImage(w http.ResponseWriter, r *http.Request, fields []string, missing string) (upload, error) {
-	body := r.Body // readUpload wraps it
 	u, err := readUpload(w, r, s.cfg.MaxUploadBytes, fields, missing)
-	if err == nil {
-		endPace(w, body) // the wait for the result is not the upload's
-
-	}
 	if err != nil {
 		return upload{}, err
 	}

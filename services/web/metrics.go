@@ -207,9 +207,9 @@ func (c sourceCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// sources are the request queue's depth and the fleet's instances, as read
+// sourceReads are the request queue's depth and the fleet's instances, as read
 // for a scrape or a dashboard sample.
-type sources struct {
+type sourceReads struct {
 	stats     elastiq.QueueStats
 	statsErr  error
 	instances []elastiq.Instance // nil without Deps.Fleet
@@ -217,9 +217,9 @@ type sources struct {
 }
 
 // readSources reads the queue and the fleet (if any) at once.
-func (s *Server) readSources(ctx context.Context) sources {
+func (s *Server) readSources(ctx context.Context) sourceReads {
 	var (
-		src sources
+		src sourceReads
 		wg  sync.WaitGroup
 	)
 	wg.Go(func() { src.stats, src.statsErr = s.requests.Stats(ctx) })

@@ -18,7 +18,6 @@ import (
 type paceBody struct {
 	body     io.ReadCloser
 	rc       *http.ResponseController
-	now      func() time.Time
 	start    time.Time
 	stall    time.Duration
 	minRate  float64 // bytes a second
@@ -27,13 +26,10 @@ type paceBody struct {
 }
 
 // paceUploads applies paceBody to the requests of next that have a body.
-// A handler that read its upload calls endPace. One that failed reading
-// leaves the deadline: the server discards the rest of the body before
-// answering, and the deadline keeps a stalled body from holding that up.
 func (s *Server) paceUploads(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Body != nil && r.Body != http.NoBody {
-			p := &paceBody{body: r.Body, rc: http.NewResponseController(w), now: time.Now, start: time.Now(),
+			p := &paceBody{body: r.Body, rc: http.NewResponseController(w), start: time.Now(),
 				stall: s.cfg.BodyStallTimeout, minRate: float64(s.cfg.MinUploadRate)}
 			p.extend()
 			r.Body = p
@@ -42,41 +38,26 @@ func (s *Server) paceUploads(next http.Handler) http.Handler {
 	})
 }
 
-// endPace is called once a handler has read the upload it needs from body,
-// r.Body as paceUploads left it.
-// It reads what is left of the body (the multipart epilogue, at most
-// multipartSlack), still at the pace. At the end of the body the deadline
-// is lifted: the server then watches the idle connection for the client
-// going away, and must not take the deadline for that. A body that does not
-// end (it declared more than it sent, and stalls; or carries much more)
-// keeps its deadline, and its connection closes after the answer.
-func endPace(w http.ResponseWriter, body io.Reader) {
-	p, ok := body.(*paceBody)
-	if !ok {
-		return
-	}
-	if _, err := io.CopyN(io.Discard, p, multipartSlack+1); errors.Is(err, io.EOF) {
-		p.end()
-		return
-	}
-	w.Header().Set("Connection", "close")
-}
-
+// Read reads at the pace. At the end of the body the deadline is lifted:
+// the server then watches the idle connection for the client going away
+// (while a request waits for its result), and must not take the deadline
+// for that. A body that does not end (it declared more than it sent, and
+// stalls) keeps it, so that the server's discard of its rest, before the
+// answer, cannot wait on the stall.
 func (p *paceBody) Read(b []byte) (int, error) {
 	n, err := p.body.Read(b)
-	if n > 0 && !p.ended {
+	if p.ended {
+		return n, err
+	}
+	if n > 0 {
 		p.received += int64(n)
 		p.extend()
 	}
-	return n, err
-}
-
-// end lifts the read deadline for good.
-func (p *paceBody) end() {
-	if !p.ended {
+	if errors.Is(err, io.EOF) {
 		p.ended = true
 		_ = p.rc.SetReadDeadline(time.Time{})
 	}
+	return n, err
 }
 
 func (p *paceBody) Close() error { return p.body.Close() }
@@ -84,7 +65,7 @@ func (p *paceBody) Close() error { return p.body.Close() }
 // extend moves the read deadline to the earlier of a stall from now and
 // the time the bytes received so far allow at the minimum rate.
 func (p *paceBody) extend() {
-	deadline := p.now().Add(p.stall)
+	deadline := time.Now().Add(p.stall)
 	if p.minRate > 0 {
 		byRate := p.start.Add(p.stall + time.Duration(float64(p.received)/p.minRate*float64(time.Second)))
 		if byRate.Before(deadline) {

@@ -30,92 +30,79 @@ type upload struct {
 const multipartSlack = 64 << 10
 
 // readUpload streams the multipart body of r and returns the first file in
-// one of fields, read to at most cfg.MaxUploadBytes. Nothing is buffered
-// beyond that: the body is capped with http.MaxBytesReader, other parts are
-// skipped as they stream by, and the file part is read through a limit.
-// missing is the message for a form without any of the fields.
+// one of fields, read to at most maxBytes. missing is the message for a
+// form without any of the fields.
 func readUpload(w http.ResponseWriter, r *http.Request, maxBytes int64, fields []string, missing string) (upload, error) {
-	tooLarge := fail(errTooLarge, fmt.Sprintf("upload larger than the limit of %s", formatBytes(maxBytes)))
-	if r.ContentLength > maxBytes+multipartSlack {
-		return upload{}, tooLarge
+	files, err := readFiles(w, r, maxBytes, [][]string{fields}, missing)
+	if err != nil {
+		return upload{}, err
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxBytes+multipartSlack)
+	return files[0], nil
+}
+
+// readPair streams the multipart body of r and returns the files in the
+// form fields first and second, each read to at most maxBytes.
+func readPair(w http.ResponseWriter, r *http.Request, maxBytes int64, first, second string) (a, b upload, err error) {
+	files, err := readFiles(w, r, maxBytes, [][]string{{first}, {second}},
+		fmt.Sprintf("want two form file fields, %q and %q", first, second))
+	if err != nil {
+		return a, b, err
+	}
+	return files[0], files[1], nil
+}
+
+// readFiles streams the multipart body of r and returns a file for each of
+// wants: the first part in any of its fields. Nothing is buffered beyond
+// the limits: the body is capped with http.MaxBytesReader at maxBytes a
+// file, other parts are skipped as they stream by, and each file part is
+// read through a limit. missing is the message for a form without them all.
+func readFiles(w http.ResponseWriter, r *http.Request, maxBytes int64, wants [][]string, missing string) ([]upload, error) {
+	limit := fmt.Sprintf("upload larger than the limit of %s", formatBytes(maxBytes))
+	if len(wants) > 1 {
+		limit += " a file"
+	}
+	tooLarge := fail(errTooLarge, limit)
+	maxBody := int64(len(wants))*maxBytes + multipartSlack
+	if r.ContentLength > maxBody {
+		return nil, tooLarge
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 	mr, err := r.MultipartReader()
 	if err != nil {
-		return upload{}, fail(errInvalid, "want a multipart/form-data upload")
+		return nil, fail(errInvalid, "want a multipart/form-data upload")
 	}
-	for {
+	files := make([]upload, len(wants))
+	for found := 0; found < len(wants); {
 		part, err := mr.NextPart()
 		if errors.Is(err, io.EOF) {
-			return upload{}, fail(errInvalid, missing)
+			return nil, fail(errInvalid, missing)
 		}
 		if err != nil {
-			return upload{}, bodyError(err, tooLarge)
+			return nil, bodyError(err, tooLarge)
 		}
 		field := part.FormName()
-		if !slices.Contains(fields, field) {
+		i := slices.IndexFunc(wants, func(fields []string) bool { return slices.Contains(fields, field) })
+		if i < 0 || files[i].body != nil {
 			// Skipped parts stream by; NextPart discards the rest of this one.
 			continue
 		}
 		u, err := readPart(part, field, maxBytes, r.ContentLength)
 		if _, ok := errors.AsType[*problem](err); ok {
-			return upload{}, err
+			return nil, err
 		}
 		if err != nil {
-			return upload{}, bodyError(err, tooLarge)
+			return nil, bodyError(err, tooLarge)
 		}
 		if len(u.body) > int(maxBytes) {
-			return upload{}, tooLarge
+			return nil, tooLarge
 		}
 		if len(u.body) == 0 {
-			return upload{}, fail(errInvalid, fmt.Sprintf("empty file %q in form field %q", u.fileName, field))
+			return nil, fail(errInvalid, fmt.Sprintf("empty file %q in form field %q", u.fileName, field))
 		}
-		return u, nil
+		files[i] = u
+		found++
 	}
-}
-
-// readPair streams the multipart body of r and returns the files in the
-// form fields first and second, each read to at most maxBytes, the body
-// capped at twice that. Other parts are skipped as they stream by.
-func readPair(w http.ResponseWriter, r *http.Request, maxBytes int64, first, second string) (a, b upload, err error) {
-	tooLarge := fail(errTooLarge, fmt.Sprintf("upload larger than the limit of %s a file", formatBytes(maxBytes)))
-	if r.ContentLength > 2*maxBytes+multipartSlack {
-		return a, b, tooLarge
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, 2*maxBytes+multipartSlack)
-	mr, err := r.MultipartReader()
-	if err != nil {
-		return a, b, fail(errInvalid, "want a multipart/form-data upload")
-	}
-	got := map[string]*upload{first: &a, second: &b}
-	for a.body == nil || b.body == nil {
-		part, err := mr.NextPart()
-		if errors.Is(err, io.EOF) {
-			return a, b, fail(errInvalid, fmt.Sprintf("want two form file fields, %q and %q", first, second))
-		}
-		if err != nil {
-			return a, b, bodyError(err, tooLarge)
-		}
-		u, ok := got[part.FormName()]
-		if !ok || u.body != nil {
-			continue
-		}
-		read, err := readPart(part, part.FormName(), maxBytes, 0)
-		if _, ok := errors.AsType[*problem](err); ok {
-			return a, b, err
-		}
-		if err != nil {
-			return a, b, bodyError(err, tooLarge)
-		}
-		if len(read.body) > int(maxBytes) {
-			return a, b, tooLarge
-		}
-		if len(read.body) == 0 {
-			return a, b, fail(errInvalid, fmt.Sprintf("empty file %q in form field %q", read.fileName, read.field))
-		}
-		*u = read
-	}
-	return a, b, nil
+	return files, nil
 }
 
 // initialBuffer is the most an upload's buffer starts with, whatever its

@@ -469,26 +469,39 @@ func workload(t testing.TB) []image {
 var client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 100}, Timeout: 5 * time.Minute}
 
 func post(ctx context.Context, url string, img image) (int, string, error) {
-	var body bytes.Buffer
-	mw := multipart.NewWriter(&body)
-	fw, err := mw.CreateFormFile("myfile", img.name)
-	if err != nil {
-		return 0, "", err
-	}
-	fw.Write(img.data)
-	mw.Close()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/", &body)
-	if err != nil {
-		return 0, "", err
-	}
-	req.Header.Set("Content-Type", mw.FormDataContentType())
-	resp, err := client.Do(req)
+	resp, err := postFiles(ctx, url+"/", formFile{"myfile", img})
 	if err != nil {
 		return 0, "", err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b), err
+}
+
+// formFile is an image in a form field.
+type formFile struct {
+	field string
+	img   image
+}
+
+// postFiles posts files as a multipart form to url.
+func postFiles(ctx context.Context, url string, files ...formFile) (*http.Response, error) {
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	for _, f := range files {
+		fw, err := mw.CreateFormFile(f.field, f.img.name)
+		if err != nil {
+			return nil, err
+		}
+		fw.Write(f.img.data)
+	}
+	mw.Close()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, &body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	return client.Do(req)
 }
 
 // burst sends every image at once and checks every answer; it returns how
@@ -537,25 +550,7 @@ func waitFor(ctx context.Context, t *testing.T, what string, timeout time.Durati
 // verify posts two images to POST /v1/verify and returns the answer.
 func verify(ctx context.Context, t *testing.T, url string, first, second image) web.Verified {
 	t.Helper()
-	var body bytes.Buffer
-	mw := multipart.NewWriter(&body)
-	for _, f := range []struct {
-		field string
-		img   image
-	}{{"first", first}, {"second", second}} {
-		fw, err := mw.CreateFormFile(f.field, f.img.name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fw.Write(f.img.data)
-	}
-	mw.Close()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/v1/verify", &body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", mw.FormDataContentType())
-	resp, err := client.Do(req)
+	resp, err := postFiles(ctx, url+"/v1/verify", formFile{"first", first}, formFile{"second", second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -568,20 +563,7 @@ func verify(ctx context.Context, t *testing.T, url string, first, second image) 
 }
 
 func submit(ctx context.Context, t *testing.T, url string, img image) elastiq.RequestID {
-	var body bytes.Buffer
-	mw := multipart.NewWriter(&body)
-	fw, err := mw.CreateFormFile("file", img.name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fw.Write(img.data)
-	mw.Close()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/v1/recognitions", &body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", mw.FormDataContentType())
-	resp, err := client.Do(req)
+	resp, err := postFiles(ctx, url+"/v1/recognitions", formFile{"file", img})
 	if err != nil {
 		failIfDone(ctx, t)
 		t.Fatal(err)
@@ -594,7 +576,6 @@ func submit(ctx context.Context, t *testing.T, url string, img image) elastiq.Re
 	return accepted.ID
 }
 
-// recognition reads GET /v1/recognitions/{id}.
 // followRequest greps the programs' logs for the ID of a request whose
 // first worker was killed: the web program's and every worker's tell its
 // story: accepted, started by the worker that was killed (delivery 1),
@@ -681,6 +662,7 @@ func checkDashboard(t *testing.T, url string, n int) {
 	}
 }
 
+// recognition reads GET /v1/recognitions/{id}.
 func recognition(t *testing.T, url string, id elastiq.RequestID) elastiq.Result {
 	resp, err := client.Get(url + "/v1/recognitions/" + string(id))
 	if err != nil {

@@ -204,24 +204,70 @@ func (c *Classifier) Recognize(ctx context.Context, image []byte) (Match, error)
 		if err != nil {
 			return err
 		}
+		cands, err := c.match(s, img, &f, 1)
 		m.Face = f
-		m.Nearest, m.Similarity = c.gallery.nearest(f.Embedding)
-		if m.Similarity < c.cfg.SecondLook && c.cfg.SecondLook < 1 {
-			if m.Face.Embedding, err = s.embed(img, f.Points, true); err != nil {
-				return err
-			}
-			m.Nearest, m.Similarity = c.gallery.nearest(m.Face.Embedding)
+		if err == nil && len(cands) > 0 {
+			m.Nearest, m.Similarity = cands[0].Label, cands[0].Similarity
 		}
-		return nil
+		return err
 	})
 	if err != nil {
 		return Match{}, fmt.Errorf("classify face: %w", err)
 	}
-	m.Label = m.Nearest
-	if m.Similarity < c.cfg.Threshold {
-		m.Label = c.cfg.UnknownLabel
-	}
+	m.Label = c.decide(m.Nearest, m.Similarity, c.cfg.Threshold)
 	return m, nil
+}
+
+// match returns f's k nearest enrolled people. Below SecondLook it first
+// embeds f again as the mean of the face and its mirror image (as enrolled),
+// and f keeps that embedding.
+func (c *Classifier) match(s *sessions, img *imgproc.Image, f *Face, k int) ([]elastiq.Candidate, error) {
+	cands := c.gallery.nearestPeople(f.Embedding, k)
+	if len(cands) == 0 || cands[0].Similarity >= c.cfg.SecondLook || c.cfg.SecondLook >= 1 {
+		return cands, nil
+	}
+	var err error
+	if f.Embedding, err = s.embed(img, f.Points, true); err != nil {
+		return nil, err
+	}
+	return c.gallery.nearestPeople(f.Embedding, k), nil
+}
+
+// decide is the answer for a face whose nearest person is nearest at
+// similarity: that person at threshold and above, else UnknownLabel.
+func (c *Classifier) decide(nearest string, similarity, threshold float64) string {
+	if nearest == "" || similarity < threshold {
+		return c.cfg.UnknownLabel
+	}
+	return nearest
+}
+
+// options are a request's threshold and top k, or the classifier's.
+func (c *Classifier) options(opts elastiq.Options) (threshold float64, k int, err error) {
+	if err := opts.Validate(); err != nil {
+		return 0, 0, err
+	}
+	threshold, k = c.cfg.Threshold, c.cfg.TopK
+	if opts.Threshold != nil {
+		threshold = *opts.Threshold
+	}
+	if opts.TopK > 0 {
+		k = opts.TopK
+	}
+	return threshold, k, nil
+}
+
+// evidence is the API's form of face f with its nearest people.
+func (c *Classifier) evidence(f Face, cands []elastiq.Candidate, threshold float64) elastiq.Face {
+	ef := elastiq.Face{
+		Box:   elastiq.Box{X1: f.Box.X1, Y1: f.Box.Y1, X2: f.Box.X2, Y2: f.Box.Y2},
+		Score: f.Box.Score, Label: c.cfg.UnknownLabel, Candidates: cands,
+	}
+	if len(cands) > 0 {
+		ef.Similarity = cands[0].Similarity
+		ef.Label = c.decide(cands[0].Label, ef.Similarity, threshold)
+	}
+	return ef
 }
 
 var _ elastiq.FaceRecognizer = (*Classifier)(nil)
@@ -231,15 +277,9 @@ var _ elastiq.FaceRecognizer = (*Classifier)(nil)
 // threshold and top k when it sets them. Its Label is the largest face's,
 // as Classify answers.
 func (c *Classifier) RecognizeFaces(ctx context.Context, image []byte, opts elastiq.Options) (elastiq.Recognition, error) {
-	if err := opts.Validate(); err != nil {
+	threshold, k, err := c.options(opts)
+	if err != nil {
 		return elastiq.Recognition{}, fmt.Errorf("recognize faces: %w", err)
-	}
-	threshold, k := c.cfg.Threshold, c.cfg.TopK
-	if opts.Threshold != nil {
-		threshold = *opts.Threshold
-	}
-	if opts.TopK > 0 {
-		k = opts.TopK
 	}
 	img, err := imgproc.Decode(image, c.cfg.MaxPixels)
 	if err != nil {
@@ -252,24 +292,11 @@ func (c *Classifier) RecognizeFaces(ctx context.Context, image []byte, opts elas
 			return err
 		}
 		for _, f := range faces {
-			cands := c.gallery.nearestPeople(f.Embedding, k)
-			if len(cands) > 0 && cands[0].Similarity < c.cfg.SecondLook && c.cfg.SecondLook < 1 {
-				if f.Embedding, err = s.embed(img, f.Points, true); err != nil {
-					return err
-				}
-				cands = c.gallery.nearestPeople(f.Embedding, k)
+			cands, err := c.match(s, img, &f, k)
+			if err != nil {
+				return err
 			}
-			ef := elastiq.Face{
-				Box:   elastiq.Box{X1: f.Box.X1, Y1: f.Box.Y1, X2: f.Box.X2, Y2: f.Box.Y2},
-				Score: f.Box.Score, Label: c.cfg.UnknownLabel, Candidates: cands,
-			}
-			if len(cands) > 0 {
-				ef.Similarity = cands[0].Similarity
-				if ef.Similarity >= threshold {
-					ef.Label = cands[0].Label
-				}
-			}
-			r.Faces = append(r.Faces, ef)
+			r.Faces = append(r.Faces, c.evidence(f, cands, threshold))
 		}
 		return nil
 	})
@@ -288,13 +315,11 @@ var _ elastiq.FaceVerifier = (*Classifier)(nil)
 // the classifier's. Each face is also recognised against the gallery. An
 // image without a face is an error wrapping ErrNoFace that says which.
 func (c *Classifier) Verify(ctx context.Context, first, second []byte, opts elastiq.Options) (elastiq.Verification, error) {
-	if err := opts.Validate(); err != nil {
+	threshold, _, err := c.options(opts)
+	if err != nil {
 		return elastiq.Verification{}, fmt.Errorf("verify: %w", err)
 	}
-	v := elastiq.Verification{Threshold: c.cfg.Threshold}
-	if opts.Threshold != nil {
-		v.Threshold = *opts.Threshold
-	}
+	v := elastiq.Verification{Threshold: threshold}
 	var embs [2][]float32
 	for i, image := range [2][]byte{first, second} {
 		which := [2]string{"first", "second"}[i]
@@ -303,16 +328,8 @@ func (c *Classifier) Verify(ctx context.Context, first, second []byte, opts elas
 			return elastiq.Verification{}, fmt.Errorf("verify: %s image: %w", which, err)
 		}
 		embs[i] = f.Embedding
-		v.Faces[i] = elastiq.Face{
-			Box:   elastiq.Box{X1: f.Box.X1, Y1: f.Box.Y1, X2: f.Box.X2, Y2: f.Box.Y2},
-			Score: f.Box.Score, Label: c.cfg.UnknownLabel,
-		}
-		if cands := c.gallery.nearestPeople(f.Embedding, 1); len(cands) > 0 {
-			v.Faces[i].Similarity = cands[0].Similarity
-			if cands[0].Similarity >= v.Threshold {
-				v.Faces[i].Label = cands[0].Label
-			}
-		}
+		v.Faces[i] = c.evidence(f, c.gallery.nearestPeople(f.Embedding, 1), threshold)
+		v.Faces[i].Candidates = nil // its label and similarity say it
 	}
 	var dot float64
 	for i := range embs[0] {

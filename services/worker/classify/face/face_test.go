@@ -78,13 +78,20 @@ func photoPath(t testing.TB, file string) string {
 	return filepath.Join(elastiqtest.CSE546(t), "face_images_100", file+".jpg")
 }
 
-func readPhoto(t testing.TB, file string) *imgproc.Image {
+// photoBytes reads a CSE546 photo.
+func photoBytes(t testing.TB, file string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(photoPath(t, file))
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, err := imgproc.Decode(b, 0)
+	return b
+}
+
+// readPhoto reads and decodes a CSE546 photo.
+func readPhoto(t testing.TB, file string) *imgproc.Image {
+	t.Helper()
+	img, err := imgproc.Decode(photoBytes(t, file), 0)
 	if err != nil {
 		t.Fatalf("decode %s: %v", file, err)
 	}

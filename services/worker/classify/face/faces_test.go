@@ -70,7 +70,7 @@ func TestRecognizeFaces(t *testing.T) {
 // two people different; a photo without a face is an error naming which.
 func TestVerify(t *testing.T) {
 	c := openFace(t, nil)
-	photo := func(file string) []byte { b, _ := distinctPhoto(t, file); return b }
+	photo := func(file string) []byte { return photoBytes(t, file) }
 	for _, tt := range []struct {
 		first, second string
 		same          bool
@@ -83,7 +83,7 @@ func TestVerify(t *testing.T) {
 		second := photo(tt.second)
 		if tt.first == tt.second {
 			// A changed copy: twice the size.
-			_, m := distinctPhoto(t, tt.second)
+			m := readPhoto(t, tt.second)
 			second = alterations[1].apply(t, m)
 		}
 		v, err := c.Verify(ctxT(t), first, second, elastiq.Options{})

@@ -58,16 +58,6 @@ func newGallery(labels []string, emb []float32) *gallery {
 	return g
 }
 
-// nearest returns the label of the enrolled face most similar to e (both
-// unit length, so that is the dot product) and the similarity.
-func (g *gallery) nearest(e []float32) (string, float64) {
-	hits := g.x.search(e, 1)
-	if len(hits) == 0 {
-		return "", -1
-	}
-	return g.x.labels[g.x.label[hits[0].face]], float64(hits[0].sim)
-}
-
 // nearestPeople returns the k enrolled people most similar to e, best
 // first, each at the similarity of their most similar enrolled face (among
 // the index's shortlist: the faces near enough to matter).

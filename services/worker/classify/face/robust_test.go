@@ -77,20 +77,6 @@ func turned(m *imgproc.Image, deg float64) image.Image {
 	return out
 }
 
-// distinctPhoto reads one of the distinct CSE546 photos, and decodes it.
-func distinctPhoto(t *testing.T, file string) ([]byte, *imgproc.Image) {
-	t.Helper()
-	b, err := os.ReadFile(photoPath(t, file))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := imgproc.Decode(b, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b, m
-}
-
 // TestAlteredPhotos: each of the ten distinct CSE546 photos, changed as
 // users' photos are (mirrored, rescaled, darker, recompressed, small in a
 // large photo, turned), still gets its label.
@@ -99,7 +85,7 @@ func TestAlteredPhotos(t *testing.T) {
 	for _, a := range alterations {
 		t.Run(a.name, func(t *testing.T) {
 			for _, p := range distinct {
-				_, m := distinctPhoto(t, p.file)
+				m := readPhoto(t, p.file)
 				got, err := c.Recognize(ctxT(t), a.apply(t, m))
 				if err != nil || got.Label != p.label {
 					t.Errorf("Recognize(%s %s) = %q (nearest %s at %.2f), %v; want %q", p.file, a.name, got.Label, got.Nearest, got.Similarity, err, p.label)
@@ -114,7 +100,7 @@ func TestAlteredPhotos(t *testing.T) {
 func TestMirroredEmbedding(t *testing.T) {
 	c := openFace(t, nil)
 	for _, p := range distinct {
-		b, m := distinctPhoto(t, p.file)
+		b, m := photoBytes(t, p.file), readPhoto(t, p.file)
 		f1, err := c.Analyze(ctxT(t), b)
 		if err != nil {
 			t.Fatal(err)
