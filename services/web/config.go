@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/elastiq/elastiq/services/elastiq"
+	"github.com/elastiq/elastiq/services/elastiq/imagecheck"
 )
 
 // Config is the web tier's configuration. Start from DefaultConfig; the
@@ -27,6 +28,13 @@ type Config struct {
 	// decode (a 10 MiB JPEG can declare 20000×20000).
 	MaxImageSide   int
 	MaxImagePixels int64
+	// MaxDecodeBytes is the most memory a worker may need to decode an
+	// image, as its header tells (imagecheck.Info.DecodeBytes): a 389 KB
+	// PNG of 50 megapixels in 16-bit RGBA needs 550 MB. Above it an upload
+	// is refused with 400, since no worker could ever decode it: keep it
+	// at most the workers' decode budget (-decode-budget), which is the
+	// default.
+	MaxDecodeBytes int64
 
 	// SyncTimeout is how long POST / waits for a result before answering
 	// 504 with the request's ID and status URL.
@@ -86,6 +94,7 @@ func DefaultConfig() Config {
 		MaxUploadBytes:     10 << 20,
 		MaxImageSide:       20_000,
 		MaxImagePixels:     50_000_000,
+		MaxDecodeBytes:     imagecheck.DefaultDecodeBudget,
 		SyncTimeout:        60 * time.Second,
 		MaxWait:            60 * time.Second,
 		IOTimeout:          30 * time.Second,
@@ -111,6 +120,8 @@ func DefaultConfig() Config {
 // (the README's Limits table); c's values are their defaults.
 func (c *Config) RegisterLimitFlags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.MaxUploadBytes, "max-upload", c.MaxUploadBytes, "largest accepted upload in bytes (413 above it)")
+	fs.Int64Var(&c.MaxDecodeBytes, "max-decode-bytes", c.MaxDecodeBytes,
+		"most memory in bytes a worker may need to decode an upload (400 above it; at most the workers' -decode-budget)")
 	fs.DurationVar(&c.BodyStallTimeout, "body-stall-timeout", c.BodyStallTimeout,
 		"longest an upload may go without a byte (408 past it, the connection closed)")
 	fs.Int64Var(&c.MinUploadRate, "min-upload-rate", c.MinUploadRate,
@@ -136,6 +147,7 @@ func (c Config) Validate() error {
 	check(c.MaxUploadBytes > 0, "MaxUploadBytes %d: want > 0", c.MaxUploadBytes)
 	check(c.MaxImageSide > 0, "MaxImageSide %d: want > 0", c.MaxImageSide)
 	check(c.MaxImagePixels > 0, "MaxImagePixels %d: want > 0", c.MaxImagePixels)
+	check(c.MaxDecodeBytes > 0, "MaxDecodeBytes %d: want > 0", c.MaxDecodeBytes)
 	check(c.SyncTimeout > 0, "SyncTimeout %v: want > 0", c.SyncTimeout)
 	check(c.MaxWait > 0, "MaxWait %v: want > 0", c.MaxWait)
 	check(c.IOTimeout > 0, "IOTimeout %v: want > 0", c.IOTimeout)

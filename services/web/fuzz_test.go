@@ -20,7 +20,7 @@ func FuzzUpload(f *testing.F) {
 	f.Add([]byte("--b\r\nContent-Disposition: form-data; name=\"myfile\"; filename*=UTF-8''a%1B.jpg\r\n\r\nxx\r\n--b--\r\n"),
 		"multipart/form-data; boundary=b")
 	f.Add(pngHeader(1<<20, 1<<20), "multipart/form-data; boundary=b")
-	limits := imageLimits{maxSide: 20_000, maxPixels: 50_000_000}
+	limits := imageLimits{maxSide: 20_000, maxPixels: 50_000_000, maxDecode: 512 << 20}
 	const maxBytes = 1 << 20
 	f.Fuzz(func(t *testing.T, body []byte, contentType string) {
 		r := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))

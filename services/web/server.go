@@ -126,7 +126,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		onAccepted:  deps.OnAccepted,
 		log:         deps.Logger,
 		now:         deps.Now,
-		images:      imageLimits{maxSide: cfg.MaxImageSide, maxPixels: cfg.MaxImagePixels},
+		images:      imageLimits{maxSide: cfg.MaxImageSide, maxPixels: cfg.MaxImagePixels, maxDecode: cfg.MaxDecodeBytes},
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

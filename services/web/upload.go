@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/elastiq/elastiq/services/elastiq"
+	"github.com/elastiq/elastiq/services/elastiq/imagecheck"
 )
 
 // upload is a validated image from a multipart form.
@@ -165,25 +166,30 @@ func bodyError(err, tooLarge error) error {
 type imageLimits struct {
 	maxSide   int
 	maxPixels int64
+	maxDecode int64 // bytes
 }
 
 // check makes sure u is a whole JPEG or PNG of sane dimensions and sets its
 // content type. Its pixels are never decoded (see inspect for why).
 func (l imageLimits) check(u *upload) error {
-	info, err := inspect(u.body)
+	info, err := imagecheck.Inspect(u.body)
 	// The header's dimensions are reported first: an absurd image is refused
 	// for that, whatever else is wrong with it.
-	if info.width > l.maxSide || info.height > l.maxSide || int64(info.width)*int64(info.height) > l.maxPixels {
+	if info.Width > l.maxSide || info.Height > l.maxSide || int64(info.Width)*int64(info.Height) > l.maxPixels {
 		return fail(errInvalid, fmt.Sprintf("%s declares %dx%d pixels; the limit is %d on a side and %d in all",
-			u.fileName, info.width, info.height, l.maxSide, l.maxPixels))
+			u.fileName, info.Width, info.Height, l.maxSide, l.maxPixels))
 	}
-	if err == nil && (info.width <= 0 || info.height <= 0) {
-		err = fmt.Errorf("%s: %dx%d pixels", info.format, info.width, info.height)
+	if err == nil && info.DecodeBytes > l.maxDecode {
+		return fail(errInvalid, fmt.Sprintf("%s (%dx%d %s) needs %d MiB to decode; the limit is %d MiB",
+			u.fileName, info.Width, info.Height, info.Kind, info.DecodeBytes>>20, l.maxDecode>>20))
+	}
+	if err == nil && (info.Width <= 0 || info.Height <= 0) {
+		err = fmt.Errorf("%s: %dx%d pixels", info.Format, info.Width, info.Height)
 	}
 	if err != nil {
 		return failCause(errInvalid, fmt.Sprintf("%s is not a decodable JPEG or PNG image", u.fileName), err)
 	}
-	u.contentType = "image/" + info.format
+	u.contentType = "image/" + info.Format
 	return nil
 }
 

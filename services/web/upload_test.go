@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"image"
 	"image/gif"
+	_ "image/jpeg" // for the truncated JPEG header check
 	"io"
 	"log/slog"
 	"mime/multipart"
@@ -16,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/elastiq/elastiq/services/elastiq"
+	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
 )
 
 // pngHeader is the start of a PNG whose header declares w×h pixels: enough
@@ -60,6 +62,7 @@ func TestBadUploads(t *testing.T) {
 	faces, _ := loadFaces(t)
 	jpg := faces[0].data
 	truncated := jpg[:len(jpg)/2]
+	bomb := elastiqtest.DecodeBomb(t, 7071, 7071) // 50 MP, within MaxImagePixels
 	if _, _, err := image.DecodeConfig(bytes.NewReader(truncated)); err != nil {
 		t.Fatalf("the truncated JPEG's header must still decode for this case to test the full decode: %v", err)
 	}
@@ -106,6 +109,8 @@ func TestBadUploads(t *testing.T) {
 			wantMsg: map[string]string{"": "wide.png declares 30000x10 pixels"}},
 		{name: "absurd area", body: form("myfile", "huge.png", pngHeader(10000, 6000)), wantStatus: http.StatusBadRequest,
 			wantMsg: map[string]string{"": "huge.png declares 10000x6000 pixels"}},
+		{name: "decode bomb", body: form("myfile", "bomb.png", bomb), wantStatus: http.StatusBadRequest,
+			wantMsg: map[string]string{"": "bomb.png (7071x7071 16-bit RGBA PNG) needs 524 MiB to decode; the limit is 512 MiB"}},
 	}
 	for _, tt := range tests {
 		for _, path := range []string{"/", "/v1/recognitions"} {

@@ -1,14 +1,19 @@
-package web
+package imagecheck
 
 import (
 	"bytes"
 	"errors"
 	"image"
-	_ "image/jpeg" // the decoders the check is compared with
-	_ "image/png"
+	"image/color"
+	"image/draw"
+	"image/jpeg" // the decoders the check is compared with
+	"image/png"
+	"runtime"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
 )
 
 // sampleImages reads testdata/images and the CSE546 faces.
@@ -26,9 +31,8 @@ func sampleImages(t *testing.T) map[string][]byte {
 		}
 		out[filepath.Base(f)] = b
 	}
-	faces, _ := loadFaces(t)
-	for _, f := range faces[:10] { // the other 90 repeat these
-		out[f.name] = f.data
+	for _, f := range elastiqtest.Workload(t)[:10] { // the other 90 repeat these
+		out[f.Name] = f.Data
 	}
 	return out
 }
@@ -44,13 +48,13 @@ func TestInspectAgreesWithDecoder(t *testing.T) {
 				t.Fatalf("DecodeConfig(%s) error: %v", name, err)
 			}
 			_, _, decodeErr := image.Decode(bytes.NewReader(b))
-			info, err := inspect(b)
+			info, err := Inspect(b)
 			if decodeErr != nil || err != nil {
 				t.Fatalf("%s: image.Decode error %v, inspect error %v; want both nil", name, decodeErr, err)
 			}
-			want := imageInfo{format: format, width: cfg.Width, height: cfg.Height}
-			if info != want {
-				t.Errorf("inspect(%s) = %+v, want %+v", name, info, want)
+			want := Info{Format: format, Width: cfg.Width, Height: cfg.Height, DecodeBytes: info.DecodeBytes}
+			if info != want || info.DecodeBytes < 3*int64(cfg.Width)*int64(cfg.Height) {
+				t.Errorf("Inspect(%s) = %+v, want %+v", name, info, want)
 			}
 		})
 	}
@@ -61,8 +65,8 @@ func TestInspectAgreesWithDecoder(t *testing.T) {
 func TestInspectRefusesEveryTruncation(t *testing.T) {
 	for name, b := range sampleImages(t) {
 		for n := range len(b) {
-			if _, err := inspect(b[:n]); err == nil {
-				t.Errorf("inspect(%s cut to %d of %d bytes) = nil error, want an error", name, n, len(b))
+			if _, err := Inspect(b[:n]); err == nil {
+				t.Errorf("Inspect(%s cut to %d of %d bytes) = nil error, want an error", name, n, len(b))
 				break
 			}
 		}
@@ -70,8 +74,7 @@ func TestInspectRefusesEveryTruncation(t *testing.T) {
 }
 
 func TestCheckWholeVariants(t *testing.T) {
-	faces, _ := loadFaces(t)
-	jpg := faces[0].data
+	jpg := elastiqtest.Workload(t)[0].Data
 	body := jpg[2 : len(jpg)-2] // between SOI and EOI
 	pngs := sampleImages(t)
 	png := pngs["basn6a08.png"]
@@ -108,15 +111,15 @@ func TestCheckWholeVariants(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			info, err := inspect(tt.data)
+			info, err := Inspect(tt.data)
 			if (err != nil) != tt.wantErr {
-				t.Errorf("inspect(%s) = %v, want error %v", tt.name, err, tt.wantErr)
+				t.Errorf("Inspect(%s) = %v, want error %v", tt.name, err, tt.wantErr)
 			}
-			if err == nil && info.format != tt.format {
-				t.Errorf("inspect(%s) format = %q, want %q", tt.name, info.format, tt.format)
+			if err == nil && info.Format != tt.format {
+				t.Errorf("Inspect(%s) format = %q, want %q", tt.name, info.Format, tt.format)
 			}
-			if tt.name == "jpeg ending in its scan" && !errors.Is(err, errIncomplete) {
-				t.Errorf("inspect(%s) = %v, want errIncomplete", tt.name, err)
+			if tt.name == "jpeg ending in its scan" && !errors.Is(err, ErrIncomplete) {
+				t.Errorf("Inspect(%s) = %v, want ErrIncomplete", tt.name, err)
 			}
 		})
 	}
@@ -133,13 +136,10 @@ func flipBit(b []byte, i int) []byte {
 // BenchmarkCheckImage compares the structural check with a full decode on
 // a CSE546 face.
 func BenchmarkCheckImage(b *testing.B) {
-	data, err := os.ReadFile(filepath.Join("..", "..", "datasets", "cse546-faces", "face_images_100", "test_00.jpg"))
-	if err != nil {
-		b.Fatal(err)
-	}
+	data := elastiqtest.Workload(b)[0].Data
 	b.Run("inspect", func(b *testing.B) {
 		for b.Loop() {
-			if _, err := inspect(data); err != nil {
+			if _, err := Inspect(data); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -165,14 +165,89 @@ func FuzzInspect(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		info, err := inspect(b)
+		info, err := Inspect(b)
 		if err != nil {
 			return
 		}
-		// What inspect accepts, Go's decoder reads with the same header.
+		if info.DecodeBytes < 3*int64(info.Width)*int64(info.Height) {
+			t.Errorf("Inspect = %+v: DecodeBytes below the RGB copy's size", info)
+		}
+		// What Inspect accepts, Go's decoder reads with the same header.
 		cfg, format, err := image.DecodeConfig(bytes.NewReader(b))
-		if err != nil || format != info.format || cfg.Width != info.width || cfg.Height != info.height {
+		if err != nil || format != info.Format || cfg.Width != info.Width || cfg.Height != info.Height {
 			t.Errorf("inspect = %+v, but DecodeConfig = %+v %q, %v", info, cfg, format, err)
 		}
 	})
+}
+
+// TestDecodeBytesMatchesDecoder decodes images of every kind Go's encoders
+// write, large enough that the pixels dwarf the decoders' fixed buffers, and
+// compares DecodeBytes with what the decode allocated (runtime.MemStats)
+// plus the RGB copy: it must cover it, and not by more than 10%.
+func TestDecodeBytesMatchesDecoder(t *testing.T) {
+	const w, h = 1000, 700
+	r := image.Rect(0, 0, w, h)
+	opaque := func(m draw.Image) draw.Image {
+		for y := range h {
+			for x := range w {
+				m.Set(x, y, color.NRGBA{uint8(x), uint8(y), uint8(x ^ y), 255})
+			}
+		}
+		return m
+	}
+	translucent := func(m draw.Image) draw.Image {
+		for y := range h {
+			for x := range w {
+				m.Set(x, y, color.NRGBA{uint8(x), uint8(y), uint8(x ^ y), uint8(x + y)})
+			}
+		}
+		return m
+	}
+	encPNG := func(m image.Image) []byte {
+		var buf bytes.Buffer
+		if err := png.Encode(&buf, m); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	encJPEG := func(m image.Image) []byte {
+		var buf bytes.Buffer
+		if err := jpeg.Encode(&buf, m, nil); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	palette := make(color.Palette, 256)
+	for i := range palette {
+		palette[i] = color.Gray{uint8(i)}
+	}
+	images := map[string][]byte{
+		"png grey":     encPNG(opaque(image.NewGray(r))),
+		"png grey 16":  encPNG(opaque(image.NewGray16(r))),
+		"png rgb":      encPNG(opaque(image.NewRGBA(r))),
+		"png rgb 16":   encPNG(opaque(image.NewRGBA64(r))),
+		"png rgba":     encPNG(translucent(image.NewNRGBA(r))),
+		"png rgba 16":  encPNG(translucent(image.NewNRGBA64(r))),
+		"png paletted": encPNG(opaque(image.NewPaletted(r, palette))),
+		"jpeg grey":    encJPEG(opaque(image.NewGray(r))),
+		"jpeg 4:2:0":   encJPEG(opaque(image.NewRGBA(r))),
+	}
+	for name, b := range images {
+		t.Run(name, func(t *testing.T) {
+			info, err := Inspect(b)
+			if err != nil {
+				t.Fatalf("Inspect: %v", err)
+			}
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			if _, _, err := image.Decode(bytes.NewReader(b)); err != nil {
+				t.Fatalf("Decode: %v", err)
+			}
+			runtime.ReadMemStats(&after)
+			used := int64(after.TotalAlloc-before.TotalAlloc) + 3*w*h
+			if info.DecodeBytes < used || info.DecodeBytes > used*11/10 {
+				t.Errorf("DecodeBytes %d, but the decode allocated %d with the RGB copy", info.DecodeBytes, used)
+			}
+		})
+	}
 }
