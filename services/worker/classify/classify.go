@@ -67,6 +67,10 @@ type Config struct {
 	Sessions int
 	// MaxPixels refuses larger images before decoding ("face", "onnx").
 	MaxPixels int
+	// DecodeBudget bounds the bytes decoded images hold at once ("face",
+	// "onnx"): decodes wait for room, and an image needing more than all of
+	// it fails (see imgproc.Decoder).
+	DecodeBudget int64
 
 	// Command is the program and arguments run per image ("exec"); "{}"
 	// stands for the image file's path.
@@ -92,6 +96,7 @@ func DefaultConfig() Config {
 		UnknownLabel: f.UnknownLabel,
 		Sessions:     f.Sessions,
 		MaxPixels:    f.MaxPixels,
+		DecodeBudget: f.DecodeBudget,
 		Timeout:      time.Minute,
 		ONNX:         o,
 	}
@@ -128,6 +133,7 @@ func (c Config) faceConfig() face.Config {
 	f := face.DefaultConfig()
 	f.ModelDir, f.Gallery, f.CacheDir = c.ModelDir, c.Gallery, cache
 	f.Threshold, f.UnknownLabel, f.Sessions, f.MaxPixels = c.Threshold, c.UnknownLabel, c.Sessions, c.MaxPixels
+	f.DecodeBudget = c.DecodeBudget
 	return f
 }
 
@@ -145,6 +151,9 @@ func (c Config) onnxConfig() onnx.Config {
 	}
 	if o.MaxPixels == 0 {
 		o.MaxPixels = c.MaxPixels
+	}
+	if o.DecodeBudget == 0 {
+		o.DecodeBudget = c.DecodeBudget
 	}
 	return o
 }

@@ -16,6 +16,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.CacheDir, "gallery-cache", c.CacheDir, "folder caching the gallery's embeddings (empty: <models>/cache)")
 	fs.Float64Var(&c.Threshold, "threshold", c.Threshold, "least cosine similarity to answer a known face")
 	fs.IntVar(&c.Sessions, "sessions", c.Sessions, "images classified at once (one model session and OS thread each)")
+	fs.Int64Var(&c.DecodeBudget, "decode-budget", c.DecodeBudget,
+		"bytes decoded images may hold at once: decodes wait for room, and an image needing more fails (0: no bound)")
 	fs.Var((*commandFlag)(&c.Command), "exec-command",
 		"`command` run per image by the exec classifier, split on spaces; {} is the image's path, e.g. \"python3 face_recognition.py {}\"")
 	fs.DurationVar(&c.Timeout, "exec-timeout", c.Timeout, "time limit of one exec classification")

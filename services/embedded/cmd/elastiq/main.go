@@ -71,6 +71,10 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 	if err := flagenv.Parse(fs, args[1:], getenv); err != nil {
 		return o, err
 	}
+	// An upload no worker could decode is refused at once.
+	if c.DecodeBudget > 0 {
+		s.Web.MaxDecodeBytes = min(s.Web.MaxDecodeBytes, c.DecodeBudget)
+	}
 	if err := s.Validate(); err != nil {
 		return o, err
 	}

@@ -161,6 +161,14 @@ func TestParse(t *testing.T) {
 			t.Errorf("parse() = policy %v (%v), classic %+v; want classic, 5, 30s", p, err, c.Config())
 		}
 	})
+	t.Run("decode budget", func(t *testing.T) {
+		// The web tier refuses what the workers' budget could never hold.
+		o, err := parse([]string{"elastiq", "-decode-budget", "100000000"}, env(nil), io.Discard)
+		if err != nil || o.classify.DecodeBudget != 100_000_000 || o.stack.Web.MaxDecodeBytes != 100_000_000 {
+			t.Errorf("parse() = decode budget %d, web max %d, %v; want both 100000000",
+				o.classify.DecodeBudget, o.stack.Web.MaxDecodeBytes, err)
+		}
+	})
 	t.Run("exec command", func(t *testing.T) {
 		o, err := parse([]string{"elastiq", "-classifier", "exec", "-exec-command", "python3 face_recognition.py {}"}, env(nil), io.Discard)
 		if err != nil || strings.Join(o.classify.Command, "|") != "python3|face_recognition.py|{}" {

@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 
 	"github.com/elastiq/elastiq/services/elastiq"
+	"github.com/elastiq/elastiq/services/elastiq/imagecheck"
 	"github.com/elastiq/elastiq/services/worker/classify/internal/imgproc"
 	"github.com/elastiq/elastiq/services/worker/classify/internal/ortenv"
 	"github.com/elastiq/elastiq/services/worker/classify/internal/pool"
@@ -46,6 +47,9 @@ type Config struct {
 	MinScore float64
 	// MaxPixels refuses larger images before decoding them.
 	MaxPixels int
+	// DecodeBudget bounds the bytes decoded images hold at once (see
+	// imgproc.Decoder); 0: no bound.
+	DecodeBudget int64
 	// SecondLook: a face whose nearest enrolled face is less similar than
 	// this is embedded again, as the mean of the face and its mirror image
 	// (the enrolled faces always are), before the answer is decided. Only
@@ -77,6 +81,7 @@ func DefaultConfig() Config {
 		Sessions:     1,
 		MinScore:     DefaultMinScore,
 		MaxPixels:    DefaultMaxPixels,
+		DecodeBudget: imagecheck.DefaultDecodeBudget,
 		SecondLook:   DefaultSecondLook,
 		MaxFaces:     DefaultMaxFaces,
 		TopK:         DefaultTopK,
@@ -110,8 +115,8 @@ func (c Config) Validate() error {
 	if c.MaxFaces < 1 || c.TopK < 1 || c.TopK > elastiq.MaxTopK {
 		errs = append(errs, fmt.Errorf("max faces %d, top k %d: want at least 1, and top k at most %d", c.MaxFaces, c.TopK, elastiq.MaxTopK))
 	}
-	if c.MaxPixels < 0 {
-		errs = append(errs, fmt.Errorf("max pixels %d: want 0 (no limit) or more", c.MaxPixels))
+	if c.MaxPixels < 0 || c.DecodeBudget < 0 {
+		errs = append(errs, fmt.Errorf("max pixels %d, decode budget %d: want 0 (no limit) or more", c.MaxPixels, c.DecodeBudget))
 	}
 	return errors.Join(errs...)
 }
@@ -134,6 +139,7 @@ type Classifier struct {
 	log        *slog.Logger
 	release    func() error
 	pool       *pool.Pool[*sessions]
+	decoder    *imgproc.Decoder
 	gallery    *gallery
 	enrollment Enrollment
 }
@@ -157,7 +163,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Classifier, er
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("open face classifier: %w", err), release())
 	}
-	c := &Classifier{cfg: cfg, log: logger, release: release, pool: p}
+	c := &Classifier{cfg: cfg, log: logger, release: release, pool: p, decoder: imgproc.NewDecoder(cfg.MaxPixels, cfg.DecodeBudget)}
 	if err := c.enroll(ctx); err != nil {
 		return nil, errors.Join(fmt.Errorf("open face classifier: %w", err), c.Close())
 	}
@@ -194,7 +200,8 @@ func (c *Classifier) Classify(ctx context.Context, image []byte) (string, error)
 // Recognize decodes image, analyses its largest face and matches it
 // against the gallery, looking twice at an uncertain match (SecondLook).
 func (c *Classifier) Recognize(ctx context.Context, image []byte) (Match, error) {
-	img, err := imgproc.Decode(image, c.cfg.MaxPixels)
+	img, release, err := c.decoder.Decode(ctx, image)
+	defer release()
 	if err != nil {
 		return Match{}, fmt.Errorf("classify face: %w", err)
 	}
@@ -281,7 +288,8 @@ func (c *Classifier) RecognizeFaces(ctx context.Context, image []byte, opts elas
 	if err != nil {
 		return elastiq.Recognition{}, fmt.Errorf("recognize faces: %w", err)
 	}
-	img, err := imgproc.Decode(image, c.cfg.MaxPixels)
+	img, release, err := c.decoder.Decode(ctx, image)
+	defer release()
 	if err != nil {
 		return elastiq.Recognition{}, fmt.Errorf("classify face: %w", err)
 	}
@@ -343,7 +351,8 @@ func (c *Classifier) Verify(ctx context.Context, first, second []byte, opts elas
 // the mean of the face's and its mirror image's, as enrolled. An image
 // without a face is an error wrapping ErrNoFace.
 func (c *Classifier) Analyze(ctx context.Context, image []byte) (Face, error) {
-	img, err := imgproc.Decode(image, c.cfg.MaxPixels)
+	img, release, err := c.decoder.Decode(ctx, image)
+	defer release()
 	if err != nil {
 		return Face{}, fmt.Errorf("classify face: %w", err)
 	}

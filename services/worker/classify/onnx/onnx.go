@@ -54,6 +54,9 @@ type Config struct {
 	Sessions int
 	// MaxPixels refuses larger images before decoding them (0: no limit).
 	MaxPixels int
+	// DecodeBudget bounds the bytes decoded images hold at once (see
+	// imgproc.Decoder); 0: no bound.
+	DecodeBudget int64
 }
 
 // Layouts, channel orders and resize modes.
@@ -78,6 +81,7 @@ func DefaultConfig() Config {
 		Resize:    Stretch,
 		Sessions:  1,
 		MaxPixels: 50_000_000,
+		// DecodeBudget is left 0 here: classify.Config's applies.
 	}
 }
 
@@ -127,6 +131,7 @@ type Classifier struct {
 	labels  []string
 	release func() error
 	pool    *pool.Pool[*session]
+	decoder *imgproc.Decoder
 }
 
 type session struct {
@@ -158,7 +163,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Classifier, er
 	if err != nil {
 		return nil, fmt.Errorf("open onnx classifier: %w", err)
 	}
-	c := &Classifier{cfg: cfg, labels: labels, release: release}
+	c := &Classifier{cfg: cfg, labels: labels, release: release, decoder: imgproc.NewDecoder(cfg.MaxPixels, cfg.DecodeBudget)}
 	in, out, err := c.shapes()
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("open onnx classifier %s: %w", cfg.Model, err), release())
@@ -315,7 +320,8 @@ type Prediction struct {
 
 // Predict decodes image, runs the model and returns the top-1 class.
 func (c *Classifier) Predict(ctx context.Context, image []byte) (Prediction, error) {
-	img, err := imgproc.Decode(image, c.cfg.MaxPixels)
+	img, release, err := c.decoder.Decode(ctx, image)
+	defer release()
 	if err != nil {
 		return Prediction{}, fmt.Errorf("onnx classify: %w", err)
 	}

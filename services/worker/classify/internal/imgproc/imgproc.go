@@ -76,9 +76,52 @@ func FromImage(src image.Image) *Image {
 				row[3*x], row[3*x+1], row[3*x+2] = v, v, v
 			}
 		}
+	case *image.NRGBA:
+		for y := 0; y < m.H; y++ {
+			srow := s.Pix[y*s.Stride:]
+			row := m.Pix[y*m.W*3:]
+			for x := 0; x < m.W; x++ {
+				p := srow[4*x : 4*x+4]
+				a := uint32(p[3])
+				for c := range 3 {
+					v := uint32(p[c]) * 0x101 * a / 0xff // color.NRGBA.RGBA
+					row[3*x+c] = uint8(v >> 8)
+				}
+			}
+		}
+	case *image.NRGBA64:
+		for y := 0; y < m.H; y++ {
+			srow := s.Pix[y*s.Stride:]
+			row := m.Pix[y*m.W*3:]
+			for x := 0; x < m.W; x++ {
+				p := srow[8*x : 8*x+8]
+				a := uint32(p[6])<<8 | uint32(p[7])
+				for c := range 3 {
+					v := (uint32(p[2*c])<<8 | uint32(p[2*c+1])) * a / 0xffff // color.NRGBA64.RGBA
+					row[3*x+c] = uint8(v >> 8)
+				}
+			}
+		}
+	case *image.RGBA64:
+		for y := 0; y < m.H; y++ {
+			srow := s.Pix[y*s.Stride:]
+			row := m.Pix[y*m.W*3:]
+			for x := 0; x < m.W; x++ {
+				row[3*x], row[3*x+1], row[3*x+2] = srow[8*x], srow[8*x+2], srow[8*x+4]
+			}
+		}
+	case *image.Gray16:
+		for y := 0; y < m.H; y++ {
+			srow := s.Pix[y*s.Stride:]
+			row := m.Pix[y*m.W*3:]
+			for x := 0; x < m.W; x++ {
+				v := srow[2*x]
+				row[3*x], row[3*x+1], row[3*x+2] = v, v, v
+			}
+		}
 	default:
-		// NRGBA, paletted, 16-bit, CMYK...: composite over black, as
-		// color.RGBAModel does.
+		// Paletted, CMYK...: composite over black, as color.RGBAModel
+		// does.
 		for y := 0; y < m.H; y++ {
 			row := m.Pix[y*m.W*3:]
 			for x := 0; x < m.W; x++ {
