@@ -159,6 +159,7 @@ type Stack struct {
 	classifier    elastiq.Classifier
 	registry      *prometheus.Registry
 	workerMetrics *worker.Metrics
+	journal       *receiveJournal // the request queue's receive counts, kept across restarts
 	// workerQueue, when set (by tests), wraps the request queue a worker
 	// instance sees, so a test can cut one instance off as if it crashed.
 	workerQueue func(instanceID string, q elastiq.Queue) elastiq.Queue
@@ -191,6 +192,10 @@ func New(cfg Config, deps Deps) (*Stack, error) {
 		return nil, fmt.Errorf("stack: %w", err)
 	}
 	s.Store = store
+	if s.journal, err = openReceiveJournal(journalPath(cfg.DataDir)); err != nil {
+		s.closeBackends()
+		return nil, fmt.Errorf("stack: %w", err)
+	}
 	s.Dead = memqueue.New(memqueue.Config{VisibilityTimeout: cfg.VisibilityTimeout})
 	s.Requests = memqueue.New(memqueue.Config{
 		VisibilityTimeout: cfg.VisibilityTimeout,
@@ -256,7 +261,9 @@ func (s *Stack) newWorker(id string) (localfleet.Worker, error) {
 	cfg.VisibilityTimeout = s.cfg.VisibilityTimeout
 	// The embedded queue takes nothing from a cancelled receive.
 	cfg.CancelReceiveOnShutdown = true
-	var requests elastiq.Queue = s.Requests
+	var requests elastiq.Queue = journaledQueue{Queue: s.Requests, journal: s.journal, onError: func(err error) {
+		s.log.Warn("receive counts not journaled: a restart may deliver these requests more than -max-receives times", "err", err)
+	}}
 	if s.workerQueue != nil {
 		requests = s.workerQueue(id, requests)
 	}
@@ -280,7 +287,10 @@ func (s *Stack) Handler() http.Handler { return s.Web }
 // the backends close. Run takes ownership of ln.
 func (s *Stack) Run(ctx context.Context, ln net.Listener) error {
 	defer s.closeBackends()
-	ids, err := Recover(ctx, s.Store, s.Requests)
+	ids, err := Recover(ctx, s.Store, s.Requests, s.journal.Count)
+	if err == nil {
+		err = s.journal.Keep(ids)
+	}
 	if err != nil {
 		ln.Close()
 		return err
@@ -318,5 +328,8 @@ func (s *Stack) closeBackends() {
 	}
 	if s.Store != nil {
 		s.Store.Close()
+	}
+	if s.journal != nil {
+		s.journal.Close()
 	}
 }

@@ -9,13 +9,19 @@ import (
 
 // Recover re-enqueues every accepted input that has no output yet, so that a
 // restart of the embedded stack (whose queue lives in memory) loses nothing
-// it had accepted. It returns the IDs of the requests it sent again.
+// it had accepted. It returns the IDs of the requests it sent again. When q
+// takes receive counts (memqueue's SendReceived) and receives is not nil,
+// each request goes back with the count receives gives it (the journal's),
+// so one delivered MaxReceives times already goes to the dead-letter queue.
 //
 // A request that was in flight at the moment of the restart may end up
 // processed twice if an earlier delivery still finishes; the worker's output
 // write is idempotent and the web tier keeps the first result, so that is
 // harmless.
-func Recover(ctx context.Context, store elastiq.ObjectStore, q elastiq.Queue) ([]elastiq.RequestID, error) {
+func Recover(ctx context.Context, store elastiq.ObjectStore, q elastiq.Queue, receives func(elastiq.RequestID) int) ([]elastiq.RequestID, error) {
+	counted, _ := q.(interface {
+		SendReceived(ctx context.Context, body []byte, receives int) error
+	})
 	inputs, err := store.List(ctx, elastiq.InputPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("recover: list inputs: %w", err)
@@ -48,7 +54,12 @@ func Recover(ctx context.Context, store elastiq.ObjectStore, q elastiq.Queue) ([
 		if err != nil {
 			return sent, fmt.Errorf("recover: encode %s: %w", id, err)
 		}
-		if err := q.Send(ctx, body); err != nil {
+		if counted != nil && receives != nil {
+			err = counted.SendReceived(ctx, body, receives(id))
+		} else {
+			err = q.Send(ctx, body)
+		}
+		if err != nil {
 			return sent, fmt.Errorf("recover: send %s: %w", id, err)
 		}
 		sent = append(sent, id)

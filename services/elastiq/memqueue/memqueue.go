@@ -16,7 +16,8 @@
 // long as nobody else has received it meanwhile, as with SQS.
 //
 // Messages live in memory only; they are lost when the process exits. The
-// embedded stack re-enqueues accepted inputs that have no output on start-up.
+// embedded stack re-enqueues accepted inputs that have no output on start-up,
+// with the receive counts it journals (SendReceived).
 package memqueue
 
 import (
@@ -146,6 +147,14 @@ func (q *Queue) Close() error {
 
 // Send enqueues a copy of body.
 func (q *Queue) Send(ctx context.Context, body []byte) error {
+	return q.SendReceived(ctx, body, 0)
+}
+
+// SendReceived enqueues a copy of body as a message that was already
+// delivered receives times: a message restored after a restart keeps its
+// count, so the redrive policy (MaxReceives) still ends a message that kills
+// every process receiving it.
+func (q *Queue) SendReceived(ctx context.Context, body []byte, receives int) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("send: %w", err)
 	}
@@ -157,7 +166,7 @@ func (q *Queue) Send(ctx context.Context, body []byte) error {
 		return fmt.Errorf("send: %w", ErrClosed)
 	}
 	q.nextID++
-	m := &message{seq: q.nextID, id: "m-" + strconv.FormatUint(q.nextID, 10), body: b, index: -1}
+	m := &message{seq: q.nextID, id: "m-" + strconv.FormatUint(q.nextID, 10), body: b, index: -1, receiveCount: max(0, receives)}
 	q.byID[m.seq] = m
 	q.ready.pushBack(m)
 	q.wakeLocked(1)

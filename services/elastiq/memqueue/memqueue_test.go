@@ -465,6 +465,34 @@ func TestDeadLetter(t *testing.T) {
 	}
 }
 
+// TestSendReceived: a message restored with its receive count goes on
+// counting from it, and reaches the dead-letter queue when it is spent.
+func TestSendReceived(t *testing.T) {
+	ctx := context.Background()
+	dlq, _ := newFakeQueue(t, Config{})
+	q, clock := newFakeQueue(t, Config{MaxReceives: 3, DeadLetter: dlq})
+	if err := q.SendReceived(ctx, []byte("restored"), 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.SendReceived(ctx, []byte("spent"), 3); err != nil {
+		t.Fatal(err)
+	}
+	msgs := receive(t, q, 10)
+	if len(msgs) != 1 || string(msgs[0].Body) != "restored" || msgs[0].ReceiveCount != 3 {
+		t.Fatalf("Receive = %+v, want only %q, count 3", msgs, "restored")
+	}
+	clock.Advance(time.Minute)
+	if msgs := receive(t, q, 10); len(msgs) != 0 {
+		t.Fatalf("Receive after the last delivery = %d messages, want 0", len(msgs))
+	}
+	for range 2 {
+		m := receiveOne(t, dlq)
+		if err := dlq.Delete(ctx, m.ReceiptHandle); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // failingQueue is a test double for a dead-letter queue that is down.
 type failingQueue struct{ elastiq.Queue }
 
