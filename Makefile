@@ -43,12 +43,14 @@ test-iam: models
 	@scripts/iam-teeth.sh $(if $(PATTERN),"$(PATTERN)")
 
 ## bench: the pipeline's overhead, the classifier's speed, the nearest-face search at 1k to 100k enrolled faces (one
-## core), and the distributed mode's burst on moto (time, and S3 and SQS calls per request)
+## core), the distributed mode's burst on moto (time, and S3 and SQS calls per request), and the 100 CSE546 images
+## beside 4,000 slow connections against alone
 bench: models
 	cd services/embedded && go test -run '^$$' -bench Pipeline -benchtime 100x -count 1 .
 	cd services/worker && go test -run '^$$' -bench 'Classify|Embedding' -benchtime 200x -count 1 ./classify/face/
 	cd services/worker && GOMAXPROCS=1 go test -run '^$$' -bench Search -benchtime 200x -count 1 ./classify/face/
 	@scripts/bench-distributed.sh
+	go test -run '^$$' -bench SlowClients -benchtime 3x -count 1 ./services/embedded/e2e/
 
 ## eval: how well faces are recognised: the LFW sample (people named in photos that are not enrolled, strangers
 ## answered Unknown) and the CSE546 photos, each also mirrored, resized, darker, recompressed, turned and small in a

@@ -228,6 +228,9 @@ start)
 		start_one "$name" || failed+=("$name")
 	done
 	[[ -n "${ELASTIQ_TEST_CHROMIUM:-}" ]] || have_chromium || failed+=(chromium)
+	# prlimit (util-linux) limits a program's memory in the hostile-load tests.
+	command -v prlimit >/dev/null || apt_install util-linux "prlimit is part of util-linux" || true
+	command -v prlimit >/dev/null || failed+=(prlimit)
 	print_env
 	if ((${#failed[@]} > 0)); then
 		log "could not start: ${failed[*]}"

@@ -8,9 +8,9 @@ import (
 	"image/draw"
 	"image/jpeg" // the decoders the check is compared with
 	"image/png"
-	"runtime"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 
 	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
