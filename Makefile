@@ -10,7 +10,7 @@ export ELASTIQ_MODELS := $(MODELS)
 # Every Go module of the go.work workspace.
 MODULES := . services/elastiq services/web services/worker services/scaler infra
 
-.PHONY: run test test-unit test-iam bench eval demo simulate screenshot bundle models build vet clean
+.PHONY: run test test-unit test-iam bench soak eval demo simulate screenshot bundle models build vet clean
 
 ## models: fetch the ONNX Runtime library and the face models by package name (idempotent, offline afterwards)
 models:
@@ -51,6 +51,11 @@ bench: models
 	cd services/worker && GOMAXPROCS=1 go test -run '^$$' -bench Search -benchtime 200x -count 1 ./classify/face/
 	@scripts/bench-distributed.sh
 	go test -run '^$$' -bench SlowClients -benchtime 3x -count 1 ./services/embedded/e2e/
+
+## soak: 200,000 requests through the embedded stack at 300 a second with -retention 1m (about 11 minutes): memory
+## and disk after the first 20,000 and at the end (SOAK_REQUESTS, SOAK_RATE, SOAK_RETENTION change them)
+soak:
+	cd services/embedded && go test -run '^$$' -bench Soak -benchtime 1x -count 1 -timeout 60m .
 
 ## eval: how well faces are recognised: the LFW sample (people named in photos that are not enrolled, strangers
 ## answered Unknown) and the CSE546 photos, each also mirrored, resized, darker, recompressed, turned and small in a

@@ -73,6 +73,17 @@ func ParseRequestID(s string) (RequestID, error) {
 	return RequestID(s), nil
 }
 
+// Time is when the ID was minted (to the millisecond): when its request was
+// accepted. It is the zero time for a malformed ID.
+func (id RequestID) Time() time.Time {
+	b, err := idEncoding.DecodeString(string(id))
+	if err != nil || len(b) < 6 {
+		return time.Time{}
+	}
+	ms := binary.BigEndian.Uint64(append(make([]byte, 2, 8), b[:6]...))
+	return time.UnixMilli(int64(ms))
+}
+
 // Object-store prefixes. Inputs are written by the web tier, outputs by the
 // workers; output/<id> is the durable copy of a result.
 const (

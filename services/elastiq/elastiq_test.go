@@ -23,6 +23,12 @@ func TestRequestIDRoundTrip(t *testing.T) {
 		if err != nil || got != id {
 			t.Fatalf("ParseRequestID(%q) = %q, %v; want %q, nil", id, got, err, id)
 		}
+		if !id.Time().Equal(now) {
+			t.Fatalf("%s.Time() = %v, want %v", id, id.Time(), now)
+		}
+	}
+	if tm := elastiq.RequestID("not an id").Time(); !tm.IsZero() {
+		t.Errorf("Time of a malformed ID = %v, want zero", tm)
 	}
 }
 

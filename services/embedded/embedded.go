@@ -50,6 +50,10 @@ type Config struct {
 	// MaxReceives: a request delivered this many times without being
 	// finished goes to the dead-letter queue and is answered as failed.
 	MaxReceives int
+	// Retention is how long a request's objects (input, output) are kept:
+	// older ones are deleted and the store compacted in the background (see
+	// retention.go). Zero keeps everything.
+	Retention time.Duration
 	// CacheBytes bounds the in-process result cache.
 	CacheBytes int64
 	// BootDelay is how long a newly launched worker instance takes to
@@ -76,6 +80,7 @@ func DefaultConfig() Config {
 		DataDir:           ".data",
 		VisibilityTimeout: elastiq.DefaultVisibilityTimeout,
 		MaxReceives:       5,
+		Retention:         7 * 24 * time.Hour,
 		CacheBytes:        localcache.DefaultMaxBytes,
 		BootDelay:         0,
 		StartDelay:        0, // half the boot delay, like a warm EC2 instance
@@ -117,6 +122,8 @@ func (c Config) Validate() error {
 		return errors.New("stack config: empty DataDir")
 	case c.VisibilityTimeout <= 0:
 		return fmt.Errorf("stack config: VisibilityTimeout %v: want > 0", c.VisibilityTimeout)
+	case c.Retention < 0:
+		return fmt.Errorf("stack config: Retention %v: want >= 0 (0: keep everything)", c.Retention)
 	case c.MaxReceives < 1:
 		return fmt.Errorf("stack config: MaxReceives %d: want >= 1", c.MaxReceives)
 	case c.BootDelay < 0:
@@ -172,6 +179,10 @@ func New(cfg Config, deps Deps) (*Stack, error) {
 	}
 	if deps.Classifier == nil {
 		return nil, errors.New("stack: no classifier")
+	}
+	if cfg.Retention > 0 { // no copy of a result outlives the durable one
+		cfg.Web.CacheTTL = min(cfg.Web.CacheTTL, cfg.Retention)
+		cfg.Web.ResultRetention = min(cfg.Web.ResultRetention, cfg.Retention)
 	}
 	log := deps.Logger
 	if log == nil {
@@ -307,10 +318,18 @@ func (s *Stack) Run(ctx context.Context, ln net.Listener) error {
 		defer close(scalerDone)
 		s.Scaler.Run(scaling) // returns scaling.Err()
 	}()
+	retentionDone := make(chan struct{})
+	go func() {
+		defer close(retentionDone)
+		if s.cfg.Retention > 0 {
+			s.retain(scaling)
+		}
+	}()
 	s.log.Info("embedded stack", "data", s.cfg.DataDir)
 	runErr := s.Web.Serve(ctx, ln)
 	stopScaling()
 	<-scalerDone
+	<-retentionDone
 	if err := s.Fleet.Close(); err != nil && runErr == nil {
 		runErr = fmt.Errorf("close fleet: %w", err)
 	}

@@ -58,9 +58,14 @@ type Config struct {
 	// byte, and MinUploadRate (bytes a second) the least it must average
 	// after that (paceBody); a body past either is cut with 408.
 	// IdleTimeout closes a keep-alive connection with no request.
+	// WriteTimeout is the longest a request may take from its headers to
+	// the end of its answer (http.Server's): a backstop for a client that
+	// stops reading its answer. It must leave room for the slowest honest
+	// upload and the longest wait for a result.
 	BodyStallTimeout time.Duration
 	MinUploadRate    int64
 	IdleTimeout      time.Duration
+	WriteTimeout     time.Duration
 	// MaxConns and MaxConnsPerClient cap the open connections, in all
 	// and per client address; one past either is answered 503 with
 	// Retry-After and closed. 0: no cap.
@@ -105,6 +110,7 @@ func DefaultConfig() Config {
 		BodyStallTimeout:   10 * time.Second,
 		MinUploadRate:      64 << 10,
 		IdleTimeout:        2 * time.Minute,
+		WriteTimeout:       5 * time.Minute,
 		MaxConns:           16_384,
 		MaxConnsPerClient:  4_096,
 		CacheTTL:           time.Hour,
@@ -127,6 +133,8 @@ func (c *Config) RegisterLimitFlags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.MinUploadRate, "min-upload-rate", c.MinUploadRate,
 		"least bytes a second an upload must average after -body-stall-timeout (408 below it; 0: no minimum)")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "a keep-alive connection without a request is closed after this")
+	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout,
+		"longest a request may take from its headers to the end of its answer (the connection is closed past it)")
 	fs.IntVar(&c.MaxConns, "max-conns", c.MaxConns, "most open connections (503 with Retry-After past it; 0: no cap)")
 	fs.IntVar(&c.MaxConnsPerClient, "max-conns-per-client", c.MaxConnsPerClient,
 		"most open connections from one address (503 with Retry-After past it; 0: no cap)")
@@ -157,6 +165,8 @@ func (c Config) Validate() error {
 	check(c.BodyStallTimeout > 0, "BodyStallTimeout %v: want > 0", c.BodyStallTimeout)
 	check(c.MinUploadRate >= 0, "MinUploadRate %d: want >= 0 (0: no minimum)", c.MinUploadRate)
 	check(c.IdleTimeout > 0, "IdleTimeout %v: want > 0", c.IdleTimeout)
+	check(c.WriteTimeout > max(c.SyncTimeout, c.MaxWait)+c.BodyStallTimeout, "WriteTimeout %v: want more than the longest wait for a result (%v) and the body stall timeout (%v)",
+		c.WriteTimeout, max(c.SyncTimeout, c.MaxWait), c.BodyStallTimeout)
 	check(c.MaxConns >= 0 && c.MaxConnsPerClient >= 0, "MaxConns %d, MaxConnsPerClient %d: want >= 0", c.MaxConns, c.MaxConnsPerClient)
 	check(c.ShutdownTimeout > 0, "ShutdownTimeout %v: want > 0", c.ShutdownTimeout)
 	check(c.CacheTTL > 0, "CacheTTL %v: want > 0", c.CacheTTL)

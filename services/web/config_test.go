@@ -22,6 +22,8 @@ func TestConfigValidate(t *testing.T) {
 		{name: "no max wait", change: func(c *Config) { c.MaxWait = 0 }, want: "MaxWait"},
 		{name: "no io timeout", change: func(c *Config) { c.IOTimeout = 0 }, want: "IOTimeout"},
 		{name: "no metrics timeout", change: func(c *Config) { c.MetricsTimeout = 0 }, want: "MetricsTimeout"},
+		{name: "write timeout under the sync wait", change: func(c *Config) { c.WriteTimeout = c.SyncTimeout }, want: "WriteTimeout"},
+		{name: "no decode memory", change: func(c *Config) { c.MaxDecodeBytes = 0 }, want: "MaxDecodeBytes"},
 		{name: "no ttl", change: func(c *Config) { c.CacheTTL = 0 }, want: "CacheTTL"},
 		{name: "no retention", change: func(c *Config) { c.ResultRetention = 0 }, want: "ResultRetention"},
 		{name: "no retained results", change: func(c *Config) { c.MaxRetainedResults = 0 }, want: "MaxRetainedResults"},

@@ -175,6 +175,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		Handler:           s,
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       s.cfg.IdleTimeout,
+		WriteTimeout:      s.cfg.WriteTimeout,
 		BaseContext:       func(net.Listener) context.Context { return bg },
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}

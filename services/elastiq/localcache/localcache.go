@@ -8,7 +8,8 @@
 // It checks keys and values the way memcached does (keys of 1 to 250
 // bytes without spaces or control characters; values up to MaxItemBytes),
 // so code that works against it also works against a real memcached.
-// Expired items are dropped when they are read or when eviction reaches
+// Expired items are dropped when they are read, when a Set finds them at
+// the cold end of the LRU list (up to two a Set), or when eviction reaches
 // them, as in memcached; their bytes count until then.
 package localcache
 
@@ -150,6 +151,14 @@ func (c *Cache) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 	for c.stats.Bytes+it.size() > c.maxBytes {
 		c.removeLocked(c.lru.Back())
 		c.stats.Evictions++
+	}
+	// Drop up to two expired items from the cold end, so a cache of
+	// short-lived results shrinks back instead of holding them until its
+	// byte limit forces them out (each Set removes more than it adds).
+	for range 2 {
+		if e := c.lru.Back(); e != nil && c.expired(e.Value.(*item)) {
+			c.removeLocked(e)
+		}
 	}
 	c.items[key] = c.lru.PushFront(it)
 	c.stats.Items++

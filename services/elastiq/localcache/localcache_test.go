@@ -74,6 +74,19 @@ func TestExpiredItemIsDropped(t *testing.T) {
 	}
 }
 
+// TestExpiredItemsDropOnSet: a cache of short-lived items written and never
+// read stays at what one TTL's worth of them holds, far under its limit.
+func TestExpiredItemsDropOnSet(t *testing.T) {
+	c, clock := newCache(Config{})
+	for i := range 10_000 {
+		set(t, c, fmt.Sprintf("k%d", i), "value", time.Second)
+		clock.Advance(10 * time.Millisecond) // 100 items a TTL
+	}
+	if s := c.Stats(); s.Items > 101 {
+		t.Fatalf("Stats() after 10,000 items of a 1 s TTL, 100 a second = %+v; want at most 101 items", s)
+	}
+}
+
 func TestNegativeTTLRemovesExisting(t *testing.T) {
 	c, _ := newCache(Config{})
 	set(t, c, "k", "v", 0)

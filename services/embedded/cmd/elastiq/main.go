@@ -56,6 +56,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 	fs.StringVar(&s.DataDir, "data", s.DataDir, "folder of the object store (input/ and output/); survives restarts")
 	fs.BoolVar(&s.Fsync, "fsync", s.Fsync, "sync every stored object to disk (survives power loss; slower)")
 	fs.DurationVar(&s.VisibilityTimeout, "visibility", s.VisibilityTimeout, "queue visibility timeout")
+	fs.DurationVar(&s.Retention, "retention", s.Retention, "a request's input and output are deleted this long after it was accepted (0: kept for ever)")
 	fs.IntVar(&s.MaxReceives, "max-receives", s.MaxReceives, "deliveries before a request is given up as failed")
 	fs.DurationVar(&s.BootDelay, "boot-delay", s.BootDelay, "how long a newly launched worker instance takes to boot")
 	fs.DurationVar(&s.StartDelay, "start-delay", s.StartDelay, "how long a stopped worker instance takes to start (0: half the boot delay; negative: none)")
