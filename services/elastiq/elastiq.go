@@ -132,6 +132,14 @@ type Request struct {
 	Kind      string `json:"kind,omitempty"`
 	SecondKey string `json:"second_key,omitempty"`
 	Second    []byte `json:"second,omitempty"`
+	// Subject is the person a KindEnroll request enrols the face under;
+	// LargestFace takes the largest of several faces instead of refusing.
+	Subject     string `json:"subject,omitempty"`
+	LargestFace bool   `json:"largest_face,omitempty"`
+	// GalleryRevision is the web tier's latest gallery change when it
+	// sent the request: the worker answers with a gallery at least that
+	// new (see GalleryFacesPrefix).
+	GalleryRevision RequestID `json:"gallery_revision,omitempty"`
 }
 
 // Kinds of request.
@@ -269,6 +277,8 @@ type Result struct {
 	// Verification is the answer of a KindVerify request, whose Label is
 	// then "same" or "different".
 	Verification *Verification `json:"verification,omitempty"`
+	// Enrolled is the answer of a KindEnroll request.
+	Enrolled *Enrolled `json:"enrolled,omitempty"`
 }
 
 // Encode and decode the messages that travel on the queues and in the stores.
@@ -376,6 +386,8 @@ const (
 	MetaOptions     = "options"
 	MetaKind        = "kind"
 	MetaSecondKey   = "second-key"
+	MetaSubject     = "subject"
+	MetaLargestFace = "largest-face"
 )
 
 // InputMetadata is the metadata the web tier stores with an input.
@@ -391,6 +403,12 @@ func InputMetadata(r Request) map[string]string {
 	if r.Kind != KindRecognize {
 		m[MetaKind] = r.Kind
 		m[MetaSecondKey] = r.SecondKey
+	}
+	if r.Kind == KindEnroll {
+		m[MetaSubject] = r.Subject
+		if r.LargestFace {
+			m[MetaLargestFace] = "true"
+		}
 	}
 	return m
 }
@@ -409,6 +427,7 @@ func RequestFromInput(key string, obj Object) (Request, error) {
 		}
 	}
 	r.Kind, r.SecondKey = obj.Metadata[MetaKind], obj.Metadata[MetaSecondKey]
+	r.Subject, r.LargestFace = obj.Metadata[MetaSubject], obj.Metadata[MetaLargestFace] == "true"
 	if s := obj.Metadata[MetaOptions]; s != "" {
 		if err := json.Unmarshal([]byte(s), &r.Options); err != nil {
 			return Request{}, fmt.Errorf("input %s: %s: %w", key, MetaOptions, err)

@@ -127,6 +127,12 @@ func TestRequestFromInput(t *testing.T) {
 	if got, err = elastiq.RequestFromInput(want.InputKey, obj); err != nil || !reflect.DeepEqual(got, want) {
 		t.Errorf("RequestFromInput() of a verification = %+v, %v; want %+v", got, err, want)
 	}
+	// An enrolment keeps its subject and choice of face.
+	enrol := want
+	enrol.Kind, enrol.SecondKey, enrol.Subject, enrol.LargestFace = elastiq.KindEnroll, "", "Laura_Linney", true
+	if got, err = elastiq.RequestFromInput(enrol.InputKey, elastiq.Object{ContentType: enrol.ContentType, Metadata: elastiq.InputMetadata(enrol)}); err != nil || !reflect.DeepEqual(got, enrol) {
+		t.Errorf("RequestFromInput() of an enrolment = %+v, %v; want %+v", got, err, enrol)
+	}
 	if _, err := elastiq.IDFromKey(want.SecondKey); err == nil {
 		t.Errorf("IDFromKey(%s) = nil error: recovery would take the second image for a request", want.SecondKey)
 	}

@@ -102,7 +102,13 @@ type harness struct {
 func start(t testing.TB, cfg Config, c elastiq.Classifier, setup func(*Stack)) *harness {
 	t.Helper()
 	logs := elastiqtest.NewLogs(t)
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	return startLogged(t, cfg, c, setup, logs, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
+}
+
+// startLogged is start with the stack logging to log; logs, if not nil,
+// is what the harness reports.
+func startLogged(t testing.TB, cfg Config, c elastiq.Classifier, setup func(*Stack), logs *elastiqtest.Logs, log *slog.Logger) *harness {
+	t.Helper()
 	s, err := New(cfg, Deps{Classifier: c, Logger: log})
 	if err != nil {
 		t.Fatalf("New: %v", err)

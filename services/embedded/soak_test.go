@@ -3,7 +3,9 @@ package embedded
 import (
 	"bufio"
 	"context"
+	"io"
 	"io/fs"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -41,7 +43,9 @@ func BenchmarkSoak(b *testing.B) {
 	cfg := testConfig(b)
 	cfg.Retention = retention
 	cfg.Worker.IdleTimeout = 0
-	h := start(b, cfg, newContentClassifier(imgs), nil)
+	// The stack's logs go where a program's do, to a stream nothing keeps
+	// (a test's log buffer would be what grows).
+	h := startLogged(b, cfg, newContentClassifier(imgs), nil, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 
 	var sent, failed atomic.Int64
 	var firstRSS, firstDisk int64

@@ -130,6 +130,10 @@ type Deps struct {
 	// Store holds input/<id> (read) and output/<id> (written).
 	Store      elastiq.ObjectStore
 	Classifier elastiq.Classifier
+	// Gallery, if set, keeps the classifier's gallery in step with the
+	// stored one (its classifier must be an elastiq.FaceEnroller), and
+	// the worker takes enrolments (elastiq.KindEnroll).
+	Gallery *Gallery
 	// Metrics, if set, records what the worker does (NewMetrics).
 	Metrics *Metrics
 	// Logger defaults to discarding; Now to time.Now.
@@ -590,6 +594,13 @@ func (w *Worker) classify(ctx context.Context, req elastiq.Request) (elastiq.Res
 		return elastiq.Result{}, err
 	}
 
+	// A recognition answers with a gallery at least as new as the web
+	// tier's latest change when it sent the request.
+	if w.deps.Gallery != nil && req.Kind != elastiq.KindEnroll {
+		if err := w.deps.Gallery.Ensure(ctx, req.GalleryRevision); err != nil {
+			return elastiq.Result{}, err
+		}
+	}
 	start := w.deps.Now()
 	var label string
 	fv, canVerify := w.deps.Classifier.(elastiq.FaceVerifier)
@@ -605,8 +616,15 @@ func (w *Worker) classify(ctx context.Context, req elastiq.Request) (elastiq.Res
 				label = "same"
 			}
 		}
+	case req.Kind == elastiq.KindEnroll:
+		var enrolled *elastiq.Enrolled
+		if enrolled, err = w.enroll(ctx, req, input.Body); err == nil {
+			label, res.Enrolled = enrolled.Subject, enrolled
+		} else if !errors.Is(err, errCannotEnroll) {
+			return elastiq.Result{}, err // the store: transient
+		}
 	case req.Kind != elastiq.KindRecognize:
-		err = fmt.Errorf("request kind %q: want %q or %q", req.Kind, elastiq.KindRecognize, elastiq.KindVerify)
+		err = fmt.Errorf("request kind %q: want %q, %q or %q", req.Kind, elastiq.KindRecognize, elastiq.KindVerify, elastiq.KindEnroll)
 	case canRecognize:
 		// Every face with its evidence, at the client's options.
 		var r elastiq.Recognition
@@ -625,10 +643,44 @@ func (w *Worker) classify(ctx context.Context, req elastiq.Request) (elastiq.Res
 			return elastiq.Result{}, fmt.Errorf("classify %s: %w", req.ID, ctx.Err())
 		}
 		res.Status, res.Error = elastiq.StatusFailed, "classify: "+err.Error()
+		if req.Kind == elastiq.KindEnroll {
+			res.Error = err.Error() // "cannot enrol: ..."
+		}
 		return res, nil
 	}
 	res.Status, res.Label = elastiq.StatusDone, label
 	return res, nil
+}
+
+// errCannotEnroll marks what makes an enrolment fail for good (its image,
+// its subject, a worker without a gallery), as against a store error.
+var errCannotEnroll = errors.New("cannot enrol")
+
+// enroll embeds the face of image and stores it under req.Subject, with the
+// request's ID as the face's.
+func (w *Worker) enroll(ctx context.Context, req elastiq.Request, image []byte) (*elastiq.Enrolled, error) {
+	fe, ok := w.deps.Classifier.(elastiq.FaceEnroller)
+	if !ok || w.deps.Gallery == nil {
+		return nil, fmt.Errorf("%w: this worker's classifier has no gallery to change", errCannotEnroll)
+	}
+	if err := elastiq.ValidateSubject(req.Subject); err != nil {
+		return nil, fmt.Errorf("%w: %w", errCannotEnroll, err)
+	}
+	face, emb, err := fe.EmbedFace(ctx, image, req.LargestFace)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("%w: %w", errCannotEnroll, err)
+	}
+	f := elastiq.GalleryFace{ID: req.ID, Subject: req.Subject, Embedding: emb, Model: fe.EmbeddingModel()}
+	key := elastiq.FaceKey(req.Subject, req.ID)
+	if err := w.storeOp(ctx, req.ID, "put "+key, func(ctx context.Context) error {
+		return w.deps.Store.Put(ctx, key, FaceObject(f, face, req.FileName))
+	}); err != nil {
+		return nil, fmt.Errorf("enrol %s: %w", req.ID, err)
+	}
+	return &elastiq.Enrolled{Subject: req.Subject, FaceID: req.ID, Box: face.Box, Score: face.Score}, nil
 }
 
 // input is the image at key, or inline when the request carried it.

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 
 	"github.com/elastiq/elastiq/services/elastiq"
 	"github.com/elastiq/elastiq/services/elastiq/imagecheck"
@@ -140,8 +141,10 @@ type Classifier struct {
 	release    func() error
 	pool       *pool.Pool[*sessions]
 	decoder    *imgproc.Decoder
-	gallery    *gallery
+	gallery    atomic.Pointer[gallery] // replaced whole by SetGallery
 	enrollment Enrollment
+	model      string                // EmbeddingModel
+	seed       []elastiq.GalleryFace // SeedGallery
 }
 
 // Open loads the models, starts cfg.Sessions sessions and enrolls the
@@ -164,6 +167,9 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Classifier, er
 		return nil, errors.Join(fmt.Errorf("open face classifier: %w", err), release())
 	}
 	c := &Classifier{cfg: cfg, log: logger, release: release, pool: p, decoder: imgproc.NewDecoder(cfg.MaxPixels, cfg.DecodeBudget)}
+	if c.model, err = modelKey(cfg.ModelDir, cfg.MinScore); err != nil {
+		return nil, errors.Join(fmt.Errorf("open face classifier: %w", err), c.Close())
+	}
 	if err := c.enroll(ctx); err != nil {
 		return nil, errors.Join(fmt.Errorf("open face classifier: %w", err), c.Close())
 	}
@@ -229,7 +235,7 @@ func (c *Classifier) Recognize(ctx context.Context, image []byte) (Match, error)
 // embeds f again as the mean of the face and its mirror image (as enrolled),
 // and f keeps that embedding.
 func (c *Classifier) match(s *sessions, img *imgproc.Image, f *Face, k int) ([]elastiq.Candidate, error) {
-	cands := c.gallery.nearestPeople(f.Embedding, k)
+	cands := c.gallery.Load().nearestPeople(f.Embedding, k)
 	if len(cands) == 0 || cands[0].Similarity >= c.cfg.SecondLook || c.cfg.SecondLook >= 1 {
 		return cands, nil
 	}
@@ -237,7 +243,7 @@ func (c *Classifier) match(s *sessions, img *imgproc.Image, f *Face, k int) ([]e
 	if f.Embedding, err = s.embed(img, f.Points, true); err != nil {
 		return nil, err
 	}
-	return c.gallery.nearestPeople(f.Embedding, k), nil
+	return c.gallery.Load().nearestPeople(f.Embedding, k), nil
 }
 
 // decide is the answer for a face whose nearest person is nearest at
@@ -336,7 +342,7 @@ func (c *Classifier) Verify(ctx context.Context, first, second []byte, opts elas
 			return elastiq.Verification{}, fmt.Errorf("verify: %s image: %w", which, err)
 		}
 		embs[i] = f.Embedding
-		v.Faces[i] = c.evidence(f, c.gallery.nearestPeople(f.Embedding, 1), threshold)
+		v.Faces[i] = c.evidence(f, c.gallery.Load().nearestPeople(f.Embedding, 1), threshold)
 		v.Faces[i].Candidates = nil // its label and similarity say it
 	}
 	var dot float64

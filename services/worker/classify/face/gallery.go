@@ -300,6 +300,7 @@ func (c *Classifier) enroll(ctx context.Context) error {
 		switch {
 		case err == nil:
 			c.useEntry(e, true)
+			c.seed = seedFaces(key, images, e, c.model)
 			c.log.Info("enrolled gallery from cache", "gallery", c.cfg.Gallery, "faces", c.enrollment.Faces,
 				"identities", c.enrollment.Identities, "cache", c.enrollment.CacheFile)
 			return nil
@@ -314,6 +315,7 @@ func (c *Classifier) enroll(ctx context.Context) error {
 	}
 	e.Key = key
 	c.useEntry(e, false)
+	c.seed = seedFaces(key, images, e, c.model)
 	c.enrollment.Embedded = len(images)
 	c.log.Info("enrolled gallery", "gallery", c.cfg.Gallery, "faces", c.enrollment.Faces,
 		"identities", c.enrollment.Identities, "skipped", len(e.Skipped))
@@ -327,7 +329,7 @@ func (c *Classifier) enroll(ctx context.Context) error {
 }
 
 func (c *Classifier) useEntry(e *cacheEntry, fromCache bool) {
-	c.gallery = newGallery(e.Labels, e.Embeddings)
+	c.gallery.Store(newGallery(e.Labels, e.Embeddings))
 	ids := map[string]bool{}
 	for _, l := range e.Labels {
 		ids[l] = true

@@ -1,0 +1,167 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/elastiq/elastiq/services/elastiq"
+)
+
+// Gallery keeps a classifier's gallery in step with the faces stored under
+// gallery/faces/ (elastiq.GalleryFacesPrefix), which the web tier lists and
+// deletes and workers write when they enrol. It is shared by the workers of
+// one process, which share its classifier.
+//
+// A worker calls Ensure with a request's GalleryRevision before answering
+// it: if the gallery has not been read since that revision was minted (the
+// web tier mints it once a change is complete), it is read again: the keys
+// listed, the new faces fetched, the removed ones dropped. A sync that
+// starts after a request was received sees every change made before the
+// request was sent, so the request's revision is then covered. Besides, the
+// gallery is read again every Interval, for changes this worker's requests
+// did not announce.
+type Gallery struct {
+	store    elastiq.ObjectStore
+	enroller elastiq.FaceEnroller
+	log      *slog.Logger
+	now      func() time.Time
+	// Interval is the most time between two reads of the stored gallery.
+	Interval time.Duration
+
+	mu      sync.Mutex // one sync at a time
+	through elastiq.RequestID
+	synced  time.Time
+	faces   map[string]elastiq.GalleryFace // by key
+}
+
+// DefaultGallerySync is Gallery.Interval by default.
+const DefaultGallerySync = 30 * time.Second
+
+// NewGallery returns the gallery of enroller, kept in step with store.
+func NewGallery(store elastiq.ObjectStore, enroller elastiq.FaceEnroller, log *slog.Logger) *Gallery {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Gallery{store: store, enroller: enroller, log: log.With("component", "gallery"), now: time.Now,
+		Interval: DefaultGallerySync, faces: map[string]elastiq.GalleryFace{}}
+}
+
+// Start reads the stored gallery; when it holds no face, it first stores the
+// classifier's seed faces (its -gallery folder), whose IDs derive from
+// their content, so workers starting together write the same objects.
+func (g *Gallery) Start(ctx context.Context) error {
+	keys, err := g.store.List(ctx, elastiq.GalleryFacesPrefix)
+	if err != nil {
+		return fmt.Errorf("gallery: list %s: %w", elastiq.GalleryFacesPrefix, err)
+	}
+	if len(keys) == 0 {
+		seeded := 0
+		for _, f := range g.enroller.SeedGallery() {
+			if err := elastiq.ValidateSubject(f.Subject); err != nil {
+				g.log.Warn("seed face not stored", "err", err)
+				continue
+			}
+			if err := g.store.Put(ctx, elastiq.FaceKey(f.Subject, f.ID), FaceObject(f, elastiq.Face{}, "")); err != nil {
+				return fmt.Errorf("gallery: seed: %w", err)
+			}
+			seeded++
+		}
+		g.log.Info("gallery seeded from the classifier's folder", "faces", seeded)
+	}
+	return g.sync(ctx, "")
+}
+
+// Ensure reads the stored gallery again unless it was read after revision
+// was minted and within Interval.
+func (g *Gallery) Ensure(ctx context.Context, revision elastiq.RequestID) error {
+	g.mu.Lock()
+	fresh := revision <= g.through && g.now().Sub(g.synced) < g.Interval
+	g.mu.Unlock()
+	if fresh {
+		return nil
+	}
+	return g.sync(ctx, revision)
+}
+
+// sync reads the stored gallery and hands it to the classifier; revision,
+// announced before the read began, is then covered.
+func (g *Gallery) sync(ctx context.Context, revision elastiq.RequestID) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if revision != "" && revision <= g.through && g.now().Sub(g.synced) < g.Interval {
+		return nil // another request's sync covered it meanwhile
+	}
+	started := g.now()
+	keys, err := g.store.List(ctx, elastiq.GalleryFacesPrefix)
+	if err != nil {
+		return fmt.Errorf("gallery: list %s: %w", elastiq.GalleryFacesPrefix, err)
+	}
+	next := make(map[string]elastiq.GalleryFace, len(keys))
+	added := 0
+	for _, key := range keys {
+		if f, ok := g.faces[key]; ok {
+			next[key] = f
+			continue
+		}
+		subject, id, err := elastiq.ParseFaceKey(key)
+		if err != nil {
+			g.log.Warn("not a face; ignored", "key", key, "err", err)
+			continue
+		}
+		obj, err := g.store.Get(ctx, key)
+		if errors.Is(err, elastiq.ErrNotFound) {
+			continue // deleted since the list
+		}
+		if err != nil {
+			return fmt.Errorf("gallery: get %s: %w", key, err)
+		}
+		emb, err := elastiq.DecodeEmbedding(obj.Body)
+		if err != nil {
+			g.log.Warn("face unreadable; ignored", "key", key, "err", err)
+			continue
+		}
+		next[key] = elastiq.GalleryFace{ID: id, Subject: subject, Embedding: emb, Model: obj.Metadata[elastiq.MetaFaceModel]}
+		added++
+	}
+	removed := len(g.faces) + added - len(next)
+	faces := make([]elastiq.GalleryFace, 0, len(next))
+	others := 0
+	for _, f := range next {
+		faces = append(faces, f)
+		if f.Model != g.enroller.EmbeddingModel() {
+			others++
+		}
+	}
+	g.enroller.SetGallery(faces)
+	if added > 0 || removed > 0 {
+		g.log.Info("gallery read", "faces", len(faces), "added", added, "removed", removed, "other_model", others)
+	}
+	if others > 0 && (added > 0 || removed > 0) {
+		g.log.Warn("faces embedded by another model are not recognised; enrol them again", "count", others, "model", g.enroller.EmbeddingModel())
+	}
+	g.faces, g.synced = next, started
+	g.through = max(g.through, revision)
+	return nil
+}
+
+// FaceObject is the stored form of an enrolled face.
+func FaceObject(f elastiq.GalleryFace, where elastiq.Face, fileName string) elastiq.Object {
+	md := map[string]string{elastiq.MetaFaceModel: f.Model}
+	if where.Box != (elastiq.Box{}) {
+		b := where.Box
+		md[elastiq.MetaFaceBox] = strings.Join([]string{fmtFloat(b.X1), fmtFloat(b.Y1), fmtFloat(b.X2), fmtFloat(b.Y2)}, ",")
+		md[elastiq.MetaFaceScore] = fmtFloat(where.Score)
+	}
+	if fileName != "" {
+		md[elastiq.MetaFaceFile] = fileName
+	}
+	return elastiq.Object{Body: elastiq.EncodeEmbedding(f.Embedding), ContentType: "application/octet-stream", Metadata: md}
+}
+
+func fmtFloat(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) }
