@@ -74,7 +74,7 @@ func (c *galleryClassifier) SetGallery(faces []elastiq.GalleryFace) {
 }
 
 func (c *galleryClassifier) SeedGallery() []elastiq.GalleryFace { return c.seed }
-func (c *galleryClassifier) EmbeddingModel() string            { return "test-model" }
+func (c *galleryClassifier) EmbeddingModel() string             { return "test-model" }
 
 // newGalleryHarness is a worker whose classifier is a galleryClassifier
 // seeded with Paul, over a started Gallery.
