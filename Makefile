@@ -22,9 +22,11 @@ build:
 	go build -o bin/ ./services/embedded/cmd/elastiq ./services/web/cmd/loadgen ./services/scaler/cmd/simulate \
 		./services/web/cmd/web ./services/worker/cmd/worker ./services/scaler/cmd/scaler ./services/embedded/cmd/distributed
 
-## run: the whole elastic pipeline on this machine (embedded queue, store, cache and worker fleet) on $(ADDR)
+## run: the whole elastic pipeline on this machine (embedded queue, store, cache and worker fleet) on $(ADDR); the
+## gallery's admin token is made once in $(DATA)/admin-token and printed
 run: models build
-	bin/elastiq -addr "$(ADDR)" -data "$(DATA)"
+	@mkdir -p "$(DATA)" && [[ -s "$(DATA)/admin-token" ]] || (umask 077 && head -c 24 /dev/urandom | base64 | tr '+/' '-_' > "$(DATA)/admin-token")
+	bin/elastiq -addr "$(ADDR)" -data "$(DATA)" -admin-token-file "$(DATA)/admin-token"
 
 ## test: vet and test every package of every module with the race detector, going on after a failure and ending with
 ## the list of what failed; fetches the models, validates the worker image's Packer template, and starts (then stops)

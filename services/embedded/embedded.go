@@ -167,6 +167,7 @@ type Stack struct {
 	registry      *prometheus.Registry
 	workerMetrics *worker.Metrics
 	journal       *receiveJournal // the request queue's receive counts, kept across restarts
+	gallery       *worker.Gallery // the stored gallery, when the classifier can change its own
 	// workerQueue, when set (by tests), wraps the request queue a worker
 	// instance sees, so a test can cut one instance off as if it crashed.
 	workerQueue func(instanceID string, q elastiq.Queue) elastiq.Queue
@@ -203,6 +204,9 @@ func New(cfg Config, deps Deps) (*Stack, error) {
 		return nil, fmt.Errorf("stack: %w", err)
 	}
 	s.Store = store
+	if fe, ok := deps.Classifier.(elastiq.FaceEnroller); ok {
+		s.gallery = worker.NewGallery(store, fe, log)
+	}
 	if s.journal, err = openReceiveJournal(journalPath(cfg.DataDir)); err != nil {
 		s.closeBackends()
 		return nil, fmt.Errorf("stack: %w", err)
@@ -283,6 +287,7 @@ func (s *Stack) newWorker(id string) (localfleet.Worker, error) {
 		Responses:  s.Responses,
 		Store:      s.Store,
 		Classifier: s.classifier,
+		Gallery:    s.gallery,
 		Metrics:    s.workerMetrics,
 		Logger:     s.log,
 	})
@@ -298,6 +303,12 @@ func (s *Stack) Handler() http.Handler { return s.Web }
 // the backends close. Run takes ownership of ln.
 func (s *Stack) Run(ctx context.Context, ln net.Listener) error {
 	defer s.closeBackends()
+	if s.gallery != nil {
+		if err := s.gallery.Start(ctx); err != nil {
+			ln.Close()
+			return err
+		}
+	}
 	ids, err := Recover(ctx, s.Store, s.Requests, s.journal.Count)
 	if err == nil {
 		err = s.journal.Keep(ids)

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/elastiq/elastiq/services/elastiq"
@@ -70,6 +72,12 @@ type Config struct {
 	// and per client address; one past either is answered 503 with
 	// Retry-After and closed. 0: no cap.
 	MaxConns, MaxConnsPerClient int
+
+	// AdminToken is the bearer token the gallery's routes (/v1/subjects)
+	// need; empty turns them off (403). AdminTokenFile, if set, is read
+	// into it by LoadAdminToken (a token in a file stays out of ps).
+	AdminToken     string
+	AdminTokenFile string
 
 	// CacheTTL is how long a result stays in the shared cache.
 	CacheTTL time.Duration
@@ -138,6 +146,32 @@ func (c *Config) RegisterLimitFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxConns, "max-conns", c.MaxConns, "most open connections (503 with Retry-After past it; 0: no cap)")
 	fs.IntVar(&c.MaxConnsPerClient, "max-conns-per-client", c.MaxConnsPerClient,
 		"most open connections from one address (503 with Retry-After past it; 0: no cap)")
+}
+
+// RegisterAdminFlags adds the flags of the gallery's admin token to fs.
+// Call LoadAdminToken after parsing.
+func (c *Config) RegisterAdminFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.AdminToken, "admin-token", c.AdminToken,
+		"bearer token that managing the gallery (/v1/subjects) needs; empty: those routes answer 403")
+	fs.StringVar(&c.AdminTokenFile, "admin-token-file", c.AdminTokenFile, "file holding the admin token (instead of -admin-token)")
+}
+
+// LoadAdminToken reads AdminTokenFile into AdminToken, when set.
+func (c *Config) LoadAdminToken() error {
+	if c.AdminTokenFile == "" {
+		return nil
+	}
+	if c.AdminToken != "" {
+		return errors.New("admin token: set -admin-token or -admin-token-file, not both")
+	}
+	b, err := os.ReadFile(c.AdminTokenFile)
+	if err != nil {
+		return fmt.Errorf("admin token: %w", err)
+	}
+	if c.AdminToken = strings.TrimSpace(string(b)); c.AdminToken == "" {
+		return fmt.Errorf("admin token: %s is empty", c.AdminTokenFile)
+	}
+	return nil
 }
 
 // maxInline is the largest InlineMaxBytes: a request with an image this

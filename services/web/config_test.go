@@ -1,6 +1,8 @@
 package web
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -65,5 +67,26 @@ func TestParseWait(t *testing.T) {
 				t.Errorf("parseWait(%q) = %v, %v; want %v, error %v", tt.in, got, err, tt.want, tt.wantErr)
 			}
 		})
+	}
+}
+
+func TestLoadAdminToken(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "token")
+	if err := os.WriteFile(file, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := Config{AdminTokenFile: file}
+	if err := c.LoadAdminToken(); err != nil || c.AdminToken != "s3cret" {
+		t.Errorf("LoadAdminToken = %q, %v; want s3cret", c.AdminToken, err)
+	}
+	for _, bad := range []Config{
+		{AdminToken: "a", AdminTokenFile: file},
+		{AdminTokenFile: filepath.Join(dir, "missing")},
+		{AdminTokenFile: os.DevNull},
+	} {
+		if err := bad.LoadAdminToken(); err == nil {
+			t.Errorf("LoadAdminToken(%+v) = nil error", bad)
+		}
 	}
 }

@@ -213,6 +213,19 @@ type fakeWorker struct {
 	requests, responses *fakeQueue
 	store               *elastiqtest.Store
 	labels              map[[32]byte]string
+
+	mu        sync.Mutex
+	revisions []elastiq.RequestID // each request's GalleryRevision, in order
+}
+
+// lastRevision is the GalleryRevision of the last request handled.
+func (w *fakeWorker) lastRevision() elastiq.RequestID {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.revisions) == 0 {
+		return ""
+	}
+	return w.revisions[len(w.revisions)-1]
 }
 
 func (w *fakeWorker) run(ctx context.Context, name string) error {
@@ -251,10 +264,22 @@ func (w *fakeWorker) handle(ctx context.Context, name string, m elastiq.Message)
 		ID: req.ID, FileName: req.FileName, Worker: name,
 		SubmittedAt: req.SubmittedAt, StartedAt: started, FinishedAt: time.Now(), Classify: time.Millisecond,
 	}
+	w.mu.Lock()
+	w.revisions = append(w.revisions, req.GalleryRevision)
+	w.mu.Unlock()
 	label, ok := w.labels[sha256.Sum256(in.Body)]
 	switch {
+	case !ok && req.Kind == elastiq.KindEnroll:
+		res.Status, res.Error = elastiq.StatusFailed, "cannot enrol: no face found in the image"
 	case !ok:
 		res.Status, res.Error = elastiq.StatusFailed, "no face found"
+	case req.Kind == elastiq.KindEnroll:
+		// As a worker does: the face stored under its subject.
+		if err := w.store.Put(ctx, elastiq.FaceKey(req.Subject, req.ID), elastiq.Object{Body: elastiq.EncodeEmbedding([]float32{1})}); err != nil {
+			return err
+		}
+		res.Status, res.Label = elastiq.StatusDone, req.Subject
+		res.Enrolled = &elastiq.Enrolled{Subject: req.Subject, FaceID: req.ID, Box: elastiq.Box{X2: 64, Y2: 64}, Score: 0.99}
 	case req.Kind == elastiq.KindVerify:
 		// Same person when both images carry the same label.
 		second, err := w.store.Get(ctx, req.SecondKey)

@@ -10,15 +10,17 @@ import (
 // Kinds of failure a handler can return. Each maps to one HTTP status, in
 // statusOf and nowhere else.
 var (
-	errInvalid     = errors.New("invalid request")
-	errTooLarge    = errors.New("upload too large")
-	errNotFound    = errors.New("not found")
-	errMethod      = errors.New("method not allowed")
-	errUnavailable = errors.New("service unavailable")
-	errPending     = errors.New("still pending")
-	errFailed      = errors.New("recognition failed")
-	errClientGone  = errors.New("client closed request")
-	errTimeout     = errors.New("request timeout")
+	errInvalid      = errors.New("invalid request")
+	errTooLarge     = errors.New("upload too large")
+	errNotFound     = errors.New("not found")
+	errMethod       = errors.New("method not allowed")
+	errUnavailable  = errors.New("service unavailable")
+	errPending      = errors.New("still pending")
+	errFailed       = errors.New("recognition failed")
+	errClientGone   = errors.New("client closed request")
+	errTimeout      = errors.New("request timeout")
+	errUnauthorized = errors.New("unauthorized")
+	errForbidden    = errors.New("forbidden")
 )
 
 // statusClientClosed is nginx's status for a client that went away before
@@ -50,6 +52,10 @@ func statusOf(err error) int {
 		return statusClientClosed
 	case errors.Is(err, errTimeout):
 		return http.StatusRequestTimeout
+	case errors.Is(err, errUnauthorized):
+		return http.StatusUnauthorized
+	case errors.Is(err, errForbidden):
+		return http.StatusForbidden
 	default:
 		return http.StatusInternalServerError
 	}

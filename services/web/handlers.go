@@ -310,9 +310,14 @@ func (s *Server) accept(ctx context.Context, u upload, second *upload, subscribe
 		ContentType: u.contentType,
 		SubmittedAt: now,
 		Options:     u.options,
+		// The worker answers with the gallery's changes made so far.
+		GalleryRevision: s.revision.get(),
 	}
 	if second != nil {
 		req.Kind, req.SecondKey = elastiq.KindVerify, elastiq.SecondInputKey(id)
+	}
+	if u.subject != "" {
+		req.Kind, req.Subject, req.LargestFace = elastiq.KindEnroll, u.subject, u.largestFace
 	}
 	msg := req
 	if len(u.body) <= s.cfg.InlineMaxBytes && (second == nil || len(second.body) <= s.cfg.InlineMaxBytes) {

@@ -18,6 +18,17 @@ func (s *Server) routes() *http.ServeMux {
 	mux.Handle("/v1/recognitions/{id}", s.route(jsonErrors, methodNotAllowed(http.MethodGet, http.MethodHead)))
 	mux.Handle("/v1/verify", s.route(jsonErrors, methodNotAllowed(http.MethodPost)))
 
+	// The gallery: who is recognised (subjects.go), with the admin token.
+	mux.Handle("POST /v1/subjects/{name}/faces", s.route(jsonErrors, s.admin(s.handleEnroll)))
+	mux.Handle("GET /v1/subjects", s.route(jsonErrors, s.admin(s.handleSubjects)))
+	mux.Handle("GET /v1/subjects/{name}", s.route(jsonErrors, s.admin(s.handleSubject)))
+	mux.Handle("DELETE /v1/subjects/{name}", s.route(jsonErrors, s.admin(s.handleDeleteSubject)))
+	mux.Handle("DELETE /v1/subjects/{name}/faces/{id}", s.route(jsonErrors, s.admin(s.handleDeleteFace)))
+	mux.Handle("/v1/subjects", s.route(jsonErrors, methodNotAllowed(http.MethodGet, http.MethodHead)))
+	mux.Handle("/v1/subjects/{name}", s.route(jsonErrors, methodNotAllowed(http.MethodGet, http.MethodHead, http.MethodDelete)))
+	mux.Handle("/v1/subjects/{name}/faces", s.route(jsonErrors, methodNotAllowed(http.MethodPost)))
+	mux.Handle("/v1/subjects/{name}/faces/{id}", s.route(jsonErrors, methodNotAllowed(http.MethodDelete)))
+
 	mux.Handle("GET /healthz", s.route(plainErrors, s.handleHealthz))
 	mux.Handle("GET /metrics", s.route(plainErrors, s.handleMetrics))
 

@@ -85,6 +85,7 @@ type Server struct {
 	hub         *hub
 	dash        *timeline
 	storeHealth storeHealth
+	revision    revision // the gallery's, for the requests sent
 	metrics     *metrics
 	// metricsHandler serves metrics.registry.
 	metricsHandler http.Handler
@@ -136,12 +137,20 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		s.now = time.Now
 	}
 	s.hub = newHub(cfg.ResultRetention, cfg.MaxRetainedResults, s.now)
+	// A change made before this start may be one a worker has not read:
+	// the first requests make every worker read the gallery again.
+	s.revision.bump(s.now())
 	s.dash = &timeline{}
 	s.metrics = newMetrics(s, deps.Registry)
 	s.metricsHandler = promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn), ErrorHandling: promhttp.ContinueOnError})
 	s.handler = s.instrument(s.paceUploads(s.routes()))
 	return s, nil
+}
+
+// ioContext bounds a handler's calls to the store and queues.
+func (s *Server) ioContext(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), s.cfg.IOTimeout)
 }
 
 // ServeHTTP serves the routes listed in routes.go.

@@ -24,6 +24,10 @@ type upload struct {
 	contentType string // from the image's format, not the client's header
 	body        []byte
 	options     elastiq.Options // the client's (POST /v1/recognitions)
+	// subject, when set, makes it an enrolment under that name (POST
+	// /v1/subjects/{name}/faces), of the largest face if largestFace.
+	subject     string
+	largestFace bool
 }
 
 // multipartSlack is what the body may hold beyond the file itself:

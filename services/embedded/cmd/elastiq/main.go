@@ -67,6 +67,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 	s.Scaler.Prices.RegisterFlags(fs)
 	fs.DurationVar(&s.Web.SyncTimeout, "sync-timeout", s.Web.SyncTimeout, "how long POST / waits for a result before 504")
 	s.Web.RegisterLimitFlags(fs)
+	s.Web.RegisterAdminFlags(fs)
 	c.RegisterFlags(fs)
 
 	if err := flagenv.Parse(fs, args[1:], getenv); err != nil {
@@ -75,6 +76,9 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 	// An upload no worker could decode is refused at once.
 	if c.DecodeBudget > 0 {
 		s.Web.MaxDecodeBytes = min(s.Web.MaxDecodeBytes, c.DecodeBudget)
+	}
+	if err := s.Web.LoadAdminToken(); err != nil {
+		return o, err
 	}
 	if err := s.Validate(); err != nil {
 		return o, err
@@ -112,5 +116,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		"  curl -F myfile=@datasets/cse546-faces/face_images_100/test_00.jpg http://%s/\n"+
 		"and watch it on http://%s/dashboard\n",
 		ln.Addr(), o.classify.Backend, o.stack.Policy.Policy, o.stack.Policy.Max, ln.Addr(), ln.Addr())
+	if t := o.stack.Web.AdminToken; t != "" {
+		fmt.Fprintf(stdout, "manage the gallery (who is recognised) with the admin token:\n"+
+			"  curl -H 'Authorization: Bearer %s' http://%s/v1/subjects\n", t, ln.Addr())
+	}
 	return s.Run(ctx, ln)
 }

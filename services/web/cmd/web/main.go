@@ -76,6 +76,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 	fs.DurationVar(&c.CacheTTL, "cache-ttl", c.CacheTTL, "how long a result stays in memcached")
 	fs.DurationVar(&c.SyncTimeout, "sync-timeout", c.SyncTimeout, "how long POST / waits for a result before 504")
 	c.RegisterLimitFlags(fs)
+	c.RegisterAdminFlags(fs)
 	fs.DurationVar(&o.deleteWindow, "delete-window", sqsqueue.DefaultDeleteWindow, sqsqueue.DeleteWindowUsage)
 	fs.DurationVar(&c.GatherWindow, "gather-window", 20*time.Millisecond, "after a receive of fewer than 10 responses, "+
 		"wait this long before the next, so that responses gather into fuller receives, each a billed call (0: no wait)")
@@ -100,6 +101,9 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 			strings.Trim(u.Path, "/") != "" {
 			return o, fmt.Errorf("-scaler-url %q: want http://HOST:PORT", o.scalerURL)
 		}
+	}
+	if err := c.LoadAdminToken(); err != nil {
+		return o, err
 	}
 	return o, c.Validate()
 }

@@ -188,11 +188,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		defer ms.Close()
 		fmt.Fprintf(stdout, "worker %s: metrics on http://%s/metrics\n", o.worker.Name, ms.Addr())
 	}
+	// A classifier whose gallery can change reads the stored one (and
+	// seeds it from its folder when empty), and takes enrolments.
+	var gallery *worker.Gallery
+	if fe, ok := classifier.(elastiq.FaceEnroller); ok {
+		gallery = worker.NewGallery(store, fe, workerLog)
+		if err := gallery.Start(stop); err != nil {
+			return err
+		}
+	}
 	w, err := worker.New(o.worker, worker.Deps{
 		Requests:   requests,
 		Responses:  responses,
 		Store:      store,
 		Classifier: classifier,
+		Gallery:    gallery,
 		Metrics:    metrics,
 		Logger:     workerLog,
 	})
