@@ -121,6 +121,9 @@ func Web(g Grants) Document {
 			Action:   []string{"s3:GetObject", "s3:PutObject"},
 			Resource: []string{g.objects(elastiq.OutputPrefix)}},
 		{Sid: "Bundle", Effect: "Allow", Action: []string{"s3:GetObject"}, Resource: []string{g.objects(deploy.KeyPrefix)}},
+		// The gallery's API lists faces (ListBucket) and deletes them;
+		// workers write them.
+		{Sid: "GalleryDeletes", Effect: "Allow", Action: []string{"s3:DeleteObject"}, Resource: []string{g.objects(elastiq.GalleryFacesPrefix)}},
 		{Sid: "SendRequests", Effect: "Allow",
 			Action:   []string{"sqs:SendMessage", "sqs:GetQueueAttributes"},
 			Resource: []string{g.RequestQueueARN}},
@@ -171,6 +174,8 @@ func Worker(g Grants) Document {
 		{Sid: "ListBucket", Effect: "Allow", Action: []string{"s3:ListBucket"}, Resource: []string{g.BucketARN}},
 		{Sid: "Inputs", Effect: "Allow", Action: []string{"s3:GetObject"}, Resource: []string{g.objects(elastiq.InputPrefix)}},
 		{Sid: "Outputs", Effect: "Allow", Action: []string{"s3:GetObject", "s3:PutObject"}, Resource: []string{g.objects(elastiq.OutputPrefix)}},
+		// Enrolments and the seed faces are written, the gallery read.
+		{Sid: "Gallery", Effect: "Allow", Action: []string{"s3:GetObject", "s3:PutObject"}, Resource: []string{g.objects(elastiq.GalleryFacesPrefix)}},
 	}
 	if g.WorkerFetchesBundle {
 		st = append(st, Statement{Sid: "Bundle", Effect: "Allow", Action: []string{"s3:GetObject"}, Resource: []string{g.objects(deploy.KeyPrefix)}})

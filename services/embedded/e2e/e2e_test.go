@@ -88,7 +88,7 @@ func TestDistributedMode(t *testing.T) {
 		"-interval", "500ms", "-launch-ready", "2s", "-start-ready", "1s", "-service-time", "100ms",
 		"-target-latency", "2s", "-addr", "127.0.0.1:0", "-log-level", "info"})
 	nudges := scaler.await(t, regexp.MustCompile(`serving the web tier on (http://\S+)`))
-	web, url := d.startWeb(t, "-scaler-url", nudges, "-log-level", "info")
+	web, url := d.startWeb(t, "-scaler-url", nudges, "-log-level", "info", "-admin-token", galleryToken)
 
 	// The worker image: what each instance runs, chosen when its worker
 	// process starts (face recognition, or a classifier that hangs or
@@ -174,12 +174,14 @@ func TestDistributedMode(t *testing.T) {
 			images[2].name, images[2].label, v)
 	}
 
+	checkGallery(ctx, t, url)
+
 	// Idle workers stop their own instances; the next request starts one.
 	waitFor(ctx, t, "every idle worker stopped its instance", time.Minute, func() bool {
 		workers := fleet.Workers()
 		return len(workers) > 0 && allStopped(len(workers))()
 	})
-	checkDashboard(t, url, len(images)+2) // the burst and the two verifications
+	checkDashboard(t, url, len(images)+2+galleryRequests) // the burst, the two verifications, the gallery's
 
 	mode.Store("hang")
 	img := images[7]
@@ -243,16 +245,13 @@ func TestDistributedMode(t *testing.T) {
 
 	// The scaler terminates the stopped workers beyond the warm pool.
 	waitFor(ctx, t, "the scaler terminated the stopped workers beyond the warm pool", time.Minute, allStopped(warmPool))
-	// "output", not "output/": moto computes the signature of a listing
-	// whose prefix has a "/" differently from the SDK (SignatureDoesNotMatch
-	// under IAM enforcement). No program lists the bucket.
-	outputs, err := st.Store.List(t.Context(), strings.TrimSuffix(elastiq.OutputPrefix, "/"))
+	outputs, err := st.Store.List(t.Context(), elastiq.OutputPrefix)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The burst, the two verifications, the killed worker's and the
-	// dead-lettered requests.
-	if want := len(images) + 4; len(outputs) != want {
+	// The burst, the two verifications, the gallery's, the killed worker's
+	// and the dead-lettered requests.
+	if want := len(images) + 4 + galleryRequests; len(outputs) != want {
 		t.Errorf("outputs = %d, want %d: one per request", len(outputs), want)
 	}
 	checkPolicyUse(t, st, webKeys, d.webPolicy, webUnused)
@@ -486,6 +485,11 @@ type formFile struct {
 
 // postFiles posts files as a multipart form to url.
 func postFiles(ctx context.Context, url string, files ...formFile) (*http.Response, error) {
+	return postFilesAuth(ctx, url, "", files...)
+}
+
+// postFilesAuth is postFiles with an Authorization header (when not empty).
+func postFilesAuth(ctx context.Context, url, auth string, files ...formFile) (*http.Response, error) {
 	var body bytes.Buffer
 	mw := multipart.NewWriter(&body)
 	for _, f := range files {
@@ -501,6 +505,9 @@ func postFiles(ctx context.Context, url string, files ...formFile) (*http.Respon
 		return nil, err
 	}
 	req.Header.Set("Content-Type", mw.FormDataContentType())
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
 	return client.Do(req)
 }
 

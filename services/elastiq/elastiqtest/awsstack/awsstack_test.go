@@ -93,6 +93,11 @@ func TestEnforcing(t *testing.T) {
 	if err := store.Put(ctx, elastiq.InputPrefix+"a", elastiq.Object{Body: []byte("a")}); err != nil {
 		t.Errorf("Put(input/a) as sender: %v", err)
 	}
+	// A prefix with a "/" (signed as %2F), which moto alone would refuse
+	// (Recorder.resignForMoto).
+	if keys, err := store.List(ctx, elastiq.InputPrefix); err != nil || len(keys) != 1 {
+		t.Errorf("List(input/) as sender = %q, %v; want [input/a]", keys, err)
+	}
 	if err := store.Put(ctx, elastiq.OutputPrefix+"a", elastiq.Object{Body: []byte("a")}); err == nil {
 		t.Error("Put(output/a) as sender succeeded; the policy grants input/ only")
 	}

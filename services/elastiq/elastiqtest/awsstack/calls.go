@@ -2,12 +2,16 @@ package awsstack
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -47,8 +51,19 @@ type Recorder struct {
 	// account and region of the server, for the ARNs.
 	account, region string
 
-	mu    sync.Mutex
-	calls []Call
+	mu      sync.Mutex
+	calls   []Call
+	secrets map[string]string // access key ID -> secret, for resignForMoto
+}
+
+// AddSecret tells the recorder a user's secret key (see resignForMoto).
+func (r *Recorder) AddSecret(k Keys) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.secrets == nil {
+		r.secrets = map[string]string{}
+	}
+	r.secrets[k.AccessKeyID] = k.SecretAccessKey
 }
 
 // NewRecorder starts a recording proxy to target, closed at the end of the
@@ -66,6 +81,9 @@ func NewRecorder(tb testing.TB, target, account, region string) *Recorder {
 	proxy.ErrorHandler = func(w http.ResponseWriter, _ *http.Request, _ error) { w.WriteHeader(http.StatusBadGateway) }
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		c := r.describe(req)
+		if c.Service == "s3" && strings.Contains(req.URL.RawQuery, "%2F") {
+			r.resignForMoto(req)
+		}
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		proxy.ServeHTTP(sw, req)
 		c.Status, c.Duration = sw.status, time.Since(c.Time)
@@ -177,4 +195,58 @@ func (w *statusWriter) Flush() {
 	if f, ok := w.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}
+}
+
+// resignForMoto works around a moto bug (getmoto/moto#5948): with IAM
+// enforced, moto checks an S3 signature against the request's query decoded
+// once, so a "/" that the client rightly signed as %2F (a ListObjectsV2
+// prefix such as gallery/faces/) fails as SignatureDoesNotMatch. The request
+// is signed again, with the same user's key, over the canonical request
+// moto computes; moto then authorizes that user's call as it would any
+// other. AWS itself needs none of this.
+func (r *Recorder) resignForMoto(req *http.Request) {
+	auth := req.Header.Get("Authorization")
+	id, _ := credential(auth)
+	r.mu.Lock()
+	secret, ok := r.secrets[id]
+	r.mu.Unlock()
+	_, scope, _ := strings.Cut(auth, "Credential=")
+	scope, _, _ = strings.Cut(scope, ",")
+	parts := strings.Split(scope, "/") // key/date/region/service/aws4_request
+	_, signed, _ := strings.Cut(auth, "SignedHeaders=")
+	signed, _, _ = strings.Cut(signed, ",")
+	if !ok || len(parts) != 5 {
+		return // not a user of this test: left to fail as it would
+	}
+	query, err := url.QueryUnescape(req.URL.RawQuery)
+	if err != nil {
+		return
+	}
+	pairs := strings.Split(query, "&")
+	slices.Sort(pairs)
+	var headers strings.Builder
+	for _, h := range strings.Split(signed, ";") {
+		v := req.Header.Get(h)
+		if h == "host" {
+			v = req.Host
+		}
+		headers.WriteString(h + ":" + strings.TrimSpace(v) + "\n")
+	}
+	canonical := strings.Join([]string{req.Method, req.URL.EscapedPath(), strings.Join(pairs, "&"),
+		headers.String(), signed, req.Header.Get("X-Amz-Content-Sha256")}, "\n")
+	date := req.Header.Get("X-Amz-Date")
+	sum := sha256.Sum256([]byte(canonical))
+	toSign := "AWS4-HMAC-SHA256\n" + date + "\n" + strings.Join(parts[1:], "/") + "\n" + hex.EncodeToString(sum[:])
+	key := []byte("AWS4" + secret)
+	for _, p := range parts[1:] {
+		key = hmacSHA256(key, p)
+	}
+	sig := hex.EncodeToString(hmacSHA256(key, toSign))
+	req.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential="+scope+", SignedHeaders="+signed+", Signature="+sig)
+}
+
+func hmacSHA256(key []byte, data string) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(data))
+	return m.Sum(nil)
 }

@@ -97,6 +97,7 @@ func newOwn(tb testing.TB, visibility time.Duration, maxReceives int, enforce bo
 	}
 
 	e.Recorder = NewRecorder(tb, server, e.Account, e.Region)
+	e.Recorder.AddSecret(admin)
 	cfg := aws.Config{Region: e.Region, BaseEndpoint: aws.String(e.Recorder.URL),
 		Credentials: credentials.NewStaticCredentialsProvider(admin.AccessKeyID, admin.SecretAccessKey, "")}
 	e.iam = iam.NewFromConfig(cfg)
@@ -147,6 +148,9 @@ func (e *Enforcing) user(ctx context.Context, tb testing.TB, name, policy string
 	e.mu.Lock()
 	e.users[keys.AccessKeyID] = name
 	e.mu.Unlock()
+	if e.Recorder != nil {
+		e.Recorder.AddSecret(keys)
+	}
 	return keys
 }
 
