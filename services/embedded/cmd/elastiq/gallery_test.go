@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/csv"
 	"io"
 	"mime/multipart"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
+	"github.com/elastiq/elastiq/services/web/enroll"
 )
 
 // startProgram runs the program with args and returns its URL and a stop
@@ -126,5 +128,37 @@ func TestRunGallery(t *testing.T) {
 	}
 	if got := name(url); got == "Colin_Powell" {
 		t.Errorf("after DELETE, %s = %q", filepath.Base(query), got)
+	}
+
+	// The bulk path: the LFW sample's gallery (107 people, one photo each)
+	// through the API, then its queries of those people.
+	rep, err := enroll.Run(t.Context(), enroll.Options{URL: url, Token: "tok", Dir: filepath.Join(lfw, "gallery"),
+		State: filepath.Join(t.TempDir(), "state"), Largest: true, Concurrency: 4})
+	if err != nil || rep.Photos != 107 || rep.Enrolled < 105 || rep.Failed != 0 {
+		t.Fatalf("enrol the LFW gallery = %+v, %v; want 107 photos, at least 105 enrolled", rep, err)
+	}
+	f, err := os.Open(filepath.Join(lfw, "labels.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	right, total := 0, 0
+	for _, row := range rows[1:] { // Image,Results
+		if row[1] == "Unknown" {
+			continue
+		}
+		total++
+		got, code, err := upload(client, url+"/", "myfile", filepath.Join(lfw, "queries", row[0]+".jpg"))
+		if err == nil && code == http.StatusOK && got == row[1] {
+			right++
+		}
+	}
+	t.Logf("LFW sample enrolled through the API (%d of 107 photos): %d of %d other photos named right", rep.Enrolled, right, total)
+	if total != 224 || right < 210 {
+		t.Errorf("%d of %d LFW queries named right, want at least 210 of 224 (make eval: 217)", right, total)
 	}
 }
