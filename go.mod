@@ -9,6 +9,7 @@ go 1.26.6
 require (
 	github.com/aws/aws-sdk-go-v2 v1.48.0
 	github.com/aws/aws-sdk-go-v2/credentials v1.21.0
+	github.com/aws/aws-sdk-go-v2/service/ssm v1.82.1
 	github.com/chromedp/chromedp v0.23.0
 	github.com/elastiq/elastiq/infra v0.0.0-00010101000000-000000000000
 	github.com/elastiq/elastiq/services/elastiq v0.0.0-00010101000000-000000000000

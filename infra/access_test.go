@@ -82,7 +82,7 @@ func grantsOf(role string, fetchesBundle bool) map[string][]string {
 			"s3:ListBucket":          {"bucket"},
 			"s3:PutObject":           {"input/*", "output/*"},
 			"s3:GetObject":           {"input/*", "output/*"},
-			"s3:DeleteObject":        {"input/*"},
+			"s3:DeleteObject":        {"gallery/faces/*", "input/*"},
 			"sqs:SendMessage":        {"requests", "responses"},
 			"sqs:GetQueueAttributes": {"requests", "responses", "dead-letters"},
 			"sqs:ReceiveMessage":     {"responses", "dead-letters"},
@@ -97,8 +97,8 @@ func grantsOf(role string, fetchesBundle bool) map[string][]string {
 	} else {
 		g = map[string][]string{
 			"s3:ListBucket":               {"bucket"},
-			"s3:GetObject":                {"input/*", "output/*"},
-			"s3:PutObject":                {"output/*"},
+			"s3:GetObject":                {"gallery/faces/*", "input/*", "output/*"},
+			"s3:PutObject":                {"gallery/faces/*", "output/*"},
 			"sqs:ReceiveMessage":          {"requests"},
 			"sqs:DeleteMessage":           {"requests"},
 			"sqs:ChangeMessageVisibility": {"requests"},
@@ -132,7 +132,7 @@ func TestPolicies(t *testing.T) {
 			// not scoped to the stack.
 			symbol := map[string]string{
 				bucketARN: "bucket", bucketARN + "/input/*": "input/*", bucketARN + "/output/*": "output/*",
-				bucketARN + "/deploy/*": "deploy/*", "*": "*",
+				bucketARN + "/deploy/*": "deploy/*", bucketARN + "/gallery/faces/*": "gallery/faces/*", "*": "*",
 				queueARN("requests"): "requests", queueARN("responses"): "responses", queueARN("dead-letters"): "dead-letters",
 				testLaunchTmplAR: "template", fmt.Sprint(workerRole.Outputs["arn"]): "worker-role",
 				"arn:aws:ec2:" + mockRegion + "::image/" + tt.image: "image",

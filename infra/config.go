@@ -43,6 +43,11 @@ type Config struct {
 	KeyName string
 	// ForceDestroy lets `pulumi destroy` delete the bucket with its objects.
 	ForceDestroy bool
+	// AdminToken is the gallery's admin token (elastiq:adminToken, set as a
+	// secret: pulumi config set --secret elastiq:adminToken ...). It goes
+	// to an SSM SecureString parameter that the web tier reads at start;
+	// empty: no token, and the gallery's routes answer 403.
+	AdminToken string
 	// LifecycleDays expires input/ and output/ objects this many days after
 	// they were written; 0 keeps them.
 	LifecycleDays int
@@ -106,6 +111,7 @@ func parseConfig(get func(key string) string) (Config, error) {
 	c.MaxReceives = intKey("maxReceives", defaultMaxReceives)
 	c.HTTPPort = intKey("httpPort", defaultHTTPPort)
 	c.LifecycleDays = intKey("lifecycleDays", 0)
+	c.AdminToken = get("adminToken")
 	c.WorkerIdleStop = durationKey("workerIdleStop", defaultWorkerIdleStop)
 	c.TerminateStoppedAfter = durationKey("terminateStoppedAfter", defaultTerminateStoppedAfter)
 	if s := get("forceDestroy"); s != "" {

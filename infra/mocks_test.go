@@ -80,6 +80,9 @@ func (m *mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 	case "aws:ec2/instance:Instance":
 		id = "i-0123456789abcdef0"
 		out["publicIp"] = mockIP
+	case "aws:ssm/parameter:Parameter":
+		id, _ = out["name"].(string)
+		out["arn"] = "arn:aws:ssm:" + mockRegion + ":" + mockAccount + ":parameter" + id
 	case "aws:s3/bucketObjectv2:BucketObjectv2":
 		id, _ = out["key"].(string)
 	}

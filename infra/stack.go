@@ -10,6 +10,7 @@ import (
 	"github.com/elastiq/elastiq/infra/deploy"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/ec2"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/ssm"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	iampolicy "github.com/elastiq/elastiq/infra/iam"
@@ -33,6 +34,9 @@ type stack struct {
 	Web *ec2.Instance
 	// URL is the web tier's address.
 	URL pulumi.StringOutput
+	// AdminToken is the SSM parameter holding the gallery's admin token
+	// (nil without elastiq:adminToken).
+	AdminToken *ssm.Parameter
 }
 
 // newStack makes the whole deployment described by cfg.
@@ -82,6 +86,18 @@ func newStack(ctx *pulumi.Context, cfg Config) (*stack, error) {
 	if st.Access, err = newAccess(ctx, st.Name, tags("role")); err != nil {
 		return nil, err
 	}
+	if cfg.AdminToken != "" {
+		// A secret in the state; the user data names the parameter only.
+		if st.AdminToken, err = ssm.NewParameter(ctx, st.Name+"-admin-token", &ssm.ParameterArgs{
+			Name:        pulumi.String(adminTokenParameter(st.Name)),
+			Description: pulumi.String("elastiq " + st.Name + ": the gallery's admin token (web tier)"),
+			Type:        pulumi.String("SecureString"),
+			Value:       pulumi.ToSecret(pulumi.String(cfg.AdminToken)).(pulumi.StringOutput),
+			Tags:        pulumi.ToStringMap(tags("secret")),
+		}); err != nil {
+			return nil, fmt.Errorf("stack: admin token parameter: %w", err)
+		}
+	}
 	al2023, err := ec2.LookupAmi(ctx, &ec2.LookupAmiArgs{
 		MostRecent: pulumi.BoolRef(true),
 		Owners:     []string{deploy.AmazonLinuxOwner},
@@ -107,6 +123,9 @@ func newStack(ctx *pulumi.Context, cfg Config) (*stack, error) {
 	st.URL = st.Web.PublicIp.ApplyT(func(ip string) string { return webURL(ip, cfg.HTTPPort) }).(pulumi.StringOutput)
 	return st, nil
 }
+
+// adminTokenParameter is the name of the stack's admin token parameter.
+func adminTokenParameter(stack string) string { return "/elastiq/" + stack + "/admin-token" }
 
 // outputs are the stack outputs.
 func (st *stack) outputs() map[string]pulumi.Input {
@@ -190,19 +209,24 @@ func (st *stack) newLaunchTemplate(ctx *pulumi.Context, cfg Config, bundle deplo
 // grants resolves what the roles' policies are scoped to.
 func (st *stack) grants(cfg Config, workerImage string) pulumi.AnyOutput {
 	q := st.Queues
+	tokenARN := pulumi.String("").ToStringOutput()
+	if st.AdminToken != nil {
+		tokenARN = st.AdminToken.Arn
+	}
 	return pulumi.All(st.Storage.Bucket.Arn, q.Requests.Arn, q.Responses.Arn, q.DeadLetters.Arn,
-		st.Workers.Arn, st.Access.WorkerRole.Arn).ApplyT(func(v []any) any {
+		st.Workers.Arn, st.Access.WorkerRole.Arn, tokenARN).ApplyT(func(v []any) any {
 		return iampolicy.Grants{
-			Account:             st.Account,
-			Stack:               st.Name,
-			BucketARN:           v[0].(string),
-			RequestQueueARN:     v[1].(string),
-			ResponseQueueARN:    v[2].(string),
-			DeadLetterQueueARN:  v[3].(string),
-			LaunchTemplateARN:   v[4].(string),
-			WorkerImageID:       workerImage,
-			WorkerRoleARN:       v[5].(string),
-			WorkerFetchesBundle: cfg.WorkerAMI == "",
+			AdminTokenParameterARN: v[6].(string),
+			Account:                st.Account,
+			Stack:                  st.Name,
+			BucketARN:              v[0].(string),
+			RequestQueueARN:        v[1].(string),
+			ResponseQueueARN:       v[2].(string),
+			DeadLetterQueueARN:     v[3].(string),
+			LaunchTemplateARN:      v[4].(string),
+			WorkerImageID:          workerImage,
+			WorkerRoleARN:          v[5].(string),
+			WorkerFetchesBundle:    cfg.WorkerAMI == "",
 		}
 	}).(pulumi.AnyOutput)
 }
@@ -216,19 +240,20 @@ func (st *stack) newWebInstance(ctx *pulumi.Context, cfg Config, bundle deploy.B
 	userData := pulumi.All(st.Storage.Bucket.Bucket, q.Requests.Url, q.Responses.Url, q.DeadLetters.Url,
 		st.Workers.ID()).ApplyT(func(v []any) (string, error) {
 		return deploy.WebUserData(deploy.WebConfig{
-			Region:             st.Account.Region,
-			Bucket:             v[0].(string),
-			RequestQueueURL:    v[1].(string),
-			ResponseQueueURL:   v[2].(string),
-			DeadLetterQueueURL: v[3].(string),
-			StackName:          st.Name,
-			LaunchTemplateID:   string(v[4].(pulumi.ID)),
-			Port:               cfg.HTTPPort,
-			MaxWorkers:         cfg.MaxWorkers,
-			Policy:             cfg.Policy,
-			TerminateAfter:     cfg.TerminateStoppedAfter,
-			Web:                bundle.Web.Object,
-			Scaler:             bundle.Scaler.Object,
+			Region:              st.Account.Region,
+			Bucket:              v[0].(string),
+			RequestQueueURL:     v[1].(string),
+			ResponseQueueURL:    v[2].(string),
+			DeadLetterQueueURL:  v[3].(string),
+			StackName:           st.Name,
+			LaunchTemplateID:    string(v[4].(pulumi.ID)),
+			Port:                cfg.HTTPPort,
+			MaxWorkers:          cfg.MaxWorkers,
+			Policy:              cfg.Policy,
+			TerminateAfter:      cfg.TerminateStoppedAfter,
+			Web:                 bundle.Web.Object,
+			Scaler:              bundle.Scaler.Object,
+			AdminTokenParameter: map[bool]string{true: adminTokenParameter(st.Name)}[cfg.AdminToken != ""],
 		})
 	}).(pulumi.StringOutput)
 	tags := resourceTags(st.Name, roleWeb)

@@ -38,6 +38,10 @@ type WebConfig struct {
 	// TerminateAfter is the scaler's -terminate-after: stopped workers are
 	// terminated after no request for this long.
 	TerminateAfter time.Duration
+	// AdminTokenParameter, if set, names the SSM parameter holding the
+	// gallery's admin token: the web tier reads it at start, so the token
+	// itself is in neither the user data nor the environment file.
+	AdminTokenParameter string
 	// Web and Scaler are the bundle's objects (Bundle.Web.Object...).
 	Web, Scaler Object
 }
@@ -68,7 +72,7 @@ func (c WebConfig) Validate() error {
 
 // WebEnv is the web tier's environment file.
 func (c WebConfig) WebEnv() string {
-	return renderEnv("elastiq web tier of stack "+c.StackName, []envLine{
+	lines := []envLine{
 		{"ELASTIQ_ADDR", "0.0.0.0:" + strconv.Itoa(c.Port)},
 		{"ELASTIQ_REGION", c.Region},
 		{"ELASTIQ_BUCKET", c.Bucket},
@@ -78,7 +82,11 @@ func (c WebConfig) WebEnv() string {
 		{"ELASTIQ_MEMCACHED", MemcachedAddr},
 		{"ELASTIQ_STACK", c.StackName},
 		{"ELASTIQ_SCALER_URL", "http://" + ScalerAddr},
-	})
+	}
+	if c.AdminTokenParameter != "" {
+		lines = append(lines, envLine{"ELASTIQ_ADMIN_TOKEN_SSM_PARAMETER", c.AdminTokenParameter})
+	}
+	return renderEnv("elastiq web tier of stack "+c.StackName, lines)
 }
 
 // ScalerEnv is the scaler's environment file.

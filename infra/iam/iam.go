@@ -87,6 +87,9 @@ type Grants struct {
 	// WorkerFetchesBundle says the workers install the bundle from
 	// deploy/ (plain Amazon Linux); a baked image needs no read there.
 	WorkerFetchesBundle bool
+	// AdminTokenParameterARN, if set, is the SSM parameter holding the
+	// gallery's admin token, which the web tier reads at start.
+	AdminTokenParameterARN string
 }
 
 // objects is the ARN of the objects under prefix in the bucket.
@@ -110,7 +113,7 @@ func Web(g Grants) Document {
 	fromTemplate := map[string]string{"ec2:LaunchTemplate": g.LaunchTemplateARN}
 	taggedWorkers := g.workerCondition("aws:RequestTag")
 	taggedWorkers["ArnEquals"] = fromTemplate
-	return Document{Version: Version, Statement: []Statement{
+	doc := Document{Version: Version, Statement: []Statement{
 		// web tier
 		{Sid: "ListBucket", Effect: "Allow", Action: []string{"s3:ListBucket"}, Resource: []string{g.BucketARN}},
 		{Sid: "Inputs", Effect: "Allow",
@@ -164,6 +167,14 @@ func Web(g Grants) Document {
 			Resource:  []string{g.WorkerRoleARN},
 			Condition: map[string]map[string]string{"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}},
 	}}
+	if g.AdminTokenParameterARN != "" {
+		// The gallery's admin token, read at start. A SecureString under
+		// the AWS managed key aws/ssm needs no KMS grant: that key's
+		// policy lets the account use it through SSM.
+		doc.Statement = append(doc.Statement, Statement{Sid: "AdminToken", Effect: "Allow",
+			Action: []string{"ssm:GetParameter"}, Resource: []string{g.AdminTokenParameterARN}})
+	}
+	return doc
 }
 
 // Worker is the workers' policy, as README.md ("Distributed mode")

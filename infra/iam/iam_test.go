@@ -61,3 +61,25 @@ func TestJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestGallery: the web role deletes faces and reads the admin token's
+// parameter when there is one, the worker role reads and writes faces;
+// neither more.
+func TestGallery(t *testing.T) {
+	g := testGrants
+	faces := g.BucketARN + "/gallery/faces/*"
+	if !allows(Web(g), "s3:DeleteObject", faces) || allows(Web(g), "s3:PutObject", faces) || allows(Web(g), "s3:GetObject", faces) {
+		t.Error("web policy: want s3:DeleteObject on gallery/faces/* and no other object action there")
+	}
+	if !allows(Worker(g), "s3:GetObject", faces) || !allows(Worker(g), "s3:PutObject", faces) || allows(Worker(g), "s3:DeleteObject", faces) {
+		t.Error("worker policy: want s3:GetObject and s3:PutObject on gallery/faces/*, no delete")
+	}
+	param := "arn:aws:ssm:us-east-1:123456789012:parameter/elastiq/dev/admin-token"
+	if allows(Web(g), "ssm:GetParameter", param) {
+		t.Error("web policy reads an admin token parameter that was not configured")
+	}
+	g.AdminTokenParameterARN = param
+	if !allows(Web(g), "ssm:GetParameter", param) || allows(Worker(g), "ssm:GetParameter", param) {
+		t.Error("with a token parameter: want ssm:GetParameter on it for the web role only")
+	}
+}

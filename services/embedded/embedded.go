@@ -306,6 +306,9 @@ func (s *Stack) Run(ctx context.Context, ln net.Listener) error {
 	if s.gallery != nil {
 		if err := s.gallery.Start(ctx); err != nil {
 			ln.Close()
+			if ctx.Err() != nil {
+				return nil // stopped while starting: a clean stop
+			}
 			return err
 		}
 	}

@@ -88,7 +88,7 @@ func TestDistributedMode(t *testing.T) {
 		"-interval", "500ms", "-launch-ready", "2s", "-start-ready", "1s", "-service-time", "100ms",
 		"-target-latency", "2s", "-addr", "127.0.0.1:0", "-log-level", "info"})
 	nudges := scaler.await(t, regexp.MustCompile(`serving the web tier on (http://\S+)`))
-	web, url := d.startWeb(t, "-scaler-url", nudges, "-log-level", "info", "-admin-token", galleryToken)
+	web, url := d.startWeb(t, "-scaler-url", nudges, "-log-level", "info", "-admin-token-ssm-parameter", galleryTokenParameter)
 
 	// The worker image: what each instance runs, chosen when its worker
 	// process starts (face recognition, or a classifier that hangs or
@@ -305,6 +305,9 @@ func deploy(tb testing.TB, visibility time.Duration, maxReceives int, enforce bo
 		WorkerRoleARN:      "arn:aws:iam::" + st.Account + ":role/" + st.Name + "-worker",
 	}
 	grants.LaunchTemplateARN = grants.Account.EC2ARN("launch-template/" + template)
+	// The gallery's admin token, as the Pulumi program delivers it: an SSM
+	// SecureString the web program reads at start with its own keys.
+	grants.AdminTokenParameterARN = adminTokenParameter(tb, st)
 	if os.Getenv(EnvDropAction) == "list" {
 		listActions(map[string]iampolicy.Document{"web": iampolicy.Web(grants), "worker": iampolicy.Worker(grants)},
 			map[string]map[string]string{"web": merge(webUnused, webMotoBlind), "worker": workerUnused})

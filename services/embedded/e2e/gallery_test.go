@@ -8,10 +8,32 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
+
+	"github.com/elastiq/elastiq/services/elastiq/elastiqtest/awsstack"
 )
 
 // galleryToken is the web program's admin token in these tests.
 const galleryToken = "e2e-admin-token"
+
+// galleryTokenParameter is the SSM parameter holding it in the
+// distributed test, as the Pulumi program names it.
+const galleryTokenParameter = "/elastiq/e2e/admin-token"
+
+// adminTokenParameter stores the admin token in st's SSM, as the Pulumi
+// program does (a SecureString), and returns the parameter's ARN.
+func adminTokenParameter(tb testing.TB, st *awsstack.Enforcing) string {
+	tb.Helper()
+	if _, err := ssm.NewFromConfig(st.Config).PutParameter(context.Background(), &ssm.PutParameterInput{
+		Name: aws.String(galleryTokenParameter), Value: aws.String(galleryToken), Type: ssmtypes.ParameterTypeSecureString,
+	}); err != nil {
+		tb.Fatal(err)
+	}
+	return "arn:aws:ssm:" + st.Region + ":" + st.Account + ":parameter" + galleryTokenParameter
+}
 
 // galleryRequests is how many requests checkGallery sends through the
 // queue: an enrolment and three recognitions.

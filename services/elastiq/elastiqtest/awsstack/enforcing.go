@@ -24,8 +24,8 @@ import (
 // What moto checks, and what it does not (moto 5): it denies a call whose
 // action no statement allows for the call's resource. It authorizes SQS
 // calls against the queue's ARN and S3 calls against the bucket or object
-// ARN, but every EC2 call against the resource "*", so an EC2 statement
-// scoped to instance ARNs never matches there. It does not evaluate
+// ARN, but every EC2 and SSM call against the resource "*", so an EC2
+// statement scoped to instance ARNs never matches there (MotoPolicy). It does not evaluate
 // Condition blocks (they pass), and it does not check iam:PassRole or the
 // ec2:CreateTags that tagging at launch implies.
 type Enforcing struct {

@@ -19,8 +19,9 @@ var motoAliases = map[string][]string{
 
 // MotoPolicy translates an IAM policy document, as AWS reads it, into one
 // that moto 5 evaluates the same way for the calls elastiq makes:
-//   - moto authorizes every EC2 call against the resource "*", so the
-//     Resource of a statement that names only EC2 actions becomes "*"
+//   - moto authorizes every EC2 and SSM call against the resource "*", so
+//     the Resource of a statement that names only EC2 and SSM actions
+//     becomes "*"
 //     (what it scoped, and its Condition, which moto ignores anyway, stay
 //     covered by the unit tests of the policy);
 //   - an action that moto checks under another name (motoAliases) is
@@ -39,10 +40,10 @@ func MotoPolicy(policy string) (string, error) {
 			return "", fmt.Errorf("policy: a statement is %T, not an object", s)
 		}
 		actions := stringList(st["Action"])
-		ec2Only := len(actions) > 0
+		starOnly := len(actions) > 0
 		var out []string
 		for _, a := range actions {
-			ec2Only = ec2Only && strings.HasPrefix(a, "ec2:")
+			starOnly = starOnly && (strings.HasPrefix(a, "ec2:") || strings.HasPrefix(a, "ssm:"))
 			out = append(out, a)
 			for _, alias := range motoAliases[a] {
 				if !slices.Contains(actions, alias) {
@@ -51,7 +52,7 @@ func MotoPolicy(policy string) (string, error) {
 			}
 		}
 		st["Action"] = out
-		if ec2Only {
+		if starOnly {
 			st["Resource"] = []string{"*"}
 		} else if r, ok := st["Resource"]; ok {
 			st["Resource"] = stringList(r)

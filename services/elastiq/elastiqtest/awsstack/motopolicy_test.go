@@ -10,7 +10,8 @@ func TestMotoPolicy(t *testing.T) {
 	in := `{"Version":"2012-10-17","Statement":[
 		{"Effect":"Allow","Action":["ec2:StopInstances"],"Resource":["arn:aws:ec2:us-east-1:1:instance/*"],"Condition":{"StringEquals":{"aws:ResourceTag/k":"v"}}},
 		{"Effect":"Allow","Action":["s3:ListBucket"],"Resource":["arn:aws:s3:::b"]},
-		{"Effect":"Allow","Action":"sqs:SendMessage","Resource":"arn:aws:sqs:us-east-1:1:q"}]}`
+		{"Effect":"Allow","Action":"sqs:SendMessage","Resource":"arn:aws:sqs:us-east-1:1:q"},
+		{"Effect":"Allow","Action":["ssm:GetParameter"],"Resource":["arn:aws:ssm:us-east-1:1:parameter/elastiq/dev/admin-token"]}]}`
 	out, err := MotoPolicy(in)
 	if err != nil {
 		t.Fatal(err)
@@ -28,6 +29,7 @@ func TestMotoPolicy(t *testing.T) {
 		{[]string{"ec2:StopInstances"}, []string{"*"}},
 		{[]string{"s3:ListBucket", "s3:HeadBucket"}, []string{"arn:aws:s3:::b"}},
 		{[]string{"sqs:SendMessage", "sqs:SendMessageBatch"}, []string{"arn:aws:sqs:us-east-1:1:q"}},
+		{[]string{"ssm:GetParameter"}, []string{"*"}},
 	}
 	if len(doc.Statement) != len(want) {
 		t.Fatalf("MotoPolicy() = %s, want %d statements", out, len(want))

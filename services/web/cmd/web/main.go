@@ -34,6 +34,7 @@ import (
 	"github.com/elastiq/elastiq/services/elastiq/memcached"
 	"github.com/elastiq/elastiq/services/elastiq/s3store"
 	"github.com/elastiq/elastiq/services/elastiq/sqsqueue"
+	"github.com/elastiq/elastiq/services/elastiq/ssmparam"
 	"github.com/elastiq/elastiq/services/web"
 )
 
@@ -56,6 +57,7 @@ type options struct {
 	stack          string
 	deleteWindow   time.Duration
 	scalerURL      string
+	tokenParameter string // SSM parameter holding the admin token
 	web            web.Config
 	logLevel       slog.Level
 }
@@ -77,6 +79,8 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 	fs.DurationVar(&c.SyncTimeout, "sync-timeout", c.SyncTimeout, "how long POST / waits for a result before 504")
 	c.RegisterLimitFlags(fs)
 	c.RegisterAdminFlags(fs)
+	fs.StringVar(&o.tokenParameter, "admin-token-ssm-parameter", "",
+		"name of the SSM parameter (SecureString) holding the admin token, read at start (as deployed: the token never appears in user data)")
 	fs.DurationVar(&o.deleteWindow, "delete-window", sqsqueue.DefaultDeleteWindow, sqsqueue.DeleteWindowUsage)
 	fs.DurationVar(&c.GatherWindow, "gather-window", 20*time.Millisecond, "after a receive of fewer than 10 responses, "+
 		"wait this long before the next, so that responses gather into fuller receives, each a billed call (0: no wait)")
@@ -104,6 +108,9 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 	}
 	if err := c.LoadAdminToken(); err != nil {
 		return o, err
+	}
+	if o.tokenParameter != "" && c.AdminToken != "" {
+		return o, errors.New("admin token: set one of -admin-token, -admin-token-file and -admin-token-ssm-parameter")
 	}
 	return o, c.Validate()
 }
@@ -134,6 +141,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	awsCfg, err := o.aws.Load(ctx)
 	if err != nil {
 		return err
+	}
+	if o.tokenParameter != "" {
+		if o.web.AdminToken, err = ssmparam.Read(ctx, awsCfg, o.tokenParameter); err != nil {
+			return fmt.Errorf("admin token: %w", err)
+		}
 	}
 	queues := map[string]*sqsqueue.Queue{}
 	// Requests are sent in batches, while a call is in flight; responses

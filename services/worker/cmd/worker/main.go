@@ -194,6 +194,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if fe, ok := classifier.(elastiq.FaceEnroller); ok {
 		gallery = worker.NewGallery(store, fe, workerLog)
 		if err := gallery.Start(stop); err != nil {
+			if stop.Err() != nil {
+				return nil // stopped while starting: a clean stop
+			}
 			return err
 		}
 	}
