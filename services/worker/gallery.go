@@ -24,8 +24,8 @@ import (
 // listed, the new faces fetched, the removed ones dropped. A sync that
 // starts after a request was received sees every change made before the
 // request was sent, so the request's revision is then covered. Besides, the
-// gallery is read again every Interval, for changes this worker's requests
-// did not announce.
+// gallery is read again every Interval (-gallery-sync), for changes this
+// worker's requests did not announce.
 type Gallery struct {
 	store    elastiq.ObjectStore
 	enroller elastiq.FaceEnroller
@@ -40,8 +40,12 @@ type Gallery struct {
 	faces   map[string]elastiq.GalleryFace // by key
 }
 
-// DefaultGallerySync is Gallery.Interval by default.
-const DefaultGallerySync = 30 * time.Second
+// DefaultGallerySync is Gallery.Interval by default. Requests announce
+// every change made through their web tier (GalleryRevision), so the timed
+// read is for the rest (a change made through another web tier): each read
+// lists the stored faces, a LIST call a thousand faces on S3, so every few
+// minutes rather than every few seconds.
+const DefaultGallerySync = 5 * time.Minute
 
 // NewGallery returns the gallery of enroller, kept in step with store.
 func NewGallery(store elastiq.ObjectStore, enroller elastiq.FaceEnroller, log *slog.Logger) *Gallery {

@@ -61,6 +61,7 @@ type options struct {
 	grace        time.Duration
 	deleteWindow time.Duration
 	metricsAddr  string
+	gallerySync  time.Duration
 	logLevel     slog.Level
 }
 
@@ -87,6 +88,8 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 		"batch (released at once on SIGTERM; 0: receive only what the free slots take)")
 	fs.DurationVar(&o.deleteWindow, "delete-window", sqsqueue.DefaultDeleteWindow, sqsqueue.DeleteWindowUsage)
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "address to serve GET /metrics (Prometheus) and GET /healthz on (default: none)")
+	fs.DurationVar(&o.gallerySync, "gallery-sync", worker.DefaultGallerySync,
+		"read the stored gallery again at least this often (requests announce the changes made through their web tier)")
 	fs.DurationVar(&w.IdleTimeout, "idle", w.IdleTimeout, "stop after the queue has stayed empty this long (0: never)")
 	fs.DurationVar(&w.StoreRetry, "store-retry", w.StoreRetry, "how long to keep retrying a failed S3 read or write, "+
 		"holding the request, before leaving it for redelivery (0: at once)")
@@ -193,6 +196,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	var gallery *worker.Gallery
 	if fe, ok := classifier.(elastiq.FaceEnroller); ok {
 		gallery = worker.NewGallery(store, fe, workerLog)
+		gallery.Interval = o.gallerySync
 		if err := gallery.Start(stop); err != nil {
 			if stop.Err() != nil {
 				return nil // stopped while starting: a clean stop
