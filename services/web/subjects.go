@@ -32,11 +32,17 @@ type revision struct {
 	rev elastiq.RequestID
 }
 
-// bump records a change completed now.
+// bump records a change completed now: a revision later than every one
+// before it. An ID's time is its order (to the millisecond; within one,
+// the random rest decides), so a change in the same millisecond as the
+// last one gets the next millisecond.
 func (r *revision) bump(now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.rev = max(r.rev, elastiq.NewRequestID(now))
+	if last := r.rev.Time(); r.rev != "" && !now.Truncate(time.Millisecond).After(last) {
+		now = last.Add(time.Millisecond)
+	}
+	r.rev = elastiq.NewRequestID(now)
 }
 
 func (r *revision) get() elastiq.RequestID {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/elastiq/elastiq/services/elastiq"
 	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
@@ -63,6 +64,7 @@ func TestSubjects(t *testing.T) {
 		body, ct := multipartBody("file", f.name, f.data)
 		return h.adminSend(t, http.MethodPost, "/v1/subjects/"+name+"/faces", ct, body)
 	}
+	before := h.srv.revision.get()
 	r := enrol("Zed", faces[0])
 	if r.status != http.StatusCreated {
 		t.Fatalf("enrol = %d %q, want 201", r.status, r.body)
@@ -74,10 +76,10 @@ func TestSubjects(t *testing.T) {
 	if _, err := h.store.Get(t.Context(), elastiq.FaceKey("Zed", e.ID)); err != nil {
 		t.Errorf("the enrolled face is not stored: %v", err)
 	}
-	// A recognition sent after the 201 carries a revision newer than the
-	// enrolment's request.
+	// A recognition sent after the 201 carries a revision newer than any
+	// before the enrolment.
 	h.submit(t, "file", faces[1])
-	elastiqtest.Eventually(t, "the recognition handled", func() bool { return h.worker.lastRevision() > e.ID })
+	elastiqtest.Eventually(t, "the recognition handled with a newer revision", func() bool { return h.worker.lastRevision() > before })
 
 	if r := enrol("Zed", face{name: "blank.png", data: blankPNG(t)}); r.status != http.StatusBadRequest ||
 		!strings.Contains(r.body, "blank.png not enrolled: no face found in the image") {
@@ -103,7 +105,7 @@ func TestSubjects(t *testing.T) {
 		t.Errorf("GET /v1/subjects/Amy = %+v, want two faces, oldest first, with their times", d)
 	}
 
-	before := h.srv.revision.get()
+	before = h.srv.revision.get()
 	if r := h.adminSend(t, http.MethodDelete, "/v1/subjects/Amy/faces/"+string(d.Faces[0].ID), "", nil); r.status != http.StatusNoContent {
 		t.Errorf("DELETE a face = %d %q, want 204", r.status, r.body)
 	}
@@ -174,4 +176,19 @@ func blankPNG(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+// TestRevisionBump: every change gets a revision later than the one before,
+// also within one millisecond (where IDs compare by their random part).
+func TestRevisionBump(t *testing.T) {
+	var r revision
+	now := time.Date(2026, 11, 29, 8, 0, 0, 0, time.UTC)
+	prev := r.get()
+	for i := range 1000 {
+		r.bump(now) // the same instant every time
+		if got := r.get(); got <= prev {
+			t.Fatalf("bump %d: revision %s, not after %s", i, got, prev)
+		}
+		prev = r.get()
+	}
 }
