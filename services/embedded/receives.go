@@ -53,8 +53,7 @@ const (
 	minJournalRewrite = 1 << 20
 )
 
-// openReceiveJournal reads the journal at path, if any, and opens it for
-// appending.
+// openReceiveJournal reads the journal at path, if any.
 func openReceiveJournal(path string) (*receiveJournal, error) {
 	j := &receiveJournal{
 		path:    path,
@@ -77,9 +76,8 @@ func openReceiveJournal(path string) (*receiveJournal, error) {
 		}
 		j.counts[rid] = max(j.counts[rid], count)
 	}
-	if err := j.rewriteLocked(); err != nil {
-		return nil, err
-	}
+	// The file is written again whole by Keep at start (or by the first
+	// record), which also drops a torn last line.
 	return j, nil
 }
 

@@ -1,7 +1,6 @@
 package embedded
 
 import (
-	"bufio"
 	"context"
 	"io"
 	"io/fs"
@@ -12,11 +11,12 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
 )
 
 // BenchmarkSoak sends SOAK_REQUESTS requests (default 200,000; POST /, the
@@ -96,23 +96,7 @@ func BenchmarkSoak(b *testing.B) {
 func settledRSS(tb testing.TB) int64 {
 	runtime.GC()
 	debug.FreeOSMemory()
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			if err != nil {
-				tb.Fatal(err)
-			}
-			return kb << 10
-		}
-	}
-	tb.Fatal("no VmRSS in /proc/self/status")
-	return 0
+	return elastiqtest.ProcStatus(tb, 0, "VmRSS")
 }
 
 // settledDisk is the size of the stack's data folder after a compaction,

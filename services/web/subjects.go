@@ -209,18 +209,24 @@ type SubjectDetail struct {
 	Faces []SubjectFace `json:"faces"`
 }
 
+// subject reads the {name} of the path and lists that subject's faces (none
+// for no such subject).
+func (s *Server) subject(r *http.Request) (string, []elastiq.RequestID, error) {
+	name, err := subjectName(r)
+	if err != nil {
+		return "", nil, err
+	}
+	faces, err := s.subjectFaces(r, elastiq.SubjectPrefix(name))
+	return name, faces[name], err
+}
+
 // handleSubject is GET /v1/subjects/{name}: the subject's faces, oldest
 // first (a face seeded from a folder has no enrolment time).
 func (s *Server) handleSubject(w http.ResponseWriter, r *http.Request) error {
-	name, err := subjectName(r)
+	name, ids, err := s.subject(r)
 	if err != nil {
 		return err
 	}
-	faces, err := s.subjectFaces(r, elastiq.SubjectPrefix(name))
-	if err != nil {
-		return err
-	}
-	ids := faces[name]
 	if len(ids) == 0 {
 		return fail(errNotFound, fmt.Sprintf("no subject %q", name))
 	}
@@ -239,35 +245,27 @@ func (s *Server) handleSubject(w http.ResponseWriter, r *http.Request) error {
 
 // handleDeleteSubject is DELETE /v1/subjects/{name}: all its faces (204).
 func (s *Server) handleDeleteSubject(w http.ResponseWriter, r *http.Request) error {
-	name, err := subjectName(r)
+	name, ids, err := s.subject(r)
 	if err != nil {
 		return err
 	}
-	faces, err := s.subjectFaces(r, elastiq.SubjectPrefix(name))
-	if err != nil {
-		return err
-	}
-	if len(faces[name]) == 0 {
+	if len(ids) == 0 {
 		return fail(errNotFound, fmt.Sprintf("no subject %q", name))
 	}
-	return s.deleteFaces(w, r, name, faces[name])
+	return s.deleteFaces(w, r, name, ids)
 }
 
 // handleDeleteFace is DELETE /v1/subjects/{name}/faces/{id} (204).
 func (s *Server) handleDeleteFace(w http.ResponseWriter, r *http.Request) error {
-	name, err := subjectName(r)
-	if err != nil {
-		return err
-	}
 	id, err := elastiq.ParseRequestID(r.PathValue("id"))
 	if err != nil {
 		return fail(errInvalid, err.Error())
 	}
-	faces, err := s.subjectFaces(r, elastiq.SubjectPrefix(name))
+	name, ids, err := s.subject(r)
 	if err != nil {
 		return err
 	}
-	if !slices.Contains(faces[name], id) {
+	if !slices.Contains(ids, id) {
 		return fail(errNotFound, fmt.Sprintf("no face %s of subject %q", id, name))
 	}
 	return s.deleteFaces(w, r, name, []elastiq.RequestID{id})

@@ -34,7 +34,7 @@ type Gallery struct {
 	// Interval is the most time between two reads of the stored gallery.
 	Interval time.Duration
 
-	mu      sync.Mutex // one sync at a time
+	mu      sync.Mutex // one read at a time; guards the fields below
 	through elastiq.RequestID
 	synced  time.Time
 	faces   map[string]elastiq.GalleryFace // by key
@@ -78,29 +78,25 @@ func (g *Gallery) Start(ctx context.Context) error {
 		}
 		g.log.Info("gallery seeded from the classifier's folder", "faces", seeded)
 	}
-	return g.sync(ctx, "")
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.syncLocked(ctx, "")
 }
 
 // Ensure reads the stored gallery again unless it was read after revision
 // was minted and within Interval.
 func (g *Gallery) Ensure(ctx context.Context, revision elastiq.RequestID) error {
 	g.mu.Lock()
-	fresh := revision <= g.through && g.now().Sub(g.synced) < g.Interval
-	g.mu.Unlock()
-	if fresh {
-		return nil
+	defer g.mu.Unlock()
+	if revision <= g.through && g.now().Sub(g.synced) < g.Interval {
+		return nil // read since, also by another request's Ensure meanwhile
 	}
-	return g.sync(ctx, revision)
+	return g.syncLocked(ctx, revision)
 }
 
-// sync reads the stored gallery and hands it to the classifier; revision,
-// announced before the read began, is then covered.
-func (g *Gallery) sync(ctx context.Context, revision elastiq.RequestID) error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if revision != "" && revision <= g.through && g.now().Sub(g.synced) < g.Interval {
-		return nil // another request's sync covered it meanwhile
-	}
+// syncLocked reads the stored gallery and hands it to the classifier;
+// revision, announced before the read began, is then covered.
+func (g *Gallery) syncLocked(ctx context.Context, revision elastiq.RequestID) error {
 	started := g.now()
 	keys, err := g.store.List(ctx, elastiq.GalleryFacesPrefix)
 	if err != nil {

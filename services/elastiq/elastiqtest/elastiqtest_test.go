@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -351,5 +352,12 @@ func TestWorkload(t *testing.T) {
 	}
 	if imgs[0].Name != "test_00.jpg" || imgs[0].Label != "Paul" || len(labels) != 8 {
 		t.Errorf("workload starts %s %s with %d labels, want test_00.jpg Paul, 8 labels", imgs[0].Name, imgs[0].Label, len(labels))
+	}
+}
+
+func TestProcStatus(t *testing.T) {
+	rss, peak := ProcStatus(t, 0, "VmRSS"), ProcStatus(t, os.Getpid(), "VmHWM")
+	if rss <= 0 || peak < rss/2 {
+		t.Errorf("VmRSS %d, VmHWM %d: want a positive resident size and a peak near or above it", rss, peak)
 	}
 }

@@ -399,16 +399,15 @@ func pngKind(hdr []byte) string {
 func pngDecodeBytes(hdr []byte, transparent bool) int64 {
 	w, h := int64(binary.BigEndian.Uint32(hdr[0:])), int64(binary.BigEndian.Uint32(hdr[4:]))
 	depth, colour, interlaced := hdr[8], hdr[9], hdr[12] == 1
+	sample := max(1, int64(depth)/8) // bytes: 8 bits and under decode to 1
 	var perPixel int64
 	switch {
 	case colour == 3: // paletted
 		perPixel = 1
-	case colour == 0 && !transparent: // grey
-		perPixel = max(1, int64(depth)/8)
-	case colour == 2 && !transparent: // RGB
-		perPixel = 4 * max(1, int64(depth)/8)
-	default: // with alpha: NRGBA or NRGBA64
-		perPixel = 4 * max(1, int64(depth)/8)
+	case colour == 0 && !transparent: // grey or grey16
+		perPixel = sample
+	default: // RGBA, RGBA64, NRGBA or NRGBA64: four samples
+		perPixel = 4 * sample
 	}
 	channels := map[byte]int64{0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[colour]
 	total := perPixel*w*h + 2*(1+(channels*int64(depth)*w+7)/8) // and the current and previous rows

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -61,29 +60,6 @@ func (p elastiqProgram) start(t testing.TB, data string, addressSpace int64, env
 	return proc, proc.await(t, regexp.MustCompile(`serving on (http://\S+)`))
 }
 
-// procStatus reads a size field of /proc/<pid>/status (VmHWM, VmSize...)
-// in bytes.
-func procStatus(t testing.TB, p *process, field string) int64 {
-	t.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			if err != nil {
-				t.Fatalf("%s: %q: %v", field, v, err)
-			}
-			return kb << 10
-		}
-	}
-	t.Fatalf("/proc/%d/status has no %s", p.cmd.Process.Pid, field)
-	return 0
-}
-
 // awaitResult long-polls GET /v1/recognitions/{id} until it is no longer
 // pending.
 func awaitResult(t *testing.T, url string, id elastiq.RequestID) elastiq.Result {
@@ -118,7 +94,7 @@ func TestPoisonAcrossRestarts(t *testing.T) {
 	// What the program maps with its models loaded, and 300 MiB more: the
 	// bomb's 400 MB of pixels do not fit.
 	proc, _ := p.start(t, data, 0, nil, "-sessions", "1")
-	limit := procStatus(t, proc, "VmSize") + 300<<20
+	limit := elastiqtest.ProcStatus(t, proc.cmd.Process.Pid, "VmSize") + 300<<20
 	proc.stop(t)
 
 	const maxReceives = 2
@@ -203,7 +179,7 @@ func TestDecodeBombsUnderMemoryLimit(t *testing.T) {
 			t.Errorf("bomb %s = %q %q, want failed: no face found", id, res.Status, res.Error)
 		}
 	}
-	peak := procStatus(t, proc, "VmHWM")
+	peak := elastiqtest.ProcStatus(t, proc.cmd.Process.Pid, "VmHWM")
 	t.Logf("100 images answered in %v beside 50 bombs; %d bombs accepted and answered; peak RSS %d MiB", took, n, peak>>20)
 	if peak >= 1<<30 {
 		t.Errorf("peak RSS %d MiB, want under 1024", peak>>20)
@@ -279,7 +255,7 @@ func TestSlowClients(t *testing.T) {
 			closed++
 		}
 	}
-	peak := procStatus(t, proc, "VmHWM")
+	peak := elastiqtest.ProcStatus(t, proc.cmd.Process.Pid, "VmHWM")
 	t.Logf("100 images answered in %v beside 4,000 slow connections; %d of 2,000 stalled uploads answered 408, %d closed; peak RSS %d MiB",
 		took, answered408, closed, peak>>20)
 	if answered408 != len(stalled) || closed != len(stalled) {

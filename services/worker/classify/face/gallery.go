@@ -197,19 +197,12 @@ func listCSV(dir string) ([]LabelledImage, error) {
 	return images, nil
 }
 
-// enrollKey hashes everything an enrolled embedding depends on: the
-// models' bytes, the pipeline version, the detector threshold and each
-// image's label, path and bytes.
-func enrollKey(modelDir, dir string, images []LabelledImage, minScore float64) (string, error) {
+// enrollKey hashes everything an enrolled embedding depends on: the models,
+// pipeline and detector threshold (model, a modelKey) and each image's
+// label, path and bytes.
+func enrollKey(model, dir string, images []LabelledImage) (string, error) {
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\nmin-score %g\n", pipelineVersion, minScore)
-	for _, name := range []string{DetectModel, LandmarkModel, FeatureModel} {
-		sum, err := fileSum(filepath.Join(modelDir, name))
-		if err != nil {
-			return "", err
-		}
-		fmt.Fprintf(h, "model %s %s\n", name, sum)
-	}
+	fmt.Fprintf(h, "%s\n", model)
 	for _, im := range images {
 		sum, err := fileSum(filepath.Join(dir, im.Path))
 		if err != nil {
@@ -289,7 +282,7 @@ func (c *Classifier) enroll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	key, err := enrollKey(c.cfg.ModelDir, c.cfg.Gallery, images, c.cfg.MinScore)
+	key, err := enrollKey(c.model, c.cfg.Gallery, images)
 	if err != nil {
 		return fmt.Errorf("enroll: %w", err)
 	}

@@ -1,16 +1,15 @@
 package imgproc
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"image"
 	"image/color"
-	"image/png"
 	"math/rand/v2"
 	"testing"
 	"time"
 
+	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
 	"github.com/elastiq/elastiq/services/elastiq/imagecheck"
 )
 
@@ -47,7 +46,7 @@ func TestFromImageFastPaths(t *testing.T) {
 // bomb is a w×h 16-bit RGBA PNG, and what decoding it holds.
 func bomb(t *testing.T, w, h int) ([]byte, int64) {
 	t.Helper()
-	data := encodeWith(t, image.NewNRGBA64(image.Rect(0, 0, w, h)), func(b *bytes.Buffer, m image.Image) error { return png.Encode(b, m) })
+	data := elastiqtest.DecodeBomb(t, w, h)
 	info, err := imagecheck.Inspect(data)
 	if err != nil {
 		t.Fatal(err)
