@@ -217,9 +217,9 @@ func (s *sessions) detectFaces(img *imgproc.Image) ([]Box, error) {
 
 // maxWindowLevels bounds the search for small faces (detectFaces) to
 // windows of a half and a quarter of the photo's size: 9 and 49 runs of the
-// detector, about 0.6 s. Each further level would quadruple that (a
-// 7071×7071 photo without a face took 13 s with four), for faces under
-// about a 40th of the photo's side.
+// detector. Each further level quadruples that (a 3000×3000 photo without
+// a face took 3.1 s with a third level, 283 runs, and 0.8 s without it),
+// for faces under about a 40th of the photo's side.
 const maxWindowLevels = 2
 
 // maxRefits is how many times at most fitLandmarks looks again.
