@@ -303,21 +303,12 @@ func (s *Stack) Handler() http.Handler { return s.Web }
 // the backends close. Run takes ownership of ln.
 func (s *Stack) Run(ctx context.Context, ln net.Listener) error {
 	defer s.closeBackends()
-	if s.gallery != nil {
-		if err := s.gallery.Start(ctx); err != nil {
-			ln.Close()
-			if ctx.Err() != nil {
-				return nil // stopped while starting: a clean stop
-			}
-			return err
-		}
-	}
-	ids, err := Recover(ctx, s.Store, s.Requests, s.journal.Count)
-	if err == nil {
-		err = s.journal.Keep(ids)
-	}
+	ids, err := s.start(ctx)
 	if err != nil {
 		ln.Close()
+		if ctx.Err() != nil {
+			return nil // stopped while starting: a clean stop; the next start recovers
+		}
 		return err
 	}
 	for _, id := range ids {
@@ -348,6 +339,21 @@ func (s *Stack) Run(ctx context.Context, ln net.Listener) error {
 		runErr = fmt.Errorf("close fleet: %w", err)
 	}
 	return runErr
+}
+
+// start reads the stored gallery (seeding it when empty) and re-enqueues
+// the accepted requests that have no result, which it returns.
+func (s *Stack) start(ctx context.Context) ([]elastiq.RequestID, error) {
+	if s.gallery != nil {
+		if err := s.gallery.Start(ctx); err != nil {
+			return nil, err
+		}
+	}
+	ids, err := Recover(ctx, s.Store, s.Requests, s.journal.Count)
+	if err != nil {
+		return nil, err
+	}
+	return ids, s.journal.Keep(ids)
 }
 
 func (s *Stack) closeBackends() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -259,6 +260,17 @@ func TestDuplicateDeliveryOneResult(t *testing.T) {
 	}
 }
 
+// stuckClassifier never answers: each classification waits for its
+// context to end.
+func stuckClassifier(imgs []image) *contentClassifier {
+	c := newContentClassifier(imgs)
+	c.hook = func(ctx context.Context, _ int64) error {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return c
+}
+
 // TestRestartRecovery accepts requests, stops the stack before any is
 // classified, and starts a new stack on the same data: every accepted request
 // is answered.
@@ -267,12 +279,7 @@ func TestRestartRecovery(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.WorkerGrace = 100 * time.Millisecond // the stuck workers are cut off at the stop
 
-	stuck := newContentClassifier(imgs)
-	stuck.hook = func(ctx context.Context, _ int64) error {
-		<-ctx.Done()
-		return ctx.Err()
-	}
-	first := start(t, cfg, stuck, nil)
+	first := start(t, cfg, stuckClassifier(imgs), nil)
 	ids := make([]elastiq.RequestID, 5)
 	for i := range ids {
 		ids[i] = first.submit(imgs[i])
@@ -291,6 +298,40 @@ func TestRestartRecovery(t *testing.T) {
 		if r.Status != elastiq.StatusDone || r.Label != imgs[i].label {
 			t.Errorf("after restart GET %s = %+v, want done %q", id, r, imgs[i].label)
 		}
+	}
+}
+
+// TestStopWhileStarting: a stop that arrives while the stack is still
+// starting (reading the store back, before it serves) is a clean stop, as
+// systemd expects of a SIGTERM at any time; the requests it had not
+// re-enqueued are re-enqueued at the next start.
+func TestStopWhileStarting(t *testing.T) {
+	imgs := loadWorkload(t)
+	cfg := testConfig(t)
+	cfg.WorkerGrace = 100 * time.Millisecond // the stuck worker is cut off at the stop
+	first := start(t, cfg, stuckClassifier(imgs), nil)
+	id := first.submit(imgs[0]) // accepted, never answered
+	if err := first.stop(); err != nil {
+		t.Fatalf("first stack: Run() = %v", err)
+	}
+
+	s, err := New(cfg, Deps{Classifier: newContentClassifier(imgs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the stop came before Run could read the store
+	if err := s.Run(ctx, ln); err != nil {
+		t.Fatalf("Run() stopped while starting = %v, want nil", err)
+	}
+
+	second := start(t, cfg, newContentClassifier(imgs), nil)
+	if r := second.await(id); r.Status != elastiq.StatusDone || r.Label != imgs[0].label {
+		t.Errorf("after the interrupted start GET %s = %+v, want done %q", id, r, imgs[0].label)
 	}
 }
 
