@@ -140,6 +140,10 @@ type Request struct {
 	// sent the request: the worker answers with a gallery at least that
 	// new (see GalleryFacesPrefix).
 	GalleryRevision RequestID `json:"gallery_revision,omitempty"`
+	// ReplyTo is the queue (its URL) the result goes on: the response
+	// queue of the web instance that accepted the request, when each has
+	// its own (see ReplyQueues). Empty: the workers' response queue.
+	ReplyTo string `json:"reply_to,omitempty"`
 }
 
 // Kinds of request.
@@ -368,6 +372,11 @@ type Queue interface {
 	Stats(ctx context.Context) (QueueStats, error)
 }
 
+// ReplyQueues returns the queue at a request's ReplyTo URL, to send its
+// result on. A result sent to a queue that no longer exists (its web
+// instance is gone) fails with ErrNotFound: output/<id> still has it.
+type ReplyQueues func(url string) (Queue, error)
+
 // Object is a stored blob with its content type and user metadata.
 type Object struct {
 	Body        []byte
@@ -377,9 +386,9 @@ type Object struct {
 
 // Metadata keys of an input object: the upload's original file name, when
 // it was accepted (RFC 3339 with nanoseconds), the client's options (JSON,
-// when any), and for a verification its kind and second image's key, so an
-// accepted input can be turned back into its Request (see
-// RequestFromInput).
+// when any), for a verification its kind and second image's key, for an
+// enrolment its subject, and the queue its result goes on, so an accepted
+// input can be turned back into its Request (see RequestFromInput).
 const (
 	MetaFileName    = "file-name"
 	MetaSubmittedAt = "submitted-at"
@@ -388,6 +397,7 @@ const (
 	MetaSecondKey   = "second-key"
 	MetaSubject     = "subject"
 	MetaLargestFace = "largest-face"
+	MetaReplyTo     = "reply-to"
 )
 
 // InputMetadata is the metadata the web tier stores with an input.
@@ -403,6 +413,9 @@ func InputMetadata(r Request) map[string]string {
 	if r.Kind != KindRecognize {
 		m[MetaKind] = r.Kind
 		m[MetaSecondKey] = r.SecondKey
+	}
+	if r.ReplyTo != "" {
+		m[MetaReplyTo] = r.ReplyTo
 	}
 	if r.Kind == KindEnroll {
 		m[MetaSubject] = r.Subject
@@ -428,6 +441,7 @@ func RequestFromInput(key string, obj Object) (Request, error) {
 	}
 	r.Kind, r.SecondKey = obj.Metadata[MetaKind], obj.Metadata[MetaSecondKey]
 	r.Subject, r.LargestFace = obj.Metadata[MetaSubject], obj.Metadata[MetaLargestFace] == "true"
+	r.ReplyTo = obj.Metadata[MetaReplyTo]
 	if s := obj.Metadata[MetaOptions]; s != "" {
 		if err := json.Unmarshal([]byte(s), &r.Options); err != nil {
 			return Request{}, fmt.Errorf("input %s: %s: %w", key, MetaOptions, err)

@@ -133,6 +133,13 @@ func TestRequestFromInput(t *testing.T) {
 	if got, err = elastiq.RequestFromInput(enrol.InputKey, elastiq.Object{ContentType: enrol.ContentType, Metadata: elastiq.InputMetadata(enrol)}); err != nil || !reflect.DeepEqual(got, enrol) {
 		t.Errorf("RequestFromInput() of an enrolment = %+v, %v; want %+v", got, err, enrol)
 	}
+	// A request for a web instance's own response queue keeps where its
+	// result goes (a recovered request is answered to the same instance).
+	routed := want
+	routed.ReplyTo = "http://127.0.0.1:4566/000000000000/elastiq-dev-reply-0a1b2c"
+	if got, err = elastiq.RequestFromInput(routed.InputKey, elastiq.Object{ContentType: routed.ContentType, Metadata: elastiq.InputMetadata(routed)}); err != nil || !reflect.DeepEqual(got, routed) {
+		t.Errorf("RequestFromInput() with a reply queue = %+v, %v; want %+v", got, err, routed)
+	}
 	if _, err := elastiq.IDFromKey(want.SecondKey); err == nil {
 		t.Errorf("IDFromKey(%s) = nil error: recovery would take the second image for a request", want.SecondKey)
 	}

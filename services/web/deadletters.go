@@ -18,7 +18,8 @@ const deadLetterError = "gave up: the request failed on every delivery (see the 
 // queue as failed, so its client gets a clear error instead of waiting
 // forever: it writes a failed result to output/<id> (unless a result is
 // already there, from a delivery that finished late), sends it on the
-// response queue, as a worker would, and deletes the dead letter. It returns
+// response queue of the web instance that accepted it, as a worker would,
+// and deletes the dead letter. It returns
 // when ctx is done.
 func (s *Server) consumeDeadLetters(ctx context.Context) {
 	log := s.log.With("consumer", "dead-letters")
@@ -80,7 +81,7 @@ func (s *Server) answerDeadLetter(ctx context.Context, log *slog.Logger, m elast
 	default:
 		return fmt.Errorf("get %s: %w", key, err)
 	}
-	if err := s.responses.Send(ctx, body); err != nil {
+	if err := s.reply(ctx, req.ReplyTo, body); err != nil {
 		return fmt.Errorf("send response %s: %w", req.ID, err)
 	}
 	s.metrics.deadLetters.Inc()
@@ -89,4 +90,23 @@ func (s *Server) answerDeadLetter(ctx context.Context, log *slog.Logger, m elast
 		return fmt.Errorf("delete dead letter %s: %w", req.ID, err)
 	}
 	return nil
+}
+
+// reply sends a result on the queue replyTo names, or on the response
+// queue. A reply queue that no longer exists is no error: its web instance
+// is gone, and output/ has the result for any other.
+func (s *Server) reply(ctx context.Context, replyTo string, body []byte) error {
+	q := s.responses
+	var err error
+	if replyTo != "" && replyTo != s.replyTo && s.replyQueues != nil {
+		q, err = s.replyQueues(replyTo)
+	}
+	if err == nil {
+		err = q.Send(ctx, body)
+	}
+	if replyTo != "" && errors.Is(err, elastiq.ErrNotFound) {
+		s.log.Info("reply queue gone (its web instance stopped); the result stays in output/", "reply_to", replyTo)
+		return nil
+	}
+	return err
 }

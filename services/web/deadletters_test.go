@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -39,18 +40,7 @@ func TestDeadLettersAnsweredAsFailed(t *testing.T) {
 		}
 	}
 
-	cfg := testConfig()
-	cfg.ReceiveWait = 50 * time.Millisecond
-	srv, err := New(cfg, Deps{Requests: newFakeQueue(), Responses: responses, DeadLetters: dead, Store: store, Cache: newFakeCache()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		srv.consumeDeadLetters(ctx)
-	}()
+	stop := consumeDeadLetters(t, Deps{Responses: responses, DeadLetters: dead, Store: store})
 	got := map[elastiq.RequestID]elastiq.Result{}
 	deadline := time.Now().Add(elastiqtest.Timeout)
 	for len(got) < 2 && time.Now().Before(deadline) {
@@ -66,8 +56,7 @@ func TestDeadLettersAnsweredAsFailed(t *testing.T) {
 			got[res.ID] = res
 		}
 	}
-	cancel()
-	<-done
+	stop()
 	if r := got[failing.ID]; r.Status != elastiq.StatusFailed || r.Error == "" {
 		t.Errorf("response for the dead request = %+v, want failed with an error", r)
 	}
@@ -80,4 +69,73 @@ func TestDeadLettersAnsweredAsFailed(t *testing.T) {
 	if st, err := dead.Stats(t.Context()); err != nil || st != (elastiq.QueueStats{}) {
 		t.Errorf("dead-letter queue = %+v, %v; want empty", st, err)
 	}
+}
+
+// TestDeadLettersReplyToTheirInstance: a dead letter's failed result goes
+// to the response queue of the web instance that accepted the request; one
+// whose instance is gone (its queue with it) is answered in output/ alone.
+func TestDeadLettersReplyToTheirInstance(t *testing.T) {
+	dead, mine, other := memqueue.New(memqueue.Config{}), memqueue.New(memqueue.Config{}), memqueue.New(memqueue.Config{})
+	t.Cleanup(func() { dead.Close(); mine.Close(); other.Close() })
+	const mineURL, otherURL, goneURL = "https://sqs.test/1/web-a", "https://sqs.test/1/web-b", "https://sqs.test/1/web-gone"
+	store := elastiqtest.NewStore()
+	var ids []elastiq.RequestID
+	for _, to := range []string{otherURL, goneURL} {
+		r := elastiq.Request{ID: elastiq.NewRequestID(time.Now()), FileName: "test_01.jpg", ReplyTo: to}
+		b, err := elastiq.EncodeRequest(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := dead.Send(t.Context(), b); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, r.ID)
+	}
+	stop := consumeDeadLetters(t, Deps{Responses: mine, ReplyTo: mineURL, DeadLetters: dead, Store: store,
+		ReplyQueues: func(url string) (elastiq.Queue, error) {
+			if url == otherURL {
+				return other, nil
+			}
+			return nil, fmt.Errorf("open %s: %w", url, elastiq.ErrNotFound)
+		}})
+	elastiqtest.Eventually(t, "both dead letters answered", func() bool {
+		st, err := dead.Stats(t.Context())
+		return err == nil && st == (elastiq.QueueStats{})
+	})
+	stop()
+	msgs, err := other.Receive(t.Context(), 10, 0)
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("results on the other instance's queue = %d, %v; want 1", len(msgs), err)
+	}
+	if res, err := elastiq.DecodeResult(msgs[0].Body); err != nil || res.ID != ids[0] || res.Status != elastiq.StatusFailed {
+		t.Errorf("result on the other instance's queue = %+v, %v; want %s failed", res, err, ids[0])
+	}
+	if st, err := mine.Stats(t.Context()); err != nil || st != (elastiq.QueueStats{}) {
+		t.Errorf("this instance's queue = %+v, %v; want nothing sent there", st, err)
+	}
+	for _, id := range ids {
+		if _, err := store.Get(t.Context(), elastiq.OutputKey(id)); err != nil {
+			t.Errorf("output/%s: %v, want the failed result", id, err)
+		}
+	}
+}
+
+// consumeDeadLetters runs a Server's dead-letter consumer on deps (a fake
+// request queue and cache added) until the returned stop is called.
+func consumeDeadLetters(t *testing.T, deps Deps) (stop func()) {
+	t.Helper()
+	cfg := testConfig()
+	cfg.ReceiveWait = 50 * time.Millisecond
+	deps.Requests, deps.Cache = newFakeQueue(), newFakeCache()
+	srv, err := New(cfg, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.consumeDeadLetters(ctx)
+	}()
+	return func() { cancel(); <-done }
 }

@@ -213,6 +213,9 @@ type fakeWorker struct {
 	requests, responses *fakeQueue
 	store               *elastiqtest.Store
 	labels              map[[32]byte]string
+	// replies are the web instances' own response queues by URL, for
+	// requests that name one; a URL not there is a queue that is gone.
+	replies map[string]*fakeQueue
 
 	mu        sync.Mutex
 	revisions []elastiq.RequestID // each request's GalleryRevision, in order
@@ -306,8 +309,14 @@ func (w *fakeWorker) handle(ctx context.Context, name string, m elastiq.Message)
 	if err := w.store.Put(ctx, elastiq.OutputKey(req.ID), elastiq.Object{Body: b, ContentType: "application/json"}); err != nil {
 		return err
 	}
-	if err := w.responses.Send(ctx, b); err != nil {
-		return err
+	to := w.responses
+	if req.ReplyTo != "" {
+		to = w.replies[req.ReplyTo]
+	}
+	if to != nil {
+		if err := to.Send(ctx, b); err != nil {
+			return err
+		}
 	}
 	return w.requests.Delete(ctx, m.ReceiptHandle)
 }

@@ -230,23 +230,65 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) error {
 		sub = s.hub.subscribe(id)
 		defer sub.cancel()
 	}
-	res, err := s.lookup(r.Context(), id)
+	res, replyTo, err := s.lookup(r.Context(), id)
 	if err != nil {
 		return err
 	}
 	if res.Status == elastiq.StatusPending && sub != nil {
-		timer := time.NewTimer(wait)
-		defer timer.Stop()
-		select {
-		case <-sub.Done():
-			res = sub.Result()
-		case <-timer.C: // answer pending
-		case <-r.Context().Done():
-			return failCause(errClientGone, "client went away", fmt.Errorf("wait for %s: %w", id, r.Context().Err()))
+		if res, err = s.awaitPending(r.Context(), sub, res, replyTo != s.replyTo, wait); err != nil {
+			return err
 		}
 	}
 	writeJSON(w, http.StatusOK, recognitionOf(res))
 	return nil
+}
+
+// Polls of a request whose result goes to another web instance: the cache
+// (where that instance puts it) every foreignCachePoll, and output/ (where
+// the worker puts it, also when that instance is gone) every
+// foreignOutputPoll.
+const (
+	foreignCachePoll  = 250 * time.Millisecond
+	foreignOutputPoll = 2 * time.Second
+)
+
+// awaitPending waits up to wait for a pending request's result: woken by
+// sub when the result comes to this instance's queue; for a request
+// another instance accepted (foreign), whose result goes to that
+// instance's queue, by polling the cache and output/. Past wait, it is still
+// pending.
+func (s *Server) awaitPending(ctx context.Context, sub *subscription, pending elastiq.Result, foreign bool, wait time.Duration) (elastiq.Result, error) {
+	id := pending.ID
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	var poll <-chan time.Time
+	if foreign {
+		t := time.NewTicker(foreignCachePoll)
+		defer t.Stop()
+		poll = t.C
+	}
+	lastOutput := s.now()
+	for {
+		select {
+		case <-sub.Done():
+			return sub.Result(), nil
+		case <-timer.C:
+			return pending, nil
+		case <-poll:
+			output := s.now().Sub(lastOutput) >= foreignOutputPoll
+			if output {
+				lastOutput = s.now()
+			}
+			pctx, cancel := context.WithTimeout(ctx, s.cfg.IOTimeout)
+			res, ok, err := s.finished(pctx, id, output)
+			cancel()
+			if ok || err != nil {
+				return res, err
+			}
+		case <-ctx.Done():
+			return elastiq.Result{}, failCause(errClientGone, "client went away", fmt.Errorf("wait for %s: %w", id, ctx.Err()))
+		}
+	}
 }
 
 // parseWait reads ?wait= as a Go duration ("30s") or whole seconds ("30"),
@@ -312,6 +354,7 @@ func (s *Server) accept(ctx context.Context, u upload, second *upload, subscribe
 		Options:     u.options,
 		// The worker answers with the gallery's changes made so far.
 		GalleryRevision: s.revision.get(),
+		ReplyTo:         s.replyTo,
 	}
 	if second != nil {
 		req.Kind, req.SecondKey = elastiq.KindVerify, elastiq.SecondInputKey(id)

@@ -13,56 +13,68 @@ func ResultCacheKey(id elastiq.RequestID) string { return "result/" + string(id)
 
 // lookup finds the state of request id: in memory, then the cache, then the
 // durable output/<id> (backfilling the cache), and a stored input with no
-// output yet means pending.
-func (s *Server) lookup(ctx context.Context, id elastiq.RequestID) (elastiq.Result, error) {
-	if res, ok := s.hub.lookup(id); ok {
-		return res, nil
-	}
+// output yet means pending. For a pending request it also returns the
+// queue its result goes to (empty: the shared response queue).
+func (s *Server) lookup(ctx context.Context, id elastiq.RequestID) (res elastiq.Result, replyTo string, err error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.IOTimeout)
 	defer cancel()
+	if res, ok, err := s.finished(ctx, id, true); ok || err != nil {
+		return res, "", err
+	}
+	key := elastiq.InputKey(id)
+	obj, err := s.store.Head(ctx, key)
+	switch {
+	case errors.Is(err, elastiq.ErrNotFound):
+		return elastiq.Result{}, "", fail(errNotFound, fmt.Sprintf("no recognition request %s", id))
+	case err != nil:
+		return elastiq.Result{}, "", failCause(errUnavailable, "could not read the result store; try again",
+			fmt.Errorf("head input %s: %w", key, err))
+	}
+	pending := elastiq.Result{ID: id, Status: elastiq.StatusPending}
+	req, err := elastiq.RequestFromInput(key, obj)
+	if err != nil {
+		s.log.Warn("bad input metadata", "id", id, "key", key, "err", err)
+		return pending, "", nil
+	}
+	pending.FileName, pending.SubmittedAt = req.FileName, req.SubmittedAt
+	return pending, req.ReplyTo, nil
+}
 
+// finished returns request id's result if it has one: from memory, then
+// the cache, then (with output) the durable output/<id>, backfilling the
+// cache.
+func (s *Server) finished(ctx context.Context, id elastiq.RequestID, output bool) (elastiq.Result, bool, error) {
+	if res, ok := s.hub.lookup(id); ok {
+		return res, true, nil
+	}
 	b, err := s.cache.Get(ctx, ResultCacheKey(id))
 	switch {
 	case err == nil:
 		res, err := decodeResultOf(id, b)
 		if err == nil {
-			return res, nil
+			return res, true, nil
 		}
 		s.log.Warn("bad cached result; reading output", "id", id, "err", err)
 	case !errors.Is(err, elastiq.ErrNotFound):
 		s.log.Warn("cache get failed; reading output", "id", id, "err", err)
 	}
-
+	if !output {
+		return elastiq.Result{}, false, nil
+	}
 	obj, err := s.store.Get(ctx, elastiq.OutputKey(id))
 	switch {
 	case err == nil:
 		res, err := decodeResultOf(id, obj.Body)
 		if err != nil {
-			return elastiq.Result{}, failCause(errUnavailable, fmt.Sprintf("the stored result of %s is unreadable", id), err)
+			return elastiq.Result{}, false, failCause(errUnavailable, fmt.Sprintf("the stored result of %s is unreadable", id), err)
 		}
 		s.cacheResult(ctx, res)
-		return res, nil
+		return res, true, nil
 	case !errors.Is(err, elastiq.ErrNotFound):
-		return elastiq.Result{}, failCause(errUnavailable, "could not read the result store; try again",
+		return elastiq.Result{}, false, failCause(errUnavailable, "could not read the result store; try again",
 			fmt.Errorf("get output %s: %w", id, err))
 	}
-
-	key := elastiq.InputKey(id)
-	obj, err = s.store.Head(ctx, key)
-	switch {
-	case errors.Is(err, elastiq.ErrNotFound):
-		return elastiq.Result{}, fail(errNotFound, fmt.Sprintf("no recognition request %s", id))
-	case err != nil:
-		return elastiq.Result{}, failCause(errUnavailable, "could not read the result store; try again",
-			fmt.Errorf("head input %s: %w", key, err))
-	}
-	pending := elastiq.Result{ID: id, Status: elastiq.StatusPending}
-	if req, err := elastiq.RequestFromInput(key, obj); err != nil {
-		s.log.Warn("bad input metadata", "id", id, "key", key, "err", err)
-	} else {
-		pending.FileName, pending.SubmittedAt = req.FileName, req.SubmittedAt
-	}
-	return pending, nil
+	return elastiq.Result{}, false, nil
 }
 
 // decodeResultOf decodes a stored result and checks it is id's.

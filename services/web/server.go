@@ -34,6 +34,13 @@ type Deps struct {
 	Requests elastiq.Queue
 	// Responses is the queue the workers send results on.
 	Responses elastiq.Queue
+	// ReplyTo, when each web instance has its own response queue, is the
+	// URL of this one's (Responses): every request names it, so its result
+	// comes back here. Empty: one response queue, one web instance.
+	ReplyTo string
+	// ReplyQueues, if set, opens the queue a request names in ReplyTo; a
+	// dead letter's failed result goes there (without it, on Responses).
+	ReplyQueues elastiq.ReplyQueues
 	// DeadLetters, if set, is the request queue's dead-letter queue: the
 	// requests that land there are answered as failed.
 	DeadLetters elastiq.Queue
@@ -72,6 +79,8 @@ type Server struct {
 	cfg         Config
 	requests    elastiq.Queue
 	responses   elastiq.Queue
+	replyTo     string
+	replyQueues elastiq.ReplyQueues
 	deadLetters elastiq.Queue
 	store       elastiq.ObjectStore
 	cache       elastiq.Cache
@@ -119,6 +128,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		cfg:         cfg,
 		requests:    deps.Requests,
 		responses:   deps.Responses,
+		replyTo:     deps.ReplyTo,
+		replyQueues: deps.ReplyQueues,
 		deadLetters: deps.DeadLetters,
 		store:       deps.Store,
 		cache:       deps.Cache,

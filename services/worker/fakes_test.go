@@ -41,6 +41,8 @@ type fakeQueue struct {
 	waits      []time.Duration
 	// receiveErrs makes the next receiveErrs Receive calls fail.
 	receiveErrs int
+	// sendErr, if set, is what every Send returns (sending nothing).
+	sendErr error
 	// onDelete, if set, is called (without the lock) after each Delete.
 	onDelete func(n int)
 	batches  []int // the size of each Receive that returned messages
@@ -74,6 +76,9 @@ func (q *fakeQueue) pushDelivery(body []byte, receiveCount int) string {
 func (q *fakeQueue) Send(ctx context.Context, body []byte) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if q.sendErr != nil {
+		return q.sendErr
+	}
 	q.sent = append(q.sent, body)
 	return nil
 }

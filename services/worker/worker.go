@@ -127,6 +127,10 @@ func (c Config) Validate() error {
 type Deps struct {
 	// Requests is the request queue; Responses the response queue.
 	Requests, Responses elastiq.Queue
+	// ReplyQueues, if set, opens the queue a request names in ReplyTo
+	// (each web instance's own); its result goes there instead of on
+	// Responses.
+	ReplyQueues elastiq.ReplyQueues
 	// Store holds input/<id> (read) and output/<id> (written).
 	Store      elastiq.ObjectStore
 	Classifier elastiq.Classifier
@@ -459,7 +463,7 @@ func (w *Worker) handle(ctx context.Context, m elastiq.Message, slots chan struc
 	log.Info("request started")
 	res, reused, err := w.result(ctx, req, m.ReceiveCount)
 	if err == nil {
-		err = w.respond(ctx, res)
+		err = w.respond(ctx, log, req.ReplyTo, res)
 	}
 	stopHeartbeat()
 	<-slots
@@ -699,12 +703,27 @@ func (w *Worker) input(ctx context.Context, id elastiq.RequestID, key string, in
 	return obj, err
 }
 
-func (w *Worker) respond(ctx context.Context, res elastiq.Result) error {
+// respond sends res on the response queue, or on the queue at replyTo when
+// the request named one. A reply queue that no longer exists means the web
+// instance that waited is gone: the result is in output/, where any other
+// instance finds it, so that is no error.
+func (w *Worker) respond(ctx context.Context, log *slog.Logger, replyTo string, res elastiq.Result) error {
 	body, err := elastiq.EncodeResult(res)
 	if err != nil {
 		return fmt.Errorf("encode result %s: %w", res.ID, err)
 	}
-	if err := w.op(ctx, func(ctx context.Context) error { return w.deps.Responses.Send(ctx, body) }); err != nil {
+	q := w.deps.Responses
+	if replyTo != "" && w.deps.ReplyQueues != nil {
+		q, err = w.deps.ReplyQueues(replyTo)
+	}
+	if err == nil {
+		err = w.op(ctx, func(ctx context.Context) error { return q.Send(ctx, body) })
+	}
+	if replyTo != "" && errors.Is(err, elastiq.ErrNotFound) {
+		log.Info("reply queue gone (its web instance stopped); the result stays in output/", "reply_to", replyTo)
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("send response %s: %w", res.ID, err)
 	}
 	return nil

@@ -20,16 +20,18 @@ const testTimeout = 30 * time.Second
 
 type harness struct {
 	requests, responses *fakeQueue
-	store               *elastiqtest.Store
-	classifyCalls       atomic.Int64
-	worker              *Worker
+	// replies are the web instances' own response queues, by URL.
+	replies       map[string]*fakeQueue
+	store         *elastiqtest.Store
+	classifyCalls atomic.Int64
+	worker        *Worker
 }
 
 // newHarness builds a worker over fresh doubles. The config has a short idle
 // timeout so Run returns once the fake queue is drained; edit may change it.
 func newHarness(t *testing.T, classify classifierFunc, edit func(*Config)) *harness {
 	t.Helper()
-	h := &harness{requests: newFakeQueue(), responses: newFakeQueue(), store: elastiqtest.NewStore()}
+	h := &harness{requests: newFakeQueue(), responses: newFakeQueue(), replies: map[string]*fakeQueue{}, store: elastiqtest.NewStore()}
 	cfg := DefaultConfig("w-test")
 	cfg.IdleTimeout = 200 * time.Millisecond
 	cfg.ErrorBackoff = time.Millisecond
@@ -42,6 +44,12 @@ func newHarness(t *testing.T, classify classifierFunc, edit func(*Config)) *harn
 		Responses:  h.responses,
 		Store:      h.store,
 		Classifier: countingClassifier(&h.classifyCalls, classify),
+		ReplyQueues: func(url string) (elastiq.Queue, error) {
+			if q, ok := h.replies[url]; ok {
+				return q, nil
+			}
+			return nil, fmt.Errorf("open %s: %w", url, elastiq.ErrNotFound)
+		},
 	})
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -197,6 +205,48 @@ func TestWorkerDuplicateDelivery(t *testing.T) {
 	}
 	if st := h.worker.Stats(); st.Duplicates != 1 || st.Done != 2 {
 		t.Errorf("Stats() = %+v, want Duplicates 1, Done 2", st)
+	}
+}
+
+// TestWorkerReplyTo: a request that names its web instance's own queue is
+// answered there, not on the shared response queue; one whose queue is gone
+// (its instance stopped) is still finished and deleted, its result in
+// output/ for any other instance to find.
+func TestWorkerReplyTo(t *testing.T) {
+	h := newHarness(t, labelByContent, nil)
+	const mine, gone, closed = "https://sqs.example/1/web-a", "https://sqs.example/1/web-b", "https://sqs.example/1/web-c"
+	h.replies[mine] = newFakeQueue()
+	h.replies[closed] = newFakeQueue()
+	h.replies[closed].sendErr = fmt.Errorf("send: %w", elastiq.ErrNotFound) // deleted after it was opened
+	var ids []elastiq.RequestID
+	for _, to := range []string{mine, gone, closed} {
+		req, _ := h.submit(t, "test_01.jpg", []byte("face of Ann"))
+		req.ReplyTo = to
+		body, err := elastiq.EncodeRequest(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.requests.push(body)
+		ids = append(ids, req.ID)
+	}
+	h.runUntilIdle(t)
+
+	if sent, err := h.replies[mine].sentResults(); err != nil || len(sent) != 1 || sent[0].ID != ids[0] || sent[0].Label != "Ann" {
+		t.Errorf("results on %s = %+v, %v; want %s labelled Ann", mine, sent, err, ids[0])
+	}
+	if sent, err := h.responses.sentResults(); err != nil || len(sent) != 0 {
+		t.Errorf("results on the shared response queue = %+v, %v; want none", sent, err)
+	}
+	if n := len(h.requests.deletedReceipts()); n != 3 {
+		t.Errorf("requests deleted = %d, want 3 (a gone reply queue is no reason to redo one)", n)
+	}
+	for _, id := range ids {
+		if _, err := h.store.Get(t.Context(), elastiq.OutputKey(id)); err != nil {
+			t.Errorf("output/%s: %v, want the result", id, err)
+		}
+	}
+	if st := h.worker.Stats(); st.Done != 3 || st.Errors != 0 {
+		t.Errorf("Stats() = %+v, want Done 3, Errors 0", st)
 	}
 }
 
