@@ -89,10 +89,7 @@ var _ elastiq.Queue = (*Queue)(nil)
 
 // New returns the queue at queueURL, reached through api. It makes no call.
 func New(api API, queueURL string, opts Options) *Queue {
-	if opts.Timeout <= 0 {
-		opts.Timeout = DefaultTimeout
-	}
-	q := &Queue{api: api, url: queueURL, timeout: opts.Timeout}
+	q := &Queue{api: api, url: queueURL, timeout: callTimeout(opts)}
 	if opts.BatchSends {
 		q.sends = newBatcher(0, q.sendBatch)
 	}
