@@ -125,7 +125,8 @@ func (c Config) Validate() error {
 
 // Deps are what a Worker talks to.
 type Deps struct {
-	// Requests is the request queue; Responses the response queue.
+	// Requests is the request queue; Responses the response queue (nil
+	// with ReplyQueues: every request names its own).
 	Requests, Responses elastiq.Queue
 	// ReplyQueues, if set, opens the queue a request names in ReplyTo
 	// (each web instance's own); its result goes there instead of on
@@ -189,8 +190,8 @@ func New(cfg Config, deps Deps) (*Worker, error) {
 	switch {
 	case deps.Requests == nil:
 		return nil, errors.New("new worker: nil Requests queue")
-	case deps.Responses == nil:
-		return nil, errors.New("new worker: nil Responses queue")
+	case deps.Responses == nil && deps.ReplyQueues == nil:
+		return nil, errors.New("new worker: nil Responses queue and no ReplyQueues")
 	case deps.Store == nil:
 		return nil, errors.New("new worker: nil Store")
 	case deps.Classifier == nil:
@@ -715,6 +716,10 @@ func (w *Worker) respond(ctx context.Context, log *slog.Logger, replyTo string, 
 	q := w.deps.Responses
 	if replyTo != "" && w.deps.ReplyQueues != nil {
 		q, err = w.deps.ReplyQueues(replyTo)
+	}
+	if err == nil && q == nil {
+		log.Warn("the request names no reply queue and there is no response queue; the result is in output/ alone")
+		return nil
 	}
 	if err == nil {
 		err = w.op(ctx, func(ctx context.Context) error { return q.Send(ctx, body) })

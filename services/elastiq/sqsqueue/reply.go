@@ -24,8 +24,8 @@ import (
 // its own, <prefix><random>, which every request it sends names
 // (elastiq.Request.ReplyTo), so a result comes back to the instance whose
 // client waits for it. The instance creates its queue at start
-// (CreateReplyQueue), marks it alive every ReplyHeartbeat with a tag
-// (KeepAlive) and deletes it when it stops. A queue whose instance died
+// (CreateReplyQueue), marks it alive with a tag every heartbeat
+// (KeepAlive; ReplyHeartbeat by default) and deletes it when it stops. A queue whose instance died
 // without deleting it is deleted by SweepReplyQueues (run by the scaler,
 // once per deployment) when its mark is older than the expiry: nothing
 // accumulates. Its results are lost with it, but not the requests: the
@@ -35,9 +35,9 @@ import (
 // said it was alive (Unix seconds).
 const AliveTag = "elastiq:alive"
 
-// ReplyHeartbeat is how often a web instance marks its queue alive;
-// DefaultReplyExpiry how old a mark must be for the sweep to delete the
-// queue: ten missed heartbeats.
+// ReplyHeartbeat is how often a web instance marks its queue alive by
+// default; DefaultReplyExpiry how old a mark must be for the sweep to
+// delete the queue: ten missed heartbeats.
 const (
 	ReplyHeartbeat     = time.Minute
 	DefaultReplyExpiry = 10 * ReplyHeartbeat
@@ -146,12 +146,12 @@ func (r *ReplyQueue) MarkAlive(ctx context.Context) error {
 	return nil
 }
 
-// KeepAlive marks the queue alive every ReplyHeartbeat until ctx is done
-// (nil) or the queue is found deleted (the error: the instance must not go
-// on without it). Other failures go to failed and are tried again at the
-// next heartbeat.
-func (r *ReplyQueue) KeepAlive(ctx context.Context, failed func(error)) error {
-	t := time.NewTicker(ReplyHeartbeat)
+// KeepAlive marks the queue alive every interval until ctx is done (nil)
+// or the queue is found deleted (the error: the instance must not go on
+// without it). Other failures go to failed and are tried again at the next
+// heartbeat.
+func (r *ReplyQueue) KeepAlive(ctx context.Context, interval time.Duration, failed func(error)) error {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
@@ -263,6 +263,11 @@ type Replies struct {
 // NewReplies returns Replies through api with opts for every queue.
 func NewReplies(api API, opts Options) *Replies {
 	return &Replies{api: api, opts: opts, queues: map[string]*Queue{}}
+}
+
+// OpenReplies is NewReplies with an SQS client made from cfg.
+func OpenReplies(cfg aws.Config, opts Options) *Replies {
+	return NewReplies(sqs.NewFromConfig(cfg), opts)
 }
 
 // Open returns the queue at queueURL. It makes no call: a queue that does

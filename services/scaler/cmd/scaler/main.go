@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/elastiq/elastiq/services/elastiq/awsconfig"
 	"github.com/elastiq/elastiq/services/elastiq/ec2fleet"
 	"github.com/elastiq/elastiq/services/elastiq/flagenv"
@@ -65,6 +66,10 @@ type options struct {
 	addr string
 	// metricsAddr serves /metrics and /healthz ("" for nowhere).
 	metricsAddr string
+	// replyPrefix names the web instances' own response queues, which
+	// the scaler sweeps when their instance died; "" for none.
+	replyPrefix string
+	replyExpiry time.Duration
 }
 
 func parse(args []string, getenv func(string) string, stderr io.Writer) (options, error) {
@@ -90,6 +95,9 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 	fs.DurationVar(&o.scaler.Interval, "interval", o.scaler.Interval,
 		"how often the scaler looks at the queue and the fleet (besides on every nudge)")
 	fs.DurationVar(&o.scaler.ActionTimeout, "action-timeout", o.scaler.ActionTimeout, "time limit of each SQS and EC2 call")
+	fs.StringVar(&o.replyPrefix, "reply-queue-prefix", "", "the web instances' -reply-queue-prefix: delete their "+
+		"response queues once not marked alive for -reply-queue-expiry (an instance that died), so none accumulate (default: none)")
+	fs.DurationVar(&o.replyExpiry, "reply-queue-expiry", sqsqueue.DefaultReplyExpiry, "a reply queue not marked alive for this long is deleted")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 	fs.BoolVar(&o.withHost, "terminate-workers-with-host", false, "on SIGTERM, if this EC2 instance itself is being terminated "+
 		"(as `pulumi destroy` or a replacement does), terminate the stack's workers too, which no one else would")
@@ -103,6 +111,14 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 	}
 	if (o.fleet.LaunchTemplateID == "") == (o.fleet.LaunchTemplateName == "") {
 		return o, errors.New("want exactly one of -launch-template-id and -launch-template-name")
+	}
+	if o.replyPrefix != "" {
+		if err := sqsqueue.ValidateReplyPrefix(o.replyPrefix); err != nil {
+			return o, err
+		}
+	}
+	if o.replyExpiry <= 0 {
+		return o, fmt.Errorf("-reply-queue-expiry %v: want > 0", o.replyExpiry)
 	}
 	o.fleet.Tags = ec2fleet.WorkerTags(o.stack)
 	o.fleet.Timeout = o.scaler.ActionTimeout
@@ -177,6 +193,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		defer srv.Close()
 		fmt.Fprintf(stdout, "scaler: serving the web tier on http://%s (POST /nudge, GET /report)\n", nudges.Addr())
 	}
+	if o.replyPrefix != "" {
+		sweeping := make(chan struct{})
+		defer func() { <-sweeping }()
+		go func() {
+			defer close(sweeping)
+			sweepReplyQueues(ctx, awsCfg, o, log)
+		}()
+	}
 	if err := s.Run(ctx); err != nil && ctx.Err() == nil {
 		return err
 	}
@@ -197,4 +221,28 @@ func terminateWithHost(o options, awsCfg aws.Config, fleet *ec2fleet.Fleet, log 
 	}
 	_, err = scaler.TerminateWithHost(ctx, self, fleet, log)
 	return err
+}
+
+// sweepReplyQueues deletes the reply queues of web instances that died,
+// every tenth of the expiry (at most a minute), until ctx is done.
+func sweepReplyQueues(ctx context.Context, awsCfg aws.Config, o options, log *slog.Logger) {
+	log = log.With("component", "reply-queues")
+	api := sqs.NewFromConfig(awsCfg)
+	t := time.NewTicker(min(o.replyExpiry/10, sqsqueue.ReplyHeartbeat))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		deleted, err := sqsqueue.SweepReplyQueues(ctx, api, o.replyPrefix, o.replyExpiry, time.Now(),
+			sqsqueue.Options{Timeout: o.scaler.ActionTimeout})
+		for _, u := range deleted {
+			log.Info("reply queue deleted: its web instance has not marked it alive", "url", u, "expiry", o.replyExpiry)
+		}
+		if err != nil && ctx.Err() == nil {
+			log.Warn("sweep of reply queues failed; trying again", "err", err)
+		}
+	}
 }

@@ -91,6 +91,8 @@ func TestParse(t *testing.T) {
 		{name: "zero workers", args: append([]string{"-max-workers", "0"}, base...), want: "Max"},
 		{name: "zero interval", args: append([]string{"-interval", "0s"}, base...), want: "Interval"},
 		{name: "stray argument", args: append(base, "now"), want: "now"},
+		{name: "bad reply prefix", args: append([]string{"-reply-queue-prefix", "web/1"}, base...), want: "reply queue prefix"},
+		{name: "zero reply expiry", args: append([]string{"-reply-queue-expiry", "0s"}, base...), want: "-reply-queue-expiry"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := parse(append([]string{"scaler"}, tc.args...), env(nil), io.Discard)

@@ -52,6 +52,8 @@ type options struct {
 	bucket         string
 	requestsURL    string
 	responsesURL   string
+	replyPrefix    string        // each instance's own response queue, named so
+	replyHeartbeat time.Duration // how often it is marked alive
 	deadLettersURL string
 	memcached      string
 	stack          string
@@ -71,7 +73,13 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 	o.aws.Register(fs)
 	fs.StringVar(&o.bucket, "bucket", "", "S3 bucket of the inputs and outputs (required)")
 	fs.StringVar(&o.requestsURL, "request-queue-url", "", "URL of the SQS request queue (required)")
-	fs.StringVar(&o.responsesURL, "response-queue-url", "", "URL of the SQS response queue (required)")
+	fs.StringVar(&o.responsesURL, "response-queue-url", "", "URL of the SQS response queue, which this instance alone consumes (this or -reply-queue-prefix)")
+	fs.StringVar(&o.replyPrefix, "reply-queue-prefix", "", "behind a load balancer, several instances: create a response "+
+		"queue of this instance's own, named this prefix and a random part, named in every request it sends, kept alive "+
+		"with a tag every minute and deleted on exit (the scaler's -reply-queue-prefix sweeps those of instances that died) "+
+		"(this or -response-queue-url)")
+	fs.DurationVar(&o.replyHeartbeat, "reply-queue-heartbeat", sqsqueue.ReplyHeartbeat, "how often the reply queue is marked alive "+
+		"(well within the scaler's -reply-queue-expiry)")
 	fs.StringVar(&o.deadLettersURL, "dead-letter-queue-url", "",
 		"URL of the request queue's dead-letter queue: its requests are answered as failed (default: not watched)")
 	fs.StringVar(&o.memcached, "memcached", "", "memcached servers, host:port separated by commas: the result store the web servers share (required)")
@@ -97,8 +105,19 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 	if err := flagenv.Parse(fs, args[1:], getenv); err != nil {
 		return o, err
 	}
-	if err := flagenv.Required(fs, "bucket", "request-queue-url", "response-queue-url", "memcached"); err != nil {
+	if err := flagenv.Required(fs, "bucket", "request-queue-url", "memcached"); err != nil {
 		return o, err
+	}
+	if (o.responsesURL == "") == (o.replyPrefix == "") {
+		return o, errors.New("set one of -response-queue-url (one web instance) and -reply-queue-prefix (several)")
+	}
+	if o.replyPrefix != "" {
+		if err := sqsqueue.ValidateReplyPrefix(o.replyPrefix); err != nil {
+			return o, err
+		}
+	}
+	if o.replyHeartbeat <= 0 {
+		return o, fmt.Errorf("-reply-queue-heartbeat %v: want > 0", o.replyHeartbeat)
 	}
 	if o.scalerURL != "" {
 		if u, err := url.Parse(o.scalerURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
@@ -166,6 +185,34 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return fmt.Errorf("%s: %w", q.name, err)
 		}
 	}
+	lost := make(chan error, 1) // the reply queue, deleted under this instance
+	if o.replyPrefix != "" {
+		own, err := sqsqueue.CreateReplyQueue(ctx, awsCfg, o.replyPrefix, deletes)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := own.Delete(ctx); err != nil {
+				log.Warn("reply queue left for the scaler's sweep", "err", err)
+			}
+		}()
+		queues["response queue"] = own.Queue
+		o.responsesURL = own.URL()
+		log.Info("reply queue created", "url", own.URL())
+		// Without its queue, this instance would never hear of its
+		// results: it stops, and is started again with a new one.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		go func() {
+			if err := own.KeepAlive(ctx, o.replyHeartbeat, func(err error) { log.Warn("reply queue heartbeat failed", "err", err) }); err != nil {
+				lost <- err
+				cancel()
+			}
+		}()
+	}
 	store, err := s3store.Open(ctx, awsCfg, o.bucket, s3store.Options{UsePathStyle: o.aws.PathStyle()})
 	if err != nil {
 		return fmt.Errorf("bucket: %w", err)
@@ -185,6 +232,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Store:     store,
 		Cache:     cache,
 		Logger:    log,
+	}
+	if o.replyPrefix != "" {
+		deps.ReplyTo = o.responsesURL
+		deps.ReplyQueues = sqsqueue.OpenReplies(awsCfg, sqsqueue.Options{}).Open
 	}
 	if dead := queues["dead-letter queue"]; dead != nil {
 		deps.DeadLetters = dead
@@ -210,6 +261,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	fmt.Fprintf(stdout, "web: serving on http://%s (requests to %s)\n", ln.Addr(), o.requestsURL)
-	return srv.Serve(ctx, ln)
+	fmt.Fprintf(stdout, "web: serving on http://%s (requests to %s, results from %s)\n", ln.Addr(), o.requestsURL, o.responsesURL)
+	if err := srv.Serve(ctx, ln); err != nil {
+		return err
+	}
+	select {
+	case err := <-lost:
+		return err
+	default:
+		return nil
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"image"
 	"image/png"
 	"io"
@@ -15,11 +16,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
 	"github.com/elastiq/elastiq/services/elastiq"
 	"github.com/elastiq/elastiq/services/elastiq/ec2fleet"
 	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
 	"github.com/elastiq/elastiq/services/elastiq/elastiqtest/awsstack"
 	"github.com/elastiq/elastiq/services/elastiq/memcached"
+	"github.com/elastiq/elastiq/services/elastiq/sqsqueue"
 	"github.com/elastiq/elastiq/services/web"
 )
 
@@ -65,8 +70,12 @@ func TestParse(t *testing.T) {
 		want string
 	}{
 		{name: "nothing", want: "missing required flags: -bucket (or ELASTIQ_BUCKET), -request-queue-url (or ELASTIQ_REQUEST_QUEUE_URL), " +
-			"-response-queue-url (or ELASTIQ_RESPONSE_QUEUE_URL), -memcached (or ELASTIQ_MEMCACHED)"},
+			"-memcached (or ELASTIQ_MEMCACHED)"},
 		{name: "no memcached", args: base[:6], want: "missing required flags: -memcached (or ELASTIQ_MEMCACHED)"},
+		{name: "no response queue", args: append(slices.Clone(base[:4]), base[6:]...), want: "set one of -response-queue-url"},
+		{name: "both response queues", args: append([]string{"-reply-queue-prefix", "web-"}, base...), want: "set one of -response-queue-url"},
+		{name: "bad reply prefix", args: append([]string{"-reply-queue-prefix", "web.1"}, append(slices.Clone(base[:4]), base[6:]...)...), want: "reply queue prefix"},
+		{name: "zero heartbeat", args: append([]string{"-reply-queue-heartbeat", "0s"}, base...), want: "-reply-queue-heartbeat"},
 		{name: "zero sync timeout", args: append([]string{"-sync-timeout", "0s"}, base...), want: "SyncTimeout"},
 		{name: "zero upload", args: append([]string{"-max-upload", "0"}, base...), want: "MaxUploadBytes"},
 		{name: "bad duration", args: append([]string{"-cache-ttl", "forever"}, base...), want: "forever"},
@@ -86,9 +95,11 @@ func TestParse(t *testing.T) {
 
 // startWorker runs a test double of the worker tier on the stack's real
 // queues and bucket until the test ends: it answers every request with the
-// label Paul, writing output/<id> and the response as a worker does, so these
+// label Paul, writing output/<id> and the response (on the queue the request
+// names, if any) as a worker does, so these
 // tests need neither the worker program nor a classifier.
 func startWorker(t *testing.T, s *awsstack.Stack) {
+	replies := sqsqueue.OpenReplies(s.Config, sqsqueue.Options{})
 	t.Cleanup(elastiqtest.Start(t, "fake worker", func(ctx context.Context) error {
 		for {
 			msgs, err := s.Requests.Receive(ctx, 10, time.Second)
@@ -112,7 +123,13 @@ func startWorker(t *testing.T, s *awsstack.Stack) {
 					err = s.Store.Put(ctx, elastiq.OutputKey(req.ID), elastiq.Object{Body: body, ContentType: "application/json"})
 				}
 				if err == nil {
-					err = s.Responses.Send(ctx, body)
+					to := elastiq.Queue(s.Responses)
+					if req.ReplyTo != "" {
+						to, err = replies.Open(req.ReplyTo)
+					}
+					if err == nil {
+						err = to.Send(ctx, body)
+					}
 				}
 				if err == nil {
 					err = s.Requests.Delete(ctx, m.ReceiptHandle)
@@ -219,6 +236,49 @@ func TestRunRecognize(t *testing.T) {
 
 	if err := p.Stop(); err != nil {
 		t.Errorf("run() after SIGTERM = %v, want nil", err)
+	}
+}
+
+// TestRunReplyQueues: two web programs behind one address (as behind a
+// load balancer) each make a response queue of their own, get their own
+// clients' results on it, and delete it when they stop.
+func TestRunReplyQueues(t *testing.T) {
+	s := awsstack.New(t, 30*time.Second, 5)
+	startWorker(t, s)
+	prefix := s.Name + "-reply-"
+	var urls []string
+	var procs []*elastiqtest.Program
+	for range 2 {
+		args := append([]string{"web", "-addr", "127.0.0.1:0", "-memcached", elastiqtest.Memcached(t), "-reply-queue-prefix", prefix},
+			s.Args()[:6]...) // the endpoint, the bucket, the request queue
+		p := elastiqtest.StartProgram(t, run, args, env(nil))
+		procs, urls = append(procs, p), append(urls, p.WaitOutput(servingRE, time.Minute)[1])
+	}
+	api := sqs.NewFromConfig(s.Config)
+	queues := func() []string {
+		out, err := api.ListQueues(t.Context(), &sqs.ListQueuesInput{QueueNamePrefix: aws.String(prefix)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out.QueueUrls
+	}
+	if q := queues(); len(q) != 2 {
+		t.Fatalf("reply queues of two web programs = %v, want 2", q)
+	}
+	img := pngImage(t)
+	for i, url := range urls {
+		if code, body := post(t, url+"/", "myfile", fmt.Sprintf("test_%02d.png", i), img); code != http.StatusOK || body != "Paul" {
+			t.Errorf("POST / on web %d = %d %q, want 200 Paul", i, code, body)
+		}
+	}
+	if err := procs[0].Stop(); err != nil {
+		t.Errorf("run() after SIGTERM = %v, want nil", err)
+	}
+	if q := queues(); len(q) != 1 {
+		t.Errorf("reply queues after one web program stopped = %v, want 1", q)
+	}
+	if code, body := post(t, urls[1]+"/", "myfile", "test_09.png", img); code != http.StatusOK || body != "Paul" {
+		t.Errorf("POST / on the other web program = %d %q, want 200 Paul", code, body)
 	}
 }
 

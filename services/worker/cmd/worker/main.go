@@ -81,7 +81,9 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 	o.aws.Register(fs)
 	fs.StringVar(&o.bucket, "bucket", "", "S3 bucket of the inputs and outputs (required)")
 	fs.StringVar(&o.requestsURL, "request-queue-url", "", "URL of the SQS request queue (required)")
-	fs.StringVar(&o.responsesURL, "response-queue-url", "", "URL of the SQS response queue (required)")
+	fs.StringVar(&o.responsesURL, "response-queue-url", "", "URL of the SQS response queue, for the requests that name no "+
+		"queue of their own (a request names its web instance's reply queue when the web instances have one each); "+
+		"unset: such a result is in output/ alone")
 	fs.StringVar(&w.Name, "name", "", "this worker's name in results (default: the EC2 instance ID with -self-stop, else <hostname>-<pid>)")
 	fs.IntVar(&w.Concurrency, "concurrency", w.Concurrency, "requests handled at once")
 	fs.IntVar(&w.Hold, "hold", max(w.Hold, 0), "requests held beyond -concurrency, waiting for a slot, so that one receive takes a "+
@@ -106,7 +108,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 	if err := flagenv.Parse(fs, args[1:], getenv); err != nil {
 		return o, err
 	}
-	if err := flagenv.Required(fs, "bucket", "request-queue-url", "response-queue-url"); err != nil {
+	if err := flagenv.Required(fs, "bucket", "request-queue-url"); err != nil {
 		return o, err
 	}
 	if o.grace < 0 {
@@ -166,10 +168,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("request queue: %w", err)
 	}
-	responses, err := sqsqueue.Open(stop, awsCfg, o.responsesURL, sqsqueue.Options{BatchSends: true})
-	if err != nil {
-		return fmt.Errorf("response queue: %w", err)
+	var responses elastiq.Queue
+	if o.responsesURL != "" {
+		if responses, err = sqsqueue.Open(stop, awsCfg, o.responsesURL, sqsqueue.Options{BatchSends: true}); err != nil {
+			return fmt.Errorf("response queue: %w", err)
+		}
 	}
+	// Results go to the web instance that accepted the request, when it
+	// named its own queue.
+	replies := sqsqueue.OpenReplies(awsCfg, sqsqueue.Options{BatchSends: true})
 	store, err := s3store.Open(stop, awsCfg, o.bucket, s3store.Options{UsePathStyle: o.aws.PathStyle()})
 	if err != nil {
 		return fmt.Errorf("bucket: %w", err)
@@ -205,13 +212,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 	w, err := worker.New(o.worker, worker.Deps{
-		Requests:   requests,
-		Responses:  responses,
-		Store:      store,
-		Classifier: classifier,
-		Gallery:    gallery,
-		Metrics:    metrics,
-		Logger:     workerLog,
+		Requests:    requests,
+		Responses:   responses,
+		ReplyQueues: replies.Open,
+		Store:       store,
+		Classifier:  classifier,
+		Gallery:     gallery,
+		Metrics:     metrics,
+		Logger:      workerLog,
 	})
 	if err != nil {
 		return err
