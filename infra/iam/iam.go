@@ -90,6 +90,31 @@ type Grants struct {
 	// AdminTokenParameterARN, if set, is the SSM parameter holding the
 	// gallery's admin token, which the web tier reads at start.
 	AdminTokenParameterARN string
+	// ReplyQueuePrefix, if set, names the web instances' own response
+	// queues (the load-balanced layout, with ResponseQueueARN empty):
+	// a web instance makes, tags, consumes and deletes its own, and
+	// answers a dead letter on any of them; workers send results on them;
+	// the scaler sweeps those whose instance died.
+	ReplyQueuePrefix string
+	// SeparateScaler: the scaler runs on an instance of its own, under
+	// the Scaler policy, and the web role has none of its grants.
+	SeparateScaler bool
+}
+
+// replyQueues is the ARN pattern of the web instances' own queues.
+func (g Grants) replyQueues() string {
+	return fmt.Sprintf("arn:%s:sqs:%s:%s:%s*", g.Account.Partition, g.Account.Region, g.Account.ID, g.ReplyQueuePrefix)
+}
+
+// nonEmpty is the non-empty strings of ss.
+func nonEmpty(ss ...string) []string {
+	var out []string
+	for _, s := range ss {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // objects is the ARN of the objects under prefix in the bucket.
@@ -106,15 +131,12 @@ func (g Grants) workerCondition(key string) map[string]map[string]string {
 	return map[string]map[string]string{"StringEquals": c}
 }
 
-// Web is the web instance's policy: the web tier's and the scaler's
-// permissions as README.md ("Distributed mode") lists them, plus reading
-// the bundle it installs at boot.
+// Web is the web instances' policy: the web tier's permissions as
+// README.md ("Distributed mode") lists them, plus reading the bundle each
+// installs at boot, and the scaler's (Scaler) unless it runs apart
+// (SeparateScaler).
 func Web(g Grants) Document {
-	fromTemplate := map[string]string{"ec2:LaunchTemplate": g.LaunchTemplateARN}
-	taggedWorkers := g.workerCondition("aws:RequestTag")
-	taggedWorkers["ArnEquals"] = fromTemplate
 	doc := Document{Version: Version, Statement: []Statement{
-		// web tier
 		{Sid: "ListBucket", Effect: "Allow", Action: []string{"s3:ListBucket"}, Resource: []string{g.BucketARN}},
 		{Sid: "Inputs", Effect: "Allow",
 			Action:   []string{"s3:PutObject", "s3:GetObject", "s3:DeleteObject"},
@@ -132,14 +154,61 @@ func Web(g Grants) Document {
 			Resource: []string{g.RequestQueueARN}},
 		{Sid: "ConsumeResponses", Effect: "Allow",
 			Action:   []string{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"},
-			Resource: []string{g.ResponseQueueARN, g.DeadLetterQueueARN}},
-		{Sid: "AnswerDeadLetters", Effect: "Allow", Action: []string{"sqs:SendMessage"}, Resource: []string{g.ResponseQueueARN}},
-		// web tier (-stack) and scaler. DescribeInstances has no
-		// resource-level permissions: its only resource is "*" (the
-		// action is named; the scaler filters on the stack's tags).
+			Resource: nonEmpty(g.ResponseQueueARN, g.DeadLetterQueueARN)},
+	}}
+	if g.ResponseQueueARN != "" {
+		doc.Statement = append(doc.Statement, Statement{Sid: "AnswerDeadLetters", Effect: "Allow",
+			Action: []string{"sqs:SendMessage"}, Resource: []string{g.ResponseQueueARN}})
+	}
+	if g.ReplyQueuePrefix != "" {
+		// Its own queue, made at start (tagged alive as it is made,
+		// hence TagQueue), consumed, marked alive and deleted at exit;
+		// and a dead letter's answer, sent on the queue of the instance
+		// that accepted the request.
+		doc.Statement = append(doc.Statement, Statement{Sid: "ReplyQueues", Effect: "Allow",
+			Action: []string{"sqs:CreateQueue", "sqs:TagQueue", "sqs:GetQueueAttributes", "sqs:ReceiveMessage",
+				"sqs:DeleteMessage", "sqs:DeleteQueue", "sqs:SendMessage"},
+			Resource: []string{g.replyQueues()}})
+	}
+	// The web tier's -stack (instance counts on /metrics) and the scaler.
+	// DescribeInstances has no resource-level permissions: its only
+	// resource is "*" (the action is named; the programs filter on the
+	// stack's tags).
+	doc.Statement = append(doc.Statement, Statement{Sid: "ListInstances", Effect: "Allow",
+		Action: []string{"ec2:DescribeInstances"}, Resource: []string{"*"}})
+	if !g.SeparateScaler {
+		doc.Statement = append(doc.Statement, scaler(g)...)
+	}
+	if g.AdminTokenParameterARN != "" {
+		// The gallery's admin token, read at start. A SecureString under
+		// the AWS managed key aws/ssm needs no KMS grant: that key's
+		// policy lets the account use it through SSM.
+		doc.Statement = append(doc.Statement, Statement{Sid: "AdminToken", Effect: "Allow",
+			Action: []string{"ssm:GetParameter"}, Resource: []string{g.AdminTokenParameterARN}})
+	}
+	return doc
+}
+
+// Scaler is the policy of the scaler's own instance (SeparateScaler): its
+// permissions as README.md lists them, plus reading the bundle it installs
+// at boot.
+func Scaler(g Grants) Document {
+	return Document{Version: Version, Statement: append([]Statement{
+		{Sid: "Bundle", Effect: "Allow", Action: []string{"s3:GetObject"}, Resource: []string{g.objects(deploy.KeyPrefix)}},
+		{Sid: "QueueDepth", Effect: "Allow", Action: []string{"sqs:GetQueueAttributes"}, Resource: []string{g.RequestQueueARN}},
 		{Sid: "ListInstances", Effect: "Allow", Action: []string{"ec2:DescribeInstances"}, Resource: []string{"*"}},
-		// scaler: launch workers from this stack's template only, tagged
-		// as this stack's workers.
+	}, scaler(g)...)}
+}
+
+// scaler are the scaler's grants beyond reading the request queue's
+// attributes and listing instances, which the web tier shares.
+func scaler(g Grants) []Statement {
+	fromTemplate := map[string]string{"ec2:LaunchTemplate": g.LaunchTemplateARN}
+	taggedWorkers := g.workerCondition("aws:RequestTag")
+	taggedWorkers["ArnEquals"] = fromTemplate
+	st := []Statement{
+		// Launch workers from this stack's template only, tagged as this
+		// stack's workers.
 		{Sid: "LaunchFromTemplate", Effect: "Allow", Action: []string{"ec2:RunInstances"},
 			Resource: []string{
 				g.LaunchTemplateARN,
@@ -166,15 +235,17 @@ func Web(g Grants) Document {
 		{Sid: "PassWorkerRole", Effect: "Allow", Action: []string{"iam:PassRole"},
 			Resource:  []string{g.WorkerRoleARN},
 			Condition: map[string]map[string]string{"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}},
-	}}
-	if g.AdminTokenParameterARN != "" {
-		// The gallery's admin token, read at start. A SecureString under
-		// the AWS managed key aws/ssm needs no KMS grant: that key's
-		// policy lets the account use it through SSM.
-		doc.Statement = append(doc.Statement, Statement{Sid: "AdminToken", Effect: "Allow",
-			Action: []string{"ssm:GetParameter"}, Resource: []string{g.AdminTokenParameterARN}})
 	}
-	return doc
+	if g.ReplyQueuePrefix != "" {
+		// The sweep of the queues of web instances that died. ListQueues
+		// has no resource-level permissions ("*"; the scaler lists by
+		// the prefix).
+		st = append(st,
+			Statement{Sid: "ListReplyQueues", Effect: "Allow", Action: []string{"sqs:ListQueues"}, Resource: []string{"*"}},
+			Statement{Sid: "SweepReplyQueues", Effect: "Allow", Action: []string{"sqs:ListQueueTags", "sqs:DeleteQueue"},
+				Resource: []string{g.replyQueues()}})
+	}
+	return st
 }
 
 // Worker is the workers' policy, as README.md ("Distributed mode")
@@ -191,14 +262,24 @@ func Worker(g Grants) Document {
 	if g.WorkerFetchesBundle {
 		st = append(st, Statement{Sid: "Bundle", Effect: "Allow", Action: []string{"s3:GetObject"}, Resource: []string{g.objects(deploy.KeyPrefix)}})
 	}
-	return Document{Version: Version, Statement: append(st,
+	st = append(st,
 		Statement{Sid: "ConsumeRequests", Effect: "Allow",
 			Action:   []string{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"},
 			Resource: []string{g.RequestQueueARN}},
+	)
+	if g.ResponseQueueARN != "" {
 		// GetQueueAttributes: the worker opens the response queue as it
 		// opens every queue, reading its attributes at start.
-		Statement{Sid: "SendResponses", Effect: "Allow", Action: []string{"sqs:SendMessage", "sqs:GetQueueAttributes"},
-			Resource: []string{g.ResponseQueueARN}},
+		st = append(st, Statement{Sid: "SendResponses", Effect: "Allow", Action: []string{"sqs:SendMessage", "sqs:GetQueueAttributes"},
+			Resource: []string{g.ResponseQueueARN}})
+	}
+	if g.ReplyQueuePrefix != "" {
+		// A result goes to the queue of the web instance that accepted
+		// its request (it opens no queue there: no GetQueueAttributes).
+		st = append(st, Statement{Sid: "SendReplies", Effect: "Allow", Action: []string{"sqs:SendMessage"},
+			Resource: []string{g.replyQueues()}})
+	}
+	return Document{Version: Version, Statement: append(st,
 		// -self-stop: a worker stops its own instance; the condition
 		// keeps it to the stack's workers.
 		Statement{Sid: "StopSelf", Effect: "Allow", Action: []string{"ec2:StopInstances"},

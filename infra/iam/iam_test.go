@@ -83,3 +83,44 @@ func TestGallery(t *testing.T) {
 		t.Error("with a token parameter: want ssm:GetParameter on it for the web role only")
 	}
 }
+
+// TestLoadBalancedLayout: with the web instances' own response queues and
+// the scaler on an instance of its own, the web role manages its queue and
+// launches nothing, the scaler role launches workers and sweeps dead
+// instances' queues, and the workers send results on the reply queues; no
+// role names a shared response queue.
+func TestLoadBalancedLayout(t *testing.T) {
+	g := testGrants
+	g.ResponseQueueARN, g.ReplyQueuePrefix, g.SeparateScaler = "", "dev-reply-", true
+	replies := "arn:aws:sqs:us-east-1:123456789012:dev-reply-*"
+	web, scaler, worker := Web(g), Scaler(g), Worker(g)
+	for _, a := range []string{"sqs:CreateQueue", "sqs:TagQueue", "sqs:GetQueueAttributes", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:DeleteQueue", "sqs:SendMessage"} {
+		if !allows(web, a, replies) {
+			t.Errorf("web policy: %s on %s not allowed", a, replies)
+		}
+	}
+	for _, a := range []string{"ec2:RunInstances", "ec2:StartInstances", "iam:PassRole", "sqs:ListQueues"} {
+		for _, st := range web.Statement {
+			if slices.Contains(st.Action, a) {
+				t.Errorf("web policy with a separate scaler: %s allowed (%s)", a, st.Sid)
+			}
+		}
+	}
+	if !allows(scaler, "ec2:RunInstances", g.LaunchTemplateARN) || !allows(scaler, "sqs:GetQueueAttributes", g.RequestQueueARN) ||
+		!allows(scaler, "sqs:ListQueues", "*") || !allows(scaler, "sqs:DeleteQueue", replies) || !allows(scaler, "sqs:ListQueueTags", replies) {
+		t.Error("scaler policy: want launches from the template, the request queue's depth and the sweep of reply queues")
+	}
+	if allows(scaler, "sqs:SendMessage", g.RequestQueueARN) || allows(scaler, "s3:PutObject", g.BucketARN+"/input/*") {
+		t.Error("scaler policy: sends requests or writes inputs; want neither")
+	}
+	if !allows(worker, "sqs:SendMessage", replies) {
+		t.Errorf("worker policy: sqs:SendMessage on %s not allowed", replies)
+	}
+	for name, d := range map[string]Document{"web": web, "scaler": scaler, "worker": worker} {
+		for _, st := range d.Statement {
+			if slices.Contains(st.Resource, "") {
+				t.Errorf("%s policy: %s names an empty resource (the shared response queue)", name, st.Sid)
+			}
+		}
+	}
+}

@@ -26,11 +26,11 @@ import (
 func BenchmarkDistributedBurst(b *testing.B) {
 	images := workload(b)
 	b.Run("classifier=face", func(b *testing.B) {
-		d := deploy(b, 15*time.Second, 5, false)
+		d := deploy(b, 15*time.Second, 5, false, oneWeb)
 		benchBurst(b, d, images, d.faceFlags)
 	})
 	b.Run("classifier=lookup", func(b *testing.B) {
-		d := deploy(b, 15*time.Second, 5, false)
+		d := deploy(b, 15*time.Second, 5, false, oneWeb)
 		var table strings.Builder
 		for _, img := range images {
 			fmt.Fprintf(&table, "%x %s\n", sha256.Sum256(img.data), img.label)

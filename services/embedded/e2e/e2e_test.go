@@ -71,7 +71,7 @@ func TestDistributedMode(t *testing.T) {
 		visibility  = 5 * time.Second
 		maxReceives = 2
 	)
-	d := deploy(t, visibility, maxReceives, true)
+	d := deploy(t, visibility, maxReceives, true, oneWeb)
 	if d == nil {
 		return // listing the actions only
 	}
@@ -95,44 +95,8 @@ func TestDistributedMode(t *testing.T) {
 	// kills its worker, for the failure steps).
 	var mode atomic.Value
 	mode.Store("face")
-	scripts := t.TempDir()
-	hang := script(t, scripts, "hang.sh", "sleep 600")
-	crash := script(t, scripts, "crash.sh", "kill -9 $PPID")
 	logs := t.TempDir()
-	fleet, err := motofleet.Start(motofleet.Config{
-		AWS: st.Config, Stack: st.Name, LaunchReady: time.Second, StartReady: 300 * time.Millisecond,
-		RestartDelay: time.Second, StopGrace: 30 * time.Second,
-		Command: func(id, imds string) *exec.Cmd {
-			args := append(st.Args(), "-self-stop", "-imds-endpoint", imds, "-idle", "2s",
-				"-visibility", visibility.String(), "-log-level", "info")
-			switch m := mode.Load().(string); m {
-			case "hang", "crash":
-				args = append(args, "-classifier", "exec", "-exec-command", map[string]string{"hang": hang, "crash": crash}[m]+" {}", "-exec-timeout", "10m")
-			default:
-				args = append(args, faceFlags...)
-			}
-			cmd := exec.Command(filepath.Join(bin, "worker"), args...)
-			cmd.Env = append(os.Environ(), workerKeys.Env()...)
-			f, err := os.OpenFile(filepath.Join(logs, id+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-			if err == nil {
-				cmd.Stdout, cmd.Stderr = f, f
-			}
-			return cmd
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := fleet.Close(ctx); err != nil {
-			t.Error(err)
-		}
-		if t.Failed() {
-			dumpLogs(t, logs)
-		}
-	})
+	fleet := d.startFleet(t, visibility, &mode, logs)
 
 	// A denied call fails the test at once, with what was denied.
 	ctx := watchDenials(t, st, webKeys, workerKeys)
@@ -223,25 +187,7 @@ func TestDistributedMode(t *testing.T) {
 
 	// A request that kills its worker on every delivery: answered as
 	// failed once the queue gives up on it.
-	mode.Store("crash")
-	for _, w := range fleet.Workers() {
-		if w.PID != 0 {
-			fleet.Kill(w.ID) // restarted in crash mode
-		}
-	}
-	// An image too large to travel in its request (-inline-max), so that
-	// its worker reads it from input/.
-	code, body, err := post(ctx, url, noise(t, 256))
-	failIfDone(ctx, t)
-	if err != nil || code == http.StatusOK || !strings.Contains(body, "could not recognise") {
-		t.Errorf("POST / of a request that kills its worker = %d %q, %v; want a failure after %d deliveries", code, body, err, maxReceives)
-	}
-	mode.Store("face")
-	for _, w := range fleet.Workers() {
-		if w.PID != 0 {
-			fleet.Kill(w.ID)
-		}
-	}
+	deadLetter(ctx, t, fleet, &mode, url, maxReceives)
 
 	// The scaler terminates the stopped workers beyond the warm pool.
 	waitFor(ctx, t, "the scaler terminated the stopped workers beyond the warm pool", time.Minute, allStopped(warmPool))
@@ -264,24 +210,117 @@ func TestDistributedMode(t *testing.T) {
 	t.Logf("embedded mode (one process): 100 requests in %v", burst(t.Context(), t, embeddedURL, images))
 }
 
+// deadLetter sends url a request that kills its worker on every delivery
+// (the fleet's workers restarted in crash mode) and expects it answered as
+// failed once the queue gives up on it, after maxReceives deliveries; the
+// workers are then restarted in face mode.
+func deadLetter(ctx context.Context, t *testing.T, fleet *motofleet.Runner, mode *atomic.Value, url string, maxReceives int) {
+	t.Helper()
+	restart := func(m string) {
+		mode.Store(m)
+		for _, w := range fleet.Workers() {
+			if w.PID != 0 {
+				fleet.Kill(w.ID) // restarted in mode m
+			}
+		}
+	}
+	restart("crash")
+	// An image too large to travel in its request (-inline-max), so that
+	// its worker reads it from input/.
+	code, body, err := post(ctx, url, noise(t, 256))
+	failIfDone(ctx, t)
+	if err != nil || code == http.StatusOK || !strings.Contains(body, "could not recognise") {
+		t.Errorf("POST / of a request that kills its worker = %d %q, %v; want a failure after %d deliveries", code, body, err, maxReceives)
+	}
+	restart("face")
+}
+
+// startFleet turns the scaler's EC2 instances into worker processes
+// (motofleet) under the worker keys, logging into logs. mode is what each
+// runs, read when its process starts: "face" (the face classifier), "hang"
+// (a classifier that never answers) or "crash" (one that kills its
+// worker).
+func (d *deployment) startFleet(t *testing.T, visibility time.Duration, mode *atomic.Value, logs string) *motofleet.Runner {
+	t.Helper()
+	scripts := t.TempDir()
+	hang := script(t, scripts, "hang.sh", "sleep 600")
+	crash := script(t, scripts, "crash.sh", "kill -9 $PPID")
+	fleet, err := motofleet.Start(motofleet.Config{
+		AWS: d.st.Config, Stack: d.st.Name, LaunchReady: time.Second, StartReady: 300 * time.Millisecond,
+		RestartDelay: time.Second, StopGrace: 30 * time.Second,
+		Command: func(id, imds string) *exec.Cmd {
+			args := append(d.queueArgs(), "-self-stop", "-imds-endpoint", imds, "-idle", "2s",
+				"-visibility", visibility.String(), "-log-level", "info")
+			switch m := mode.Load().(string); m {
+			case "hang", "crash":
+				args = append(args, "-classifier", "exec", "-exec-command", map[string]string{"hang": hang, "crash": crash}[m]+" {}", "-exec-timeout", "10m")
+			default:
+				args = append(args, d.faceFlags...)
+			}
+			cmd := exec.Command(filepath.Join(d.bin, "worker"), args...)
+			cmd.Env = append(os.Environ(), d.workerKeys.Env()...)
+			f, err := os.OpenFile(filepath.Join(logs, id+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+			if err == nil {
+				cmd.Stdout, cmd.Stderr = f, f
+			}
+			return cmd
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := fleet.Close(ctx); err != nil {
+			t.Error(err)
+		}
+		if t.Failed() {
+			dumpLogs(t, logs)
+		}
+	})
+	return fleet
+}
+
 // deployment is the distributed mode on this machine: the stack on a moto
 // server that enforces IAM, a user for each role with the policy the
 // Pulumi program attaches to it (infra/iam, for this stack's ARNs), the
 // programs built. The programs are the caller's to start (startWeb).
 type deployment struct {
+	layout                  layout
 	st                      *awsstack.Enforcing
 	template                string // the workers' launch template
 	webPolicy, workerPolicy iampolicy.Document
 	webKeys, workerKeys     awsstack.Keys
-	bin                     string   // the built programs
-	faceFlags               []string // a worker's classifier flags
-	memcached               string
+	// The scaler's own policy and user (loadBalanced; with oneWeb it
+	// signs with the web keys).
+	scalerPolicy iampolicy.Document
+	scalerKeys   awsstack.Keys
+	bin          string   // the built programs
+	faceFlags    []string // a worker's classifier flags
+	memcached    string
 }
+
+// layout is how the web tier and the scaler are deployed.
+type layout int
+
+const (
+	// oneWeb is the dev stack: one web instance, which runs the scaler
+	// too, consuming the one response queue.
+	oneWeb layout = iota
+	// loadBalanced is the prod stack: web instances each with a response
+	// queue of its own (-reply-queue-prefix), and the scaler on an
+	// instance of its own, with its own role.
+	loadBalanced
+)
+
+// replyPrefix is the name prefix of the web instances' own queues.
+func (d *deployment) replyPrefix() string { return d.st.Name + "-reply-" }
 
 // deploy stands up the deployment, on a moto that enforces IAM when
 // enforce. With EnvDropAction "list", it prints the policies' actions
 // (listActions) and returns nil.
-func deploy(tb testing.TB, visibility time.Duration, maxReceives int, enforce bool) *deployment {
+func deploy(tb testing.TB, visibility time.Duration, maxReceives int, enforce bool, lay layout) *deployment {
 	tb.Helper()
 	models, err := filepath.Abs(elastiqtest.ModelDir(tb, "fr_feature.onnx"))
 	if err != nil {
@@ -308,17 +347,24 @@ func deploy(tb testing.TB, visibility time.Duration, maxReceives int, enforce bo
 	// The gallery's admin token, as the Pulumi program delivers it: an SSM
 	// SecureString the web program reads at start with its own keys.
 	grants.AdminTokenParameterARN = adminTokenParameter(tb, st)
+	d := &deployment{layout: lay, st: st, template: template}
+	if lay == loadBalanced {
+		grants.ResponseQueueARN, grants.ReplyQueuePrefix, grants.SeparateScaler = "", d.replyPrefix(), true
+	}
 	if os.Getenv(EnvDropAction) == "list" {
 		listActions(map[string]iampolicy.Document{"web": iampolicy.Web(grants), "worker": iampolicy.Worker(grants)},
 			map[string]map[string]string{"web": merge(webUnused, webMotoBlind), "worker": workerUnused})
 		return nil
 	}
-	d := &deployment{st: st, template: template,
-		webPolicy:    dropAction(tb, "web", iampolicy.Web(grants)),
-		workerPolicy: dropAction(tb, "worker", iampolicy.Worker(grants)),
-	}
+	d.webPolicy = dropAction(tb, "web", iampolicy.Web(grants))
+	d.workerPolicy = dropAction(tb, "worker", iampolicy.Worker(grants))
 	d.webKeys = st.User(tb, "web", policyJSON(tb, d.webPolicy))
 	d.workerKeys = st.User(tb, "worker", policyJSON(tb, d.workerPolicy))
+	d.scalerKeys = d.webKeys
+	if lay == loadBalanced {
+		d.scalerPolicy = iampolicy.Scaler(grants)
+		d.scalerKeys = st.User(tb, "scaler", policyJSON(tb, d.scalerPolicy))
+	}
 	d.bin = build(tb, "./services/web/cmd/web", "./services/worker/cmd/worker",
 		"./services/scaler/cmd/scaler", "./services/embedded/cmd/elastiq")
 	cache := filepath.Join(tb.TempDir(), "gallery-cache")
@@ -331,10 +377,30 @@ func deploy(tb testing.TB, visibility time.Duration, maxReceives int, enforce bo
 // warnings only, unless they say otherwise), and returns it and its URL.
 func (d *deployment) startWeb(tb testing.TB, args ...string) (*process, string) {
 	tb.Helper()
-	web := start(tb, "web", filepath.Join(d.bin, "web"), d.webKeys.Env(), append(append(d.st.Args(),
+	web := start(tb, "web", filepath.Join(d.bin, "web"), d.webKeys.Env(), append(append(d.webArgs(),
 		"-addr", "127.0.0.1:0", "-memcached", d.memcached, "-dead-letter-queue-url", d.st.DeadLetterURL,
 		"-stack", d.st.Name, "-log-level", "warn"), args...))
 	return web, web.await(tb, regexp.MustCompile(`serving on (http://\S+)`))
+}
+
+// queueArgs point a web program or a worker at the stack: its endpoint,
+// bucket and request queue, and where results go: the response queue
+// (oneWeb), or each web instance's own (loadBalanced: the workers send
+// where each request says).
+func (d *deployment) queueArgs() []string {
+	args := []string{"-endpoint", d.st.Endpoint, "-bucket", d.st.Bucket, "-request-queue-url", d.st.RequestsURL}
+	if d.layout == oneWeb {
+		args = append(args, "-response-queue-url", d.st.ResponsesURL)
+	}
+	return args
+}
+
+// webArgs are queueArgs for a web program.
+func (d *deployment) webArgs() []string {
+	if d.layout == loadBalanced {
+		return append(d.queueArgs(), "-reply-queue-prefix", d.replyPrefix())
+	}
+	return d.queueArgs()
 }
 
 // build compiles the programs into a temporary folder.

@@ -123,11 +123,14 @@ func (r *Recorder) describe(req *http.Request) Call {
 		_, name, _ := strings.Cut(target, ".")
 		// AWS authorizes a batch as its single call.
 		c.Action = c.Service + ":" + strings.TrimSuffix(name, "Batch")
-		var in struct{ QueueUrl, Name string }
+		var in struct{ QueueUrl, QueueName, Name string }
 		switch {
 		case json.Unmarshal(body, &in) != nil:
 		case in.QueueUrl != "":
 			c.Resource = "arn:aws:sqs:" + r.region + ":" + r.account + ":" + in.QueueUrl[strings.LastIndex(in.QueueUrl, "/")+1:]
+		case c.Service == "sqs" && in.QueueName != "":
+			// CreateQueue: the queue it makes.
+			c.Resource = "arn:aws:sqs:" + r.region + ":" + r.account + ":" + in.QueueName
 		case c.Service == "ssm" && in.Name != "":
 			// A parameter: "/elastiq/dev/admin-token".
 			c.Resource = "arn:aws:ssm:" + r.region + ":" + r.account + ":parameter/" + strings.TrimPrefix(in.Name, "/")

@@ -25,7 +25,11 @@ var motoAliases = map[string][]string{
 //     (what it scoped, and its Condition, which moto ignores anyway, stay
 //     covered by the unit tests of the policy);
 //   - an action that moto checks under another name (motoAliases) is
-//     granted under both.
+//     granted under both;
+//   - moto authorizes sqs:CreateQueue against "*" (the queue it makes does
+//     not exist yet; AWS names it), so a statement's sqs:CreateQueue is
+//     granted on "*" in a statement of its own (which queues it may make
+//     stays covered by the unit tests of the policy).
 //
 // No action is added that AWS would not grant, and none is dropped.
 func MotoPolicy(policy string) (string, error) {
@@ -34,6 +38,7 @@ func MotoPolicy(policy string) (string, error) {
 		return "", fmt.Errorf("policy: %w", err)
 	}
 	statements, _ := doc["Statement"].([]any)
+	var creates []any
 	for _, s := range statements {
 		st, ok := s.(map[string]any)
 		if !ok {
@@ -43,6 +48,10 @@ func MotoPolicy(policy string) (string, error) {
 		starOnly := len(actions) > 0
 		var out []string
 		for _, a := range actions {
+			if a == "sqs:CreateQueue" {
+				creates = append(creates, map[string]any{"Effect": st["Effect"], "Action": []string{a}, "Resource": []string{"*"}})
+				continue
+			}
 			starOnly = starOnly && (strings.HasPrefix(a, "ec2:") || strings.HasPrefix(a, "ssm:"))
 			out = append(out, a)
 			for _, alias := range motoAliases[a] {
@@ -57,6 +66,9 @@ func MotoPolicy(policy string) (string, error) {
 		} else if r, ok := st["Resource"]; ok {
 			st["Resource"] = stringList(r)
 		}
+	}
+	if len(creates) > 0 {
+		doc["Statement"] = append(statements, creates...)
 	}
 	b, err := json.Marshal(doc)
 	return string(b), err

@@ -11,7 +11,8 @@ func TestMotoPolicy(t *testing.T) {
 		{"Effect":"Allow","Action":["ec2:StopInstances"],"Resource":["arn:aws:ec2:us-east-1:1:instance/*"],"Condition":{"StringEquals":{"aws:ResourceTag/k":"v"}}},
 		{"Effect":"Allow","Action":["s3:ListBucket"],"Resource":["arn:aws:s3:::b"]},
 		{"Effect":"Allow","Action":"sqs:SendMessage","Resource":"arn:aws:sqs:us-east-1:1:q"},
-		{"Effect":"Allow","Action":["ssm:GetParameter"],"Resource":["arn:aws:ssm:us-east-1:1:parameter/elastiq/dev/admin-token"]}]}`
+		{"Effect":"Allow","Action":["ssm:GetParameter"],"Resource":["arn:aws:ssm:us-east-1:1:parameter/elastiq/dev/admin-token"]},
+		{"Effect":"Allow","Action":["sqs:CreateQueue","sqs:DeleteQueue"],"Resource":["arn:aws:sqs:us-east-1:1:dev-reply-*"]}]}`
 	out, err := MotoPolicy(in)
 	if err != nil {
 		t.Fatal(err)
@@ -30,6 +31,8 @@ func TestMotoPolicy(t *testing.T) {
 		{[]string{"s3:ListBucket", "s3:HeadBucket"}, []string{"arn:aws:s3:::b"}},
 		{[]string{"sqs:SendMessage", "sqs:SendMessageBatch"}, []string{"arn:aws:sqs:us-east-1:1:q"}},
 		{[]string{"ssm:GetParameter"}, []string{"*"}},
+		{[]string{"sqs:DeleteQueue"}, []string{"arn:aws:sqs:us-east-1:1:dev-reply-*"}},
+		{[]string{"sqs:CreateQueue"}, []string{"*"}},
 	}
 	if len(doc.Statement) != len(want) {
 		t.Fatalf("MotoPolicy() = %s, want %d statements", out, len(want))
