@@ -353,7 +353,7 @@ func (s *Server) accept(ctx context.Context, u upload, second *upload, subscribe
 		SubmittedAt: now,
 		Options:     u.options,
 		// The worker answers with the gallery's changes made so far.
-		GalleryRevision: s.revision.get(),
+		GalleryRevision: s.galleryRevision(ctx),
 		ReplyTo:         s.replyTo,
 	}
 	if second != nil {

@@ -107,3 +107,39 @@ func TestForeignWaitTimesOutPending(t *testing.T) {
 		t.Errorf("GET ?wait=1s answered after %v, want the whole wait", took)
 	}
 }
+
+// TestGalleryRevisionShared: with web instances side by side, a gallery
+// change through one is announced by the requests sent through another
+// after its answer, through the cache they share, so the workers answer
+// them with the change in.
+func TestGalleryRevisionShared(t *testing.T) {
+	faces, labels := loadFaces(t)
+	cfg := testConfig()
+	cfg.AdminToken = testToken
+	a := newHarness(t, cfg, nil, labels, func(d *Deps) { d.ReplyTo = "https://sqs.test/1/web-a" })
+	ownB := newFakeQueue()
+	b := newHarness(t, cfg, nil, labels, func(d *Deps) {
+		d.Requests, d.Store, d.Cache, d.Responses, d.ReplyTo = a.requests, a.store, a.cache, ownB, "https://sqs.test/1/web-b"
+	})
+	a.worker.replies = map[string]*fakeQueue{"https://sqs.test/1/web-a": a.responses, "https://sqs.test/1/web-b": ownB}
+	a.worker.start(t, 1)
+
+	body, ct := multipartBody("file", faces[0].name, faces[0].data)
+	if r := a.adminSend(t, http.MethodPost, "/v1/subjects/Zed/faces", ct, body); r.status != http.StatusCreated {
+		t.Fatalf("enrol on A = %d %q, want 201", r.status, r.body)
+	}
+	enrolled := a.srv.revision.get()
+	if r := b.upload(t, "/", "myfile", faces[1].name, faces[1].data); r.status != http.StatusOK {
+		t.Fatalf("POST / on B = %d %q", r.status, r.body)
+	}
+	if got := a.worker.lastRevision(); got < enrolled {
+		t.Errorf("B's request after A's enrolment carried revision %s, want at least A's %s", got, enrolled)
+	}
+	// And a change through B is later still.
+	if r := b.adminSend(t, http.MethodDelete, "/v1/subjects/Zed", "", nil); r.status != http.StatusNoContent {
+		t.Fatalf("DELETE on B = %d %q", r.status, r.body)
+	}
+	if got := b.srv.revision.get(); got <= enrolled {
+		t.Errorf("B's revision after its change = %s, want later than A's %s", got, enrolled)
+	}
+}

@@ -2,6 +2,7 @@ package web
 
 import (
 	"cmp"
+	"context"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -49,6 +50,55 @@ func (r *revision) get() elastiq.RequestID {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.rev
+}
+
+// observe takes rev, a change made elsewhere, if it is later.
+func (r *revision) observe(rev elastiq.RequestID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.rev = max(r.rev, rev)
+}
+
+// RevisionCacheKey holds the gallery's latest change for web instances that
+// share the cache (each with a response queue of its own): a change made
+// through one is announced by the requests sent through every other.
+const RevisionCacheKey = "gallery/revision"
+
+// revisionShareTTL is how long the shared revision is kept: by then every
+// worker has read the gallery again on its own (-gallery-sync, 5 min).
+const revisionShareTTL = time.Hour
+
+// galleryRevision is the latest change the requests sent now must be
+// answered with: this instance's, or, with instances beside it, the shared
+// one if later. A cache that does not answer leaves this instance's (the
+// workers also read the gallery every few minutes).
+func (s *Server) galleryRevision(ctx context.Context) elastiq.RequestID {
+	if s.replyTo == "" {
+		return s.revision.get()
+	}
+	b, err := s.cache.Get(ctx, RevisionCacheKey)
+	if err == nil {
+		if shared, err := elastiq.ParseRequestID(string(b)); err == nil {
+			s.revision.observe(shared)
+		}
+	} else if !errors.Is(err, elastiq.ErrNotFound) {
+		s.log.Warn("shared gallery revision unreadable; announcing this instance's", "err", err)
+	}
+	return s.revision.get()
+}
+
+// galleryChanged moves the revision on after a change completed, past the
+// shared one too, and shares it.
+func (s *Server) galleryChanged(ctx context.Context) {
+	s.galleryRevision(ctx)
+	s.revision.bump(s.now())
+	if s.replyTo == "" {
+		return
+	}
+	if err := s.cache.Set(ctx, RevisionCacheKey, []byte(s.revision.get()), revisionShareTTL); err != nil {
+		s.log.Warn("gallery revision not shared: requests through other web instances may miss the change "+
+			"until their workers read the gallery again", "err", err)
+	}
 }
 
 // admin wraps a gallery route with the bearer token check.
@@ -122,7 +172,9 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) error {
 		reason := cmp.Or(res.Error, fmt.Sprintf("worker reported status %q without an enrolment", res.Status))
 		return fail(errInvalid, fmt.Sprintf("%s not enrolled: %s", u.fileName, strings.TrimPrefix(reason, "cannot enrol: ")))
 	}
-	s.revision.bump(s.now())
+	ctx, cancel := s.ioContext(r)
+	defer cancel()
+	s.galleryChanged(ctx)
 	e := res.Enrolled
 	w.Header().Set("Location", "/v1/subjects/"+name+"/faces/"+string(e.FaceID))
 	writeJSON(w, http.StatusCreated, EnrolledFace{ID: e.FaceID, Subject: e.Subject, Box: e.Box, Score: e.Score})
@@ -282,7 +334,7 @@ func (s *Server) deleteFaces(w http.ResponseWriter, r *http.Request, name string
 			errs = append(errs, err)
 		}
 	}
-	s.revision.bump(s.now()) // some may be gone even if others failed
+	s.galleryChanged(ctx) // some may be gone even if others failed
 	if err := errors.Join(errs...); err != nil {
 		return failCause(errUnavailable, "could not delete every face; try again", err)
 	}
