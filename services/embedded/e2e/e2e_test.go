@@ -138,7 +138,7 @@ func TestDistributedMode(t *testing.T) {
 			images[2].name, images[2].label, v)
 	}
 
-	checkGallery(ctx, t, url)
+	checkGallery(ctx, t, url, url)
 
 	// Idle workers stop their own instances; the next request starts one.
 	waitFor(ctx, t, "every idle worker stopped its instance", time.Minute, func() bool {

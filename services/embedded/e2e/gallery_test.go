@@ -39,13 +39,14 @@ func adminTokenParameter(tb testing.TB, st *awsstack.Enforcing) string {
 // queue: an enrolment and three recognitions.
 const galleryRequests = 4
 
-// checkGallery manages the gallery through the web program's API, under
-// IAM: a person the gallery does not hold is enrolled with one photo (a
-// worker embeds and stores it), another photo of them sent after the 201 is
-// named (every worker reads the stored gallery again for it), the subjects
-// list shows them, and after DELETE (the web tier deletes the face) the
-// photo is no longer named.
-func checkGallery(ctx context.Context, t *testing.T, url string) {
+// checkGallery manages the gallery through the API of the web program at
+// url, under IAM, and recognises through the one at queryURL (the same, or
+// another beside it): a person the gallery does not hold is enrolled with
+// one photo (a worker embeds and stores it), another photo of them sent
+// after the 201 is named (every worker reads the stored gallery again for
+// it), the subjects list shows them, and after DELETE (the web tier deletes
+// the face) the photo is no longer named.
+func checkGallery(ctx context.Context, t *testing.T, url, queryURL string) {
 	t.Helper()
 	lfw := filepath.Join(repoRoot, "datasets", "lfw-sample")
 	read := func(path string) image {
@@ -81,7 +82,7 @@ func checkGallery(ctx context.Context, t *testing.T, url string) {
 	}
 	name := func() string {
 		t.Helper()
-		code, body, err := post(ctx, url, query)
+		code, body, err := post(ctx, queryURL, query)
 		if err != nil || code != http.StatusOK {
 			t.Fatalf("POST / %s = %d %q, %v", query.name, code, body, err)
 		}
