@@ -77,9 +77,13 @@ chmod {{.Mode}} "$root"{{q .Path}}
 {{- end}}
 {{- end}}
 
-{{- define "web"}}#!/bin/bash
-# User data of the web instance of elastiq stack {{.C.StackName}} (Amazon Linux
-# 2023): memcached, the web tier and the scaler as systemd services.
+{{- define "web"}}{{template "host" .}}{{end}}
+
+{{- define "scaler"}}{{template "host" .}}{{end}}
+
+{{- define "host"}}#!/bin/bash
+# User data of the {{.Role}} instance of elastiq stack {{.C.StackName}} (Amazon
+# Linux 2023): {{.About}}.
 # Rendered by github.com/elastiq/elastiq/infra/deploy. cloud-init runs it once,
 # as root, at first boot; its output is in /var/log/cloud-init-output.log.
 set -euo pipefail
@@ -90,8 +94,10 @@ bucket={{q .C.Bucket}}
 region={{q .C.Region}}
 {{- template "fetch"}}
 
+{{- if .LocalMemcached}}
 log "installing memcached"
 dnf install -y memcached
+{{- end}}
 ensure_user
 {{- range .Fetch}}
 fetch {{q .Object.Key}} {{q .Object.SHA256}} "$root"{{q .Dest}} 0755
@@ -101,16 +107,16 @@ fetch {{q .Object.Key}} {{q .Object.SHA256}} "$root"{{q .Dest}} 0755
 systemctl daemon-reload
 systemctl enable --now {{join .Services " "}}
 
-log "waiting for the web tier to answer on port {{.C.Port}}"
+log "waiting for the {{.Await.What}} to answer on port {{.Await.Port}}"
 for ((i = 0; i < 60; i++)); do
-	if curl -fsS -o /dev/null --max-time 2 http://127.0.0.1:{{.C.Port}}/healthz; then
-		log "done: the web tier answers on port {{.C.Port}}"
+	if curl -fsS -o /dev/null --max-time 2 http://127.0.0.1:{{.Await.Port}}/healthz; then
+		log "done: the {{.Await.What}} answers on port {{.Await.Port}}"
 		exit 0
 	fi
 	sleep 2
 done
-journalctl --no-pager -n 50 -u {{webService}} >&2 || true
-die "the web tier did not answer /healthz within 2 minutes"
+journalctl --no-pager -n 50 -u {{.Await.Service}} >&2 || true
+die "the {{.Await.What}} did not answer /healthz within 2 minutes"
 {{end}}
 
 {{- define "worker"}}#!/bin/bash

@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"net"
 	"path"
 	"strconv"
 	"strings"
@@ -44,16 +45,46 @@ type WebConfig struct {
 	AdminTokenParameter string
 	// Web and Scaler are the bundle's objects (Bundle.Web.Object...).
 	Web, Scaler Object
+
+	// The load-balanced layout (each zero in the one-instance layout):
+	// ReplyQueuePrefix gives each web instance a response queue of its own
+	// (ResponseQueueURL is then empty, and the scaler sweeps the queues of
+	// instances that died); Memcached are the shared cache's nodes
+	// (host:port) instead of a memcached on the web instance; ScalerHost is
+	// the scaler's own instance (its private address), which the web tier
+	// reports requests to, instead of a scaler beside it (WebUserData then
+	// runs the web tier alone, and ScalerUserData the scaler).
+	ReplyQueuePrefix string
+	Memcached        []string
+	ScalerHost       string
 }
+
+// ScalerPort is the port the scaler serves the web tier on.
+const ScalerPort = 8081
+
+// scalerApart reports whether the scaler runs on an instance of its own.
+func (c WebConfig) scalerApart() bool { return c.ScalerHost != "" }
 
 // Validate reports every missing or malformed field.
 func (c WebConfig) Validate() error {
 	errs := []error{checkValues(
 		field{"region", c.Region}, field{"bucket", c.Bucket},
-		field{"request queue URL", c.RequestQueueURL}, field{"response queue URL", c.ResponseQueueURL},
+		field{"request queue URL", c.RequestQueueURL},
 		field{"dead-letter queue URL", c.DeadLetterQueueURL}, field{"stack name", c.StackName},
 		field{"launch template ID", c.LaunchTemplateID},
 	)}
+	if (c.ResponseQueueURL == "") == (c.ReplyQueuePrefix == "") {
+		errs = append(errs, errors.New("want one of the response queue URL and the reply queue prefix"))
+	}
+	optional := []field{{"response queue URL", c.ResponseQueueURL}, {"reply queue prefix", c.ReplyQueuePrefix}, {"scaler host", c.ScalerHost}}
+	for _, m := range c.Memcached {
+		optional = append(optional, field{"memcached node", m})
+	}
+	for _, f := range optional {
+		if f.value != "" {
+			errs = append(errs, checkValues(f))
+		}
+	}
 	if c.LaunchTemplateVersion < 0 {
 		errs = append(errs, fmt.Errorf("launch template version %d: want >= 0", c.LaunchTemplateVersion))
 	}
@@ -83,6 +114,15 @@ func (c WebConfig) WebEnv() string {
 		{"ELASTIQ_STACK", c.StackName},
 		{"ELASTIQ_SCALER_URL", "http://" + ScalerAddr},
 	}
+	if c.ReplyQueuePrefix != "" {
+		lines[4] = envLine{"ELASTIQ_REPLY_QUEUE_PREFIX", c.ReplyQueuePrefix}
+	}
+	if len(c.Memcached) > 0 {
+		lines[6] = envLine{"ELASTIQ_MEMCACHED", strings.Join(c.Memcached, ",")}
+	}
+	if c.scalerApart() {
+		lines[8] = envLine{"ELASTIQ_SCALER_URL", "http://" + net.JoinHostPort(c.ScalerHost, strconv.Itoa(ScalerPort))}
+	}
 	if c.AdminTokenParameter != "" {
 		lines = append(lines, envLine{"ELASTIQ_ADMIN_TOKEN_SSM_PARAMETER", c.AdminTokenParameter})
 	}
@@ -99,6 +139,14 @@ func (c WebConfig) ScalerEnv() string {
 		{"ELASTIQ_ADDR", ScalerAddr},
 		{"ELASTIQ_METRICS_ADDR", "0.0.0.0:" + strconv.Itoa(ScalerMetricsPort)},
 	}
+	if c.scalerApart() {
+		// The web instances' nudges come over the network (its
+		// security group lets only them in).
+		lines[4] = envLine{"ELASTIQ_ADDR", "0.0.0.0:" + strconv.Itoa(ScalerPort)}
+	}
+	if c.ReplyQueuePrefix != "" {
+		lines = append(lines, envLine{"ELASTIQ_REPLY_QUEUE_PREFIX", c.ReplyQueuePrefix})
+	}
 	if c.LaunchTemplateVersion > 0 {
 		lines = append(lines, envLine{"ELASTIQ_LAUNCH_TEMPLATE_VERSION", strconv.Itoa(c.LaunchTemplateVersion)})
 	}
@@ -111,9 +159,11 @@ func (c WebConfig) ScalerEnv() string {
 
 // WorkerConfig is what a worker instance's user data needs.
 type WorkerConfig struct {
-	Region           string
-	Bucket           string
-	RequestQueueURL  string
+	Region          string
+	Bucket          string
+	RequestQueueURL string
+	// ResponseQueueURL is empty in the load-balanced layout: each request
+	// names its web instance's queue.
 	ResponseQueueURL string
 	// IdleStop is the worker's -idle: it stops its instance after the
 	// queue has stayed empty this long (0: the worker's default).
@@ -130,9 +180,11 @@ type WorkerConfig struct {
 // Validate reports every missing or malformed field.
 func (c WorkerConfig) Validate() error {
 	errs := []error{checkValues(
-		field{"region", c.Region}, field{"bucket", c.Bucket},
-		field{"request queue URL", c.RequestQueueURL}, field{"response queue URL", c.ResponseQueueURL},
+		field{"region", c.Region}, field{"bucket", c.Bucket}, field{"request queue URL", c.RequestQueueURL},
 	)}
+	if c.ResponseQueueURL != "" {
+		errs = append(errs, checkValues(field{"response queue URL", c.ResponseQueueURL}))
+	}
 	if c.IdleStop < 0 {
 		errs = append(errs, fmt.Errorf("idle stop %v: want >= 0", c.IdleStop))
 	}
@@ -149,8 +201,12 @@ func (c WorkerConfig) WorkerEnv() string {
 		{"ELASTIQ_REGION", c.Region},
 		{"ELASTIQ_BUCKET", c.Bucket},
 		{"ELASTIQ_REQUEST_QUEUE_URL", c.RequestQueueURL},
-		{"ELASTIQ_RESPONSE_QUEUE_URL", c.ResponseQueueURL},
 		{"ELASTIQ_METRICS_ADDR", "0.0.0.0:" + strconv.Itoa(WorkerMetricsPort)},
+	}
+	if c.ResponseQueueURL != "" {
+		// Without it (each web instance has its queue) every request
+		// names where its result goes.
+		lines = append(lines, envLine{"ELASTIQ_RESPONSE_QUEUE_URL", c.ResponseQueueURL})
 	}
 	if c.IdleStop > 0 {
 		lines = append(lines, envLine{"ELASTIQ_IDLE", c.IdleStop.String()})
@@ -168,19 +224,66 @@ func WebUserData(c WebConfig) (string, error) {
 	if err := c.Validate(); err != nil {
 		return "", fmt.Errorf("web user data: %w", err)
 	}
-	files := []scriptFile{
-		{envFile("web"), "0644", c.WebEnv()},
-		{envFile("scaler"), "0644", c.ScalerEnv()},
+	files := []scriptFile{{envFile("web"), "0644", c.WebEnv()}, unitFile(WebUnit())}
+	fetch := []fetchSpec{{c.Web, program(WebName)}}
+	services := []string{WebService}
+	localCache := len(c.Memcached) == 0
+	if localCache {
+		files = append(files, unitFile(MemcachedUnit()))
+		services = append([]string{MemcachedService}, services...)
 	}
-	for _, u := range []Unit{MemcachedUnit(), WebUnit(), ScalerUnit()} {
-		files = append(files, unitFile(u))
+	if !c.scalerApart() {
+		files = append(files, scriptFile{envFile("scaler"), "0644", c.ScalerEnv()}, unitFile(ScalerUnit()))
+		fetch = append(fetch, fetchSpec{c.Scaler, program(ScalerName)})
+		services = append(services, ScalerService)
+	}
+	about := "memcached, the web tier and the scaler as systemd services"
+	switch {
+	case c.scalerApart() && localCache:
+		about = "memcached and the web tier as systemd services"
+	case c.scalerApart():
+		about = "the web tier as a systemd service, behind the load balancer"
 	}
 	return userData("web", map[string]any{
-		"C":        c,
-		"Files":    files,
-		"Fetch":    []fetchSpec{{c.Web, program(WebName)}, {c.Scaler, program(ScalerName)}},
-		"Services": []string{MemcachedService, WebService, ScalerService},
+		"C":              c,
+		"Role":           "web",
+		"About":          about,
+		"Files":          files,
+		"Fetch":          fetch,
+		"Services":       services,
+		"LocalMemcached": localCache,
+		"Await":          awaitService{"web tier", c.Port, WebService},
 	})
+}
+
+// ScalerUserData renders the user data of the scaler's own instance (the
+// load-balanced layout, ScalerHost set): like the web instance's, with the
+// scaler alone, serving the web instances on ScalerPort, and failing unless
+// it answers /healthz on its metrics port.
+func ScalerUserData(c WebConfig) (string, error) {
+	if err := c.Validate(); err != nil {
+		return "", fmt.Errorf("scaler user data: %w", err)
+	}
+	if !c.scalerApart() {
+		return "", errors.New("scaler user data: no scaler host: the scaler runs on the web instance")
+	}
+	return userData("scaler", map[string]any{
+		"C":        c,
+		"Role":     "scaler",
+		"About":    "the scaler as a systemd service, serving the web instances",
+		"Files":    []scriptFile{{envFile("scaler"), "0644", c.ScalerEnv()}, unitFile(ScalerUnit())},
+		"Fetch":    []fetchSpec{{c.Scaler, program(ScalerName)}},
+		"Services": []string{ScalerService},
+		"Await":    awaitService{"scaler", ScalerMetricsPort, ScalerService},
+	})
+}
+
+// awaitService is the service whose /healthz a script waits for at the
+// end.
+type awaitService struct {
+	What    string
+	Port    int
+	Service string
 }
 
 // WorkerUserData renders a worker instance's user data (see WorkerConfig's
@@ -253,17 +356,19 @@ var scripts = template.Must(template.New("scripts").Funcs(template.FuncMap{
 	"base":    path.Base,
 	"dir":     path.Dir,
 	// The install paths and names, for the templates.
-	"optDir":        func() string { return optDir },
-	"modelsDir":     func() string { return modelsDir },
-	"galleryDir":    func() string { return galleryDir },
-	"etcDir":        func() string { return etcDir },
-	"user":          func() string { return User },
-	"workerBin":     func() string { return program(WorkerName) },
-	"workerUnit":    func() string { return path.Join(unitDir, WorkerService) },
-	"workerService": func() string { return WorkerService },
-	"webService":    func() string { return WebService },
-	"runtimeLib":    func() string { return runtimeLib },
-	"uploadDir":     func() string { return amiUploadDir },
+	"optDir":            func() string { return optDir },
+	"modelsDir":         func() string { return modelsDir },
+	"galleryDir":        func() string { return galleryDir },
+	"etcDir":            func() string { return etcDir },
+	"user":              func() string { return User },
+	"workerBin":         func() string { return program(WorkerName) },
+	"workerUnit":        func() string { return path.Join(unitDir, WorkerService) },
+	"workerService":     func() string { return WorkerService },
+	"webService":        func() string { return WebService },
+	"scalerService":     func() string { return ScalerService },
+	"scalerMetricsPort": func() int { return ScalerMetricsPort },
+	"runtimeLib":        func() string { return runtimeLib },
+	"uploadDir":         func() string { return amiUploadDir },
 }).Parse(scriptTemplates))
 
 // render executes one of the scripts' templates, refusing a file that

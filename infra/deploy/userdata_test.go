@@ -115,7 +115,7 @@ func TestConfigValidate(t *testing.T) {
 		{name: "web: negative template version", web: func(c *WebConfig) { c.LaunchTemplateVersion = -1 }, wantErr: "launch template version"},
 		{name: "web: short sha256", web: func(c *WebConfig) { c.Web.SHA256 = "abc" }, wantErr: "sha256"},
 		{name: "web: objects swapped", web: func(c *WebConfig) { c.Web, c.Scaler = c.Scaler, c.Web }, wantErr: `want name "web"`},
-		{name: "worker: no response queue", worker: func(c *WorkerConfig) { c.ResponseQueueURL = "" }, wantErr: "response queue URL: required"},
+		{name: "worker: bad response queue", worker: func(c *WorkerConfig) { c.ResponseQueueURL = "https://q\"x" }, wantErr: "response queue URL"},
 		{name: "worker: upper-case sha256", worker: func(c *WorkerConfig) { c.Models.SHA256 = strings.ToUpper(c.Models.SHA256) }, wantErr: "sha256"},
 		{name: "worker: negative idle", worker: func(c *WorkerConfig) { c.IdleStop = -time.Second }, wantErr: "idle stop"},
 		{name: "worker: no objects", worker: func(c *WorkerConfig) { c.Worker, c.Models = Object{}, Object{} }, wantErr: "want name"},
@@ -377,6 +377,101 @@ func TestWebUserDataRuns(t *testing.T) {
 		"systemctl enable --now memcached.service elastiq-web.service elastiq-scaler.service",
 		"curl -fsS -o /dev/null --max-time 2 http://127.0.0.1:80/healthz",
 	)
+}
+
+// loadBalancedConfig is testWebConfig in the load-balanced layout: a
+// reply queue per web instance, a shared cache, the scaler apart.
+func loadBalancedConfig() WebConfig {
+	c := testWebConfig()
+	c.ResponseQueueURL = ""
+	c.ReplyQueuePrefix = "elastiq-prod-reply-"
+	c.Memcached = []string{"prod-cache.0001.use1.cache.amazonaws.com:11211", "prod-cache.0002.use1.cache.amazonaws.com:11211"}
+	c.ScalerHost = "172.31.7.9"
+	return c
+}
+
+// TestLoadBalancedUserDataRuns: in the load-balanced layout a web instance
+// runs the web tier alone, with its own reply queue, the shared cache and
+// the scaler's instance; the scaler's instance runs the scaler alone,
+// serving the web instances and sweeping their queues.
+func TestLoadBalancedUserDataRuns(t *testing.T) {
+	c := loadBalancedConfig()
+	web, scaler := []byte("#!/bin/true web\n"), []byte("#!/bin/true scaler\n")
+	c.Web, c.Scaler = objectWith(WebName, web), objectWith(ScalerName, scaler)
+
+	s := newSandbox(t)
+	s.put(t, c.Bucket, c.Web.Key(), web)
+	script, err := WebUserData(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.mustRun(t, script)
+	s.wantFile(t, "/opt/elastiq/bin/web", 0o755, string(web))
+	wantWebEnv := map[string]string{
+		"ELASTIQ_ADDR":                  "0.0.0.0:80",
+		"ELASTIQ_REGION":                c.Region,
+		"ELASTIQ_BUCKET":                c.Bucket,
+		"ELASTIQ_REQUEST_QUEUE_URL":     c.RequestQueueURL,
+		"ELASTIQ_REPLY_QUEUE_PREFIX":    c.ReplyQueuePrefix,
+		"ELASTIQ_DEAD_LETTER_QUEUE_URL": c.DeadLetterQueueURL,
+		"ELASTIQ_MEMCACHED":             strings.Join(c.Memcached, ","),
+		"ELASTIQ_STACK":                 "dev",
+		"ELASTIQ_SCALER_URL":            "http://172.31.7.9:8081",
+	}
+	if got := parseEnv(t, s.file(t, "/etc/elastiq/web.env", 0o644)); !reflect.DeepEqual(got, wantWebEnv) {
+		t.Errorf("web.env = %v, want %v", got, wantWebEnv)
+	}
+	for _, absent := range []string{"etc/systemd/system/" + MemcachedService, "etc/systemd/system/" + ScalerService, "etc/elastiq/scaler.env", "opt/elastiq/bin/scaler"} {
+		if _, err := os.Stat(filepath.Join(s.root, absent)); err == nil {
+			t.Errorf("a load-balanced web instance got /%s", absent)
+		}
+	}
+	wantCalls(t, trimDest(s.callLines(t)),
+		useraddCall,
+		awsCall(c.Region, c.Bucket, c.Web),
+		"systemctl daemon-reload",
+		"systemctl enable --now elastiq-web.service",
+		"curl -fsS -o /dev/null --max-time 2 http://127.0.0.1:80/healthz",
+	)
+
+	s = newSandbox(t)
+	s.put(t, c.Bucket, c.Scaler.Key(), scaler)
+	script, err = ScalerUserData(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bashSyntax(t, script)
+	s.mustRun(t, script)
+	s.wantFile(t, "/opt/elastiq/bin/scaler", 0o755, string(scaler))
+	s.wantFile(t, "/etc/systemd/system/"+ScalerService, 0o644, ScalerUnit().Text)
+	env := parseEnv(t, s.file(t, "/etc/elastiq/scaler.env", 0o644))
+	if env["ELASTIQ_ADDR"] != "0.0.0.0:8081" || env["ELASTIQ_REPLY_QUEUE_PREFIX"] != c.ReplyQueuePrefix || env["ELASTIQ_LAUNCH_TEMPLATE_ID"] != c.LaunchTemplateID {
+		t.Errorf("scaler.env = %v, want it serving the web instances on 0.0.0.0:8081 and sweeping %s*", env, c.ReplyQueuePrefix)
+	}
+	wantCalls(t, trimDest(s.callLines(t)),
+		useraddCall,
+		awsCall(c.Region, c.Bucket, c.Scaler),
+		"systemctl daemon-reload",
+		"systemctl enable --now elastiq-scaler.service",
+		"curl -fsS -o /dev/null --max-time 2 http://127.0.0.1:9102/healthz",
+	)
+	if _, err := ScalerUserData(testWebConfig()); err == nil {
+		t.Error("ScalerUserData without a scaler host = nil error, want one")
+	}
+	// The workers name no response queue: each request names its own.
+	w := testWorkerConfig()
+	w.ResponseQueueURL = ""
+	if env := parseEnv(t, w.WorkerEnv()); env["ELASTIQ_RESPONSE_QUEUE_URL"] != "" || env["ELASTIQ_REQUEST_QUEUE_URL"] != w.RequestQueueURL {
+		t.Errorf("worker.env without a response queue = %v", env)
+	}
+	if _, err := WorkerUserData(w); err != nil {
+		t.Errorf("WorkerUserData without a response queue: %v", err)
+	}
+	both := c
+	both.ResponseQueueURL = testWebConfig().ResponseQueueURL
+	if _, err := WebUserData(both); err == nil {
+		t.Error("WebUserData with a response queue and a reply queue prefix = nil error, want one")
+	}
 }
 
 func TestWorkerUserDataRuns(t *testing.T) {
