@@ -11,7 +11,8 @@ import (
 
 // access is the stack's IAM: a role and an instance profile for the web
 // instance (web tier and scaler) and for the workers, each with one inline
-// policy of least privilege (iam.Web and iam.Worker of infra/iam).
+// policy of least privilege (iam.Web and iam.Worker of infra/iam), and in
+// the load-balanced layout one for the scaler's own instance (iam.Scaler).
 //
 // It is made in two steps, because the web policy names the worker launch
 // template, which needs the worker instance profile: newAccess makes the
@@ -26,11 +27,15 @@ type access struct {
 	// WebPolicy and WorkerPolicy are nil until grant.
 	WebPolicy    *iam.RolePolicy
 	WorkerPolicy *iam.RolePolicy
+	// The scaler's own (nil unless it runs apart).
+	ScalerRole    *iam.Role
+	ScalerProfile *iam.InstanceProfile
+	ScalerPolicy  *iam.RolePolicy
 
 	name string
 }
 
-func newAccess(ctx *pulumi.Context, name string, tags map[string]string, opts ...pulumi.ResourceOption) (*access, error) {
+func newAccess(ctx *pulumi.Context, name string, tags map[string]string, scalerApart bool, opts ...pulumi.ResourceOption) (*access, error) {
 	a := &access{name: name}
 	if err := ctx.RegisterComponentResource("elastiq:infra:Access", name, a, opts...); err != nil {
 		return nil, fmt.Errorf("access %s: %w", name, err)
@@ -58,7 +63,14 @@ func newAccess(ctx *pulumi.Context, name string, tags map[string]string, opts ..
 		}
 		return r, p, nil
 	}
-	if a.WebRole, a.WebProfile, err = role("web", "elastiq web tier and scaler"); err != nil {
+	webRole := "elastiq web tier and scaler"
+	if scalerApart {
+		webRole = "elastiq web tier"
+		if a.ScalerRole, a.ScalerProfile, err = role("scaler", "elastiq scaler"); err != nil {
+			return nil, err
+		}
+	}
+	if a.WebRole, a.WebProfile, err = role("web", webRole); err != nil {
 		return nil, err
 	}
 	if a.WorkerRole, a.WorkerProfile, err = role("worker", "elastiq workers"); err != nil {
@@ -90,10 +102,14 @@ func (a *access) grant(ctx *pulumi.Context, g pulumi.AnyOutput) error {
 	if a.WorkerPolicy, err = policy("worker", a.WorkerRole, iampolicy.Worker); err != nil {
 		return err
 	}
-	if err := ctx.RegisterResourceOutputs(a, pulumi.Map{
-		"webRoleArn":    a.WebRole.Arn,
-		"workerRoleArn": a.WorkerRole.Arn,
-	}); err != nil {
+	outputs := pulumi.Map{"webRoleArn": a.WebRole.Arn, "workerRoleArn": a.WorkerRole.Arn}
+	if a.ScalerRole != nil {
+		if a.ScalerPolicy, err = policy("scaler", a.ScalerRole, iampolicy.Scaler); err != nil {
+			return err
+		}
+		outputs["scalerRoleArn"] = a.ScalerRole.Arn
+	}
+	if err := ctx.RegisterResourceOutputs(a, outputs); err != nil {
 		return fmt.Errorf("access %s: %w", a.name, err)
 	}
 	return nil

@@ -55,6 +55,24 @@ type Config struct {
 	// with user data that installs the worker from the deployment bundle).
 	WorkerAMI string
 
+	// Layout is how the web tier is deployed: layoutSingle (one web
+	// instance with memcached and the scaler, the dev stack's) or
+	// layoutLoadBalanced (an Application Load Balancer in front of an Auto
+	// Scaling group of web instances across availability zones, each with
+	// its own response queue; ElastiCache memcached; the scaler on an
+	// instance of its own). The keys below apply to the latter.
+	Layout string
+	// WebMinInstances and WebMaxInstances bound the web Auto Scaling group.
+	WebMinInstances, WebMaxInstances int
+	// CertificateARN, if set, is an ACM certificate: the load balancer
+	// serves HTTPS on 443 with it, and its HTTP port redirects there.
+	CertificateARN string
+	// CacheNodeType and CacheNodes are the ElastiCache memcached cluster's.
+	CacheNodeType string
+	CacheNodes    int
+	// ScalerInstanceType is the scaler instance's type.
+	ScalerInstanceType string
+
 	// Build builds the deployment bundle; main sets deploy.Build.
 	Build buildFunc
 }
@@ -69,6 +87,17 @@ const (
 	defaultPolicy                = "backlog"
 	defaultMaxReceives           = 5
 	defaultHTTPPort              = 80
+	defaultWebMinInstances       = 2
+	defaultWebMaxInstances       = 4
+	defaultCacheNodeType         = "cache.t4g.micro"
+	defaultCacheNodes            = 1
+	defaultScalerInstanceType    = "t3.micro"
+)
+
+// The layouts (elastiq:layout).
+const (
+	layoutSingle       = "single"
+	layoutLoadBalanced = "loadBalanced"
 )
 
 // parseConfig reads the settings through get, which returns a key of the
@@ -83,6 +112,10 @@ func parseConfig(get func(key string) string) (Config, error) {
 		SSHCIDR:            get("sshCidr"),
 		KeyName:            get("keyName"),
 		WorkerAMI:          get("workerAmi"),
+		Layout:             or(get("layout"), layoutSingle),
+		CertificateARN:     get("certificateArn"),
+		CacheNodeType:      or(get("cacheNodeType"), defaultCacheNodeType),
+		ScalerInstanceType: or(get("scalerInstanceType"), defaultScalerInstanceType),
 	}
 	var errs []error
 	intKey := func(key string, def int) int {
@@ -111,6 +144,9 @@ func parseConfig(get func(key string) string) (Config, error) {
 	c.MaxReceives = intKey("maxReceives", defaultMaxReceives)
 	c.HTTPPort = intKey("httpPort", defaultHTTPPort)
 	c.LifecycleDays = intKey("lifecycleDays", 0)
+	c.WebMinInstances = intKey("webMinInstances", defaultWebMinInstances)
+	c.WebMaxInstances = intKey("webMaxInstances", defaultWebMaxInstances)
+	c.CacheNodes = intKey("cacheNodes", defaultCacheNodes)
 	c.AdminToken = get("adminToken")
 	c.WorkerIdleStop = durationKey("workerIdleStop", defaultWorkerIdleStop)
 	c.TerminateStoppedAfter = durationKey("terminateStoppedAfter", defaultTerminateStoppedAfter)
@@ -175,8 +211,38 @@ func (c Config) validate() error {
 	if c.WorkerAMI != "" && !strings.HasPrefix(c.WorkerAMI, "ami-") {
 		bad("workerAmi", c.WorkerAMI, "want an image ID ami-... (the one ami/ built), or unset")
 	}
+	switch c.Layout {
+	case layoutSingle:
+	case layoutLoadBalanced:
+		if c.WebMinInstances < 1 {
+			bad("webMinInstances", c.WebMinInstances, "want at least 1 (2 or more for no single point of failure)")
+		}
+		if c.WebMaxInstances < c.WebMinInstances {
+			bad("webMaxInstances", c.WebMaxInstances, fmt.Sprintf("want at least webMinInstances (%d)", c.WebMinInstances))
+		}
+		if c.CertificateARN != "" && !strings.HasPrefix(c.CertificateARN, "arn:") {
+			bad("certificateArn", c.CertificateARN, "want an ACM certificate ARN arn:aws:acm:..., or unset for HTTP only")
+		}
+		if c.CertificateARN != "" && c.HTTPPort == httpsPort {
+			bad("httpPort", c.HTTPPort, "want another port than HTTPS's 443, which the load balancer's certificate takes")
+		}
+		if c.CacheNodeType == "" {
+			bad("cacheNodeType", `""`, "want an ElastiCache node type such as "+defaultCacheNodeType)
+		}
+		if c.CacheNodes < 1 || c.CacheNodes > 40 {
+			bad("cacheNodes", c.CacheNodes, "want 1..40 (ElastiCache memcached's nodes per cluster)")
+		}
+		if c.ScalerInstanceType == "" {
+			bad("scalerInstanceType", `""`, "want an instance type such as "+defaultScalerInstanceType)
+		}
+	default:
+		bad("layout", c.Layout, fmt.Sprintf("want %q (one web instance) or %q", layoutSingle, layoutLoadBalanced))
+	}
 	return errors.Join(errs...)
 }
+
+// httpsPort is the load balancer's HTTPS port.
+const httpsPort = 443
 
 // isIPv4CIDR reports whether s is an IPv4 CIDR block with no host bits set,
 // as a security group rule takes it.

@@ -59,6 +59,20 @@ func TestParseConfig(t *testing.T) {
 		{name: "force destroy", keys: map[string]string{"clientCidr": "0.0.0.0/0", "forceDestroy": "yes please"}, wantErr: "elastiq:forceDestroy"},
 		{name: "lifecycle", keys: map[string]string{"clientCidr": "0.0.0.0/0", "lifecycleDays": "-1"}, wantErr: "elastiq:lifecycleDays"},
 		{name: "ami", keys: map[string]string{"clientCidr": "0.0.0.0/0", "workerAmi": "my-image"}, wantErr: "elastiq:workerAmi"},
+		{
+			name: "load-balanced defaults",
+			keys: map[string]string{"clientCidr": "0.0.0.0/0", "layout": "loadBalanced"},
+			want: func(c Config) bool {
+				return c.Layout == layoutLoadBalanced && c.WebMinInstances == 2 && c.WebMaxInstances == 4 && c.CertificateARN == "" &&
+					c.CacheNodeType == "cache.t4g.micro" && c.CacheNodes == 1 && c.ScalerInstanceType == "t3.micro"
+			},
+		},
+		{name: "layout", keys: map[string]string{"clientCidr": "0.0.0.0/0", "layout": "two"}, wantErr: "elastiq:layout"},
+		{name: "no web instances", keys: map[string]string{"clientCidr": "0.0.0.0/0", "layout": "loadBalanced", "webMinInstances": "0"}, wantErr: "elastiq:webMinInstances"},
+		{name: "max under min", keys: map[string]string{"clientCidr": "0.0.0.0/0", "layout": "loadBalanced", "webMinInstances": "3", "webMaxInstances": "2"}, wantErr: "elastiq:webMaxInstances"},
+		{name: "certificate", keys: map[string]string{"clientCidr": "0.0.0.0/0", "layout": "loadBalanced", "certificateArn": "mine"}, wantErr: "elastiq:certificateArn"},
+		{name: "http on 443 with a certificate", keys: map[string]string{"clientCidr": "0.0.0.0/0", "layout": "loadBalanced", "certificateArn": "arn:aws:acm:us-east-1:1:certificate/x", "httpPort": "443"}, wantErr: "elastiq:httpPort"},
+		{name: "cache nodes", keys: map[string]string{"clientCidr": "0.0.0.0/0", "layout": "loadBalanced", "cacheNodes": "0"}, wantErr: "elastiq:cacheNodes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -83,32 +97,7 @@ func TestParseConfig(t *testing.T) {
 // the keys of the repository's Pulumi.dev.yaml (through PULUMI_CONFIG, as the
 // CLI passes them), under mocks and with a stand-in build.
 func TestDevStack(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join("..", "Pulumi.dev.yaml"))
-	if err != nil {
-		t.Fatalf("read the dev stack's config: %v", err)
-	}
-	var file struct {
-		Config map[string]string `yaml:"config"`
-	}
-	if err := yaml.Unmarshal(b, &file); err != nil {
-		t.Fatalf("Pulumi.dev.yaml: %v", err)
-	}
-	env, err := json.Marshal(file.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv(pulumi.EnvConfig, string(env))
-	m := &mocks{}
-	var root string
-	err = pulumi.RunErr(func(ctx *pulumi.Context) error {
-		return run(ctx, func(r string) buildFunc {
-			root = r
-			return fakeBuild(t, "dev")
-		})
-	}, pulumi.WithMocks("elastiq", "dev", m))
-	if err != nil {
-		t.Fatalf("run: %v", err)
-	}
+	m, root := runStackFile(t, "dev")
 	if _, err := os.Stat(filepath.Join(root, "Pulumi.yaml")); err != nil {
 		t.Errorf("run found the repository at %q: %v", root, err)
 	}
@@ -121,6 +110,42 @@ func TestDevStack(t *testing.T) {
 	if got := m.one(t, typeBucket, "elastiq-dev").Inputs["forceDestroy"]; got != true {
 		t.Errorf("dev bucket forceDestroy = %v, want true", got)
 	}
+}
+
+// runStackFile runs the program as `pulumi up` on the stack would, with
+// the keys of the repository's Pulumi.<stack>.yaml (through PULUMI_CONFIG,
+// as the CLI passes them), under mocks and with a stand-in build. It
+// returns the mocks and the repository root the program found.
+func runStackFile(t *testing.T, stack string) (*mocks, string) {
+	t.Helper()
+	file := "Pulumi." + stack + ".yaml"
+	b, err := os.ReadFile(filepath.Join("..", file))
+	if err != nil {
+		t.Fatalf("read the %s stack's config: %v", stack, err)
+	}
+	var doc struct {
+		Config map[string]string `yaml:"config"`
+	}
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	env, err := json.Marshal(doc.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(pulumi.EnvConfig, string(env))
+	m := &mocks{}
+	var root string
+	err = pulumi.RunErr(func(ctx *pulumi.Context) error {
+		return run(ctx, func(r string) buildFunc {
+			root = r
+			return fakeBuild(t, stack)
+		})
+	}, pulumi.WithMocks("elastiq", stack, m))
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	return m, root
 }
 
 func TestStackName(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -23,6 +24,9 @@ const (
 	mockAL2023  = "ami-0al2023"
 	mockIP      = "203.0.113.10"
 	mockLT      = "lt-0123456789abcdef0"
+	// The load-balanced layout's.
+	mockPrivateIP   = "172.31.7.9"
+	mockBalancerDNS = "elastiq-test-lb-1a2b3c4-123456789.us-east-1.elb.amazonaws.com"
 )
 
 // mocks is a test double of the Pulumi engine and the AWS provider (the
@@ -76,10 +80,39 @@ func (m *mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 		id = "sg-" + args.Name
 	case "aws:ec2/launchTemplate:LaunchTemplate":
 		id = mockLT
-		out["arn"] = "arn:aws:ec2:" + mockRegion + ":" + mockAccount + ":launch-template/" + mockLT
+		if !strings.HasSuffix(args.Name, "-worker") {
+			id = "lt-" + args.Name
+		}
+		out["arn"] = "arn:aws:ec2:" + mockRegion + ":" + mockAccount + ":launch-template/" + id
+		out["latestVersion"] = 1
 	case "aws:ec2/instance:Instance":
 		id = "i-0123456789abcdef0"
 		out["publicIp"] = mockIP
+		out["privateIp"] = mockPrivateIP
+	case "aws:lb/loadBalancer:LoadBalancer":
+		id = "arn:aws:elasticloadbalancing:" + mockRegion + ":" + mockAccount + ":loadbalancer/app/" + physical + "/0123"
+		out["arn"] = id
+		out["dnsName"] = mockBalancerDNS
+	case "aws:lb/targetGroup:TargetGroup":
+		id = "arn:aws:elasticloadbalancing:" + mockRegion + ":" + mockAccount + ":targetgroup/" + physical + "/4567"
+		out["arn"] = id
+	case "aws:lb/listener:Listener":
+		id = "arn:aws:elasticloadbalancing:" + mockRegion + ":" + mockAccount + ":listener/app/" + physical
+		out["arn"] = id
+	case "aws:elasticache/subnetGroup:SubnetGroup":
+		id = physical
+		out["name"] = physical
+	case "aws:elasticache/cluster:Cluster":
+		id = physical
+		n, _ := out["numCacheNodes"].(float64)
+		var nodes []any
+		for i := range int(n) {
+			nodes = append(nodes, map[string]any{"id": fmt.Sprintf("%04d", i+1), "address": fmt.Sprintf("%s.%04d.cache.amazonaws.com", physical, i+1), "port": float64(11211)})
+		}
+		out["cacheNodes"] = nodes
+	case "aws:autoscaling/group:Group":
+		id = physical
+		out["name"] = physical
 	case "aws:ssm/parameter:Parameter":
 		id, _ = out["name"].(string)
 		out["arn"] = "arn:aws:ssm:" + mockRegion + ":" + mockAccount + ":parameter" + id
@@ -113,6 +146,8 @@ func (m *mocks) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) {
 		out = map[string]any{"id": mockVPC, "cidrBlock": "172.31.0.0/16"}
 	case "aws:ec2/getAmi:getAmi":
 		out = map[string]any{"id": mockAL2023, "imageId": mockAL2023, "architecture": "x86_64"}
+	case "aws:ec2/getSubnets:getSubnets":
+		out = map[string]any{"id": mockRegion, "ids": []any{"subnet-a", "subnet-b", "subnet-c"}}
 	default:
 		return nil, fmt.Errorf("mocks: no invoke %s", args.Token)
 	}

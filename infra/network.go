@@ -28,6 +28,9 @@ type networkArgs struct {
 	ClientCIDR string
 	// SSHCIDR "" opens no SSH.
 	SSHCIDR string
+	// LoadBalanced: the web tier's groups are the front door's
+	// (frontdoor.go); only the workers' is made here, and Web is nil.
+	LoadBalanced bool
 }
 
 func newNetwork(ctx *pulumi.Context, name string, args networkArgs, opts ...pulumi.ResourceOption) (*network, error) {
@@ -70,16 +73,18 @@ func newNetwork(ctx *pulumi.Context, name string, args networkArgs, opts ...pulu
 		}
 		return sg, nil
 	}
-	if n.Web, err = group("web", "elastiq web tier: HTTP from the clients", ingress); err != nil {
-		return nil, err
+	outputs := pulumi.Map{}
+	if !args.LoadBalanced {
+		if n.Web, err = group("web", "elastiq web tier: HTTP from the clients", ingress); err != nil {
+			return nil, err
+		}
+		outputs["webSecurityGroupId"] = n.Web.ID()
 	}
 	if n.Worker, err = group("worker", "elastiq workers: metrics scrapes from the clients only", workerIngress); err != nil {
 		return nil, err
 	}
-	if err := ctx.RegisterResourceOutputs(n, pulumi.Map{
-		"webSecurityGroupId":    n.Web.ID(),
-		"workerSecurityGroupId": n.Worker.ID(),
-	}); err != nil {
+	outputs["workerSecurityGroupId"] = n.Worker.ID()
+	if err := ctx.RegisterResourceOutputs(n, outputs); err != nil {
 		return nil, fmt.Errorf("network %s: %w", name, err)
 	}
 	return n, nil

@@ -24,7 +24,8 @@ const (
 type queues struct {
 	pulumi.ResourceState
 
-	Requests    *sqs.Queue
+	Requests *sqs.Queue
+	// Responses is nil when each web instance makes its own (ReplyQueues).
 	Responses   *sqs.Queue
 	DeadLetters *sqs.Queue
 }
@@ -33,6 +34,9 @@ type queuesArgs struct {
 	Tags map[string]string
 	// MaxReceives is the redrive policy's maxReceiveCount.
 	MaxReceives int
+	// ReplyQueues: the web instances make response queues of their own
+	// (the load-balanced layout), so there is no shared one.
+	ReplyQueues bool
 }
 
 func newQueues(ctx *pulumi.Context, name string, args queuesArgs, opts ...pulumi.ResourceOption) (*queues, error) {
@@ -65,14 +69,14 @@ func newQueues(ctx *pulumi.Context, name string, args queuesArgs, opts ...pulumi
 	if q.Requests, err = queue("requests", &sqs.QueueArgs{RedrivePolicy: redrive}); err != nil {
 		return nil, err
 	}
-	if q.Responses, err = queue("responses", &sqs.QueueArgs{}); err != nil {
-		return nil, err
+	outputs := pulumi.Map{"requestQueueUrl": q.Requests.Url, "deadLetterQueueUrl": q.DeadLetters.Url}
+	if !args.ReplyQueues {
+		if q.Responses, err = queue("responses", &sqs.QueueArgs{}); err != nil {
+			return nil, err
+		}
+		outputs["responseQueueUrl"] = q.Responses.Url
 	}
-	if err := ctx.RegisterResourceOutputs(q, pulumi.Map{
-		"requestQueueUrl":    q.Requests.Url,
-		"responseQueueUrl":   q.Responses.Url,
-		"deadLetterQueueUrl": q.DeadLetters.Url,
-	}); err != nil {
+	if err := ctx.RegisterResourceOutputs(q, outputs); err != nil {
 		return nil, fmt.Errorf("queues %s: %w", name, err)
 	}
 	return q, nil

@@ -30,9 +30,14 @@ type stack struct {
 	Access     *access
 	// Workers is the launch template the scaler runs workers from.
 	Workers *ec2.LaunchTemplate
-	// Web is the web instance: memcached, the web tier and the scaler.
+	// Web is the web instance of the single layout: memcached, the web
+	// tier and the scaler (nil in the load-balanced layout).
 	Web *ec2.Instance
-	// URL is the web tier's address.
+	// FrontDoor is the load-balanced layout's web tier (nil in the
+	// single layout).
+	FrontDoor *frontDoor
+	// URL is the web tier's address: the web instance's, or the load
+	// balancer's.
 	URL pulumi.StringOutput
 	// AdminToken is the SSM parameter holding the gallery's admin token
 	// (nil without elastiq:adminToken).
@@ -61,14 +66,16 @@ func newStack(ctx *pulumi.Context, cfg Config) (*stack, error) {
 	}); err != nil {
 		return nil, err
 	}
-	if st.Queues, err = newQueues(ctx, st.Name, queuesArgs{Tags: tags("queue"), MaxReceives: cfg.MaxReceives}); err != nil {
+	balanced := cfg.Layout == layoutLoadBalanced
+	if st.Queues, err = newQueues(ctx, st.Name, queuesArgs{Tags: tags("queue"), MaxReceives: cfg.MaxReceives, ReplyQueues: balanced}); err != nil {
 		return nil, err
 	}
 	if st.Network, err = newNetwork(ctx, st.Name, networkArgs{
-		Tags:       tags("sg"),
-		HTTPPort:   cfg.HTTPPort,
-		ClientCIDR: cfg.ClientCIDR,
-		SSHCIDR:    cfg.SSHCIDR,
+		Tags:         tags("sg"),
+		HTTPPort:     cfg.HTTPPort,
+		ClientCIDR:   cfg.ClientCIDR,
+		SSHCIDR:      cfg.SSHCIDR,
+		LoadBalanced: balanced,
 	}); err != nil {
 		return nil, err
 	}
@@ -83,7 +90,7 @@ func newStack(ctx *pulumi.Context, cfg Config) (*stack, error) {
 	}); err != nil {
 		return nil, err
 	}
-	if st.Access, err = newAccess(ctx, st.Name, tags("role")); err != nil {
+	if st.Access, err = newAccess(ctx, st.Name, tags("role"), balanced); err != nil {
 		return nil, err
 	}
 	if cfg.AdminToken != "" {
@@ -117,6 +124,18 @@ func newStack(ctx *pulumi.Context, cfg Config) (*stack, error) {
 	if err := st.Access.grant(ctx, st.grants(cfg, or(cfg.WorkerAMI, al2023.Id))); err != nil {
 		return nil, err
 	}
+	if balanced {
+		if st.FrontDoor, err = st.newFrontDoor(ctx, cfg, bundle, al2023.Id); err != nil {
+			return nil, err
+		}
+		st.URL = st.FrontDoor.Balancer.DnsName.ApplyT(func(host string) string {
+			if cfg.CertificateARN != "" {
+				return "https://" + host + "/"
+			}
+			return webURL(host, cfg.HTTPPort)
+		}).(pulumi.StringOutput)
+		return st, nil
+	}
 	if st.Web, err = st.newWebInstance(ctx, cfg, bundle, al2023.Id); err != nil {
 		return nil, err
 	}
@@ -129,21 +148,44 @@ func adminTokenParameter(stack string) string { return "/elastiq/" + stack + "/a
 
 // outputs are the stack outputs.
 func (st *stack) outputs() map[string]pulumi.Input {
-	return map[string]pulumi.Input{
+	scaler := st.Web
+	if st.FrontDoor != nil {
+		scaler = st.FrontDoor.Scaler
+	}
+	out := map[string]pulumi.Input{
 		"url":          st.URL,
 		"dashboardUrl": st.URL.ApplyT(func(u string) string { return u + "dashboard" }),
 		// Where Prometheus scrapes the scaler (the web tier's /metrics
 		// is under url).
-		"scalerMetricsUrl": st.Web.PublicIp.ApplyT(func(ip string) string {
+		"scalerMetricsUrl": scaler.PublicIp.ApplyT(func(ip string) string {
 			return fmt.Sprintf("http://%s:%d/metrics", ip, deploy.ScalerMetricsPort)
 		}),
 		"bucket":             st.Storage.Bucket.Bucket,
 		"requestQueueUrl":    st.Queues.Requests.Url,
-		"responseQueueUrl":   st.Queues.Responses.Url,
 		"deadLetterQueueUrl": st.Queues.DeadLetters.Url,
 		"launchTemplateId":   st.Workers.ID(),
 		"stack":              pulumi.String(st.Name),
 	}
+	if st.Queues.Responses != nil {
+		out["responseQueueUrl"] = st.Queues.Responses.Url
+	}
+	if st.FrontDoor != nil {
+		out["webGroupName"] = st.FrontDoor.Web.Name
+	}
+	return out
+}
+
+// replyQueuePrefix names the web instances' own response queues in the
+// load-balanced layout.
+func (st *stack) replyQueuePrefix() string { return st.Name + "-reply-" }
+
+// responseQueueURL is the shared response queue's URL, "" when the web
+// instances have their own.
+func (st *stack) responseQueueURL() pulumi.StringOutput {
+	if st.Queues.Responses == nil {
+		return pulumi.String("").ToStringOutput()
+	}
+	return st.Queues.Responses.Url
 }
 
 // metadataOptions require IMDSv2 (a session token) on an instance; the hop
@@ -160,7 +202,7 @@ const (
 // and each new version the default, which the scaler launches.
 func (st *stack) newLaunchTemplate(ctx *pulumi.Context, cfg Config, bundle deploy.Bundle, image string) (*ec2.LaunchTemplate, error) {
 	q := st.Queues
-	userData := pulumi.All(st.Storage.Bucket.Bucket, q.Requests.Url, q.Responses.Url).ApplyT(func(v []any) (string, error) {
+	userData := pulumi.All(st.Storage.Bucket.Bucket, q.Requests.Url, st.responseQueueURL()).ApplyT(func(v []any) (string, error) {
 		ud, err := deploy.WorkerUserData(deploy.WorkerConfig{
 			Region:           st.Account.Region,
 			Bucket:           v[0].(string),
@@ -213,9 +255,13 @@ func (st *stack) grants(cfg Config, workerImage string) pulumi.AnyOutput {
 	if st.AdminToken != nil {
 		tokenARN = st.AdminToken.Arn
 	}
-	return pulumi.All(st.Storage.Bucket.Arn, q.Requests.Arn, q.Responses.Arn, q.DeadLetters.Arn,
+	responses := pulumi.String("").ToStringOutput()
+	if q.Responses != nil {
+		responses = q.Responses.Arn
+	}
+	return pulumi.All(st.Storage.Bucket.Arn, q.Requests.Arn, responses, q.DeadLetters.Arn,
 		st.Workers.Arn, st.Access.WorkerRole.Arn, tokenARN).ApplyT(func(v []any) any {
-		return iampolicy.Grants{
+		g := iampolicy.Grants{
 			AdminTokenParameterARN: v[6].(string),
 			Account:                st.Account,
 			Stack:                  st.Name,
@@ -228,18 +274,21 @@ func (st *stack) grants(cfg Config, workerImage string) pulumi.AnyOutput {
 			WorkerRoleARN:          v[5].(string),
 			WorkerFetchesBundle:    cfg.WorkerAMI == "",
 		}
+		if cfg.Layout == layoutLoadBalanced {
+			g.ReplyQueuePrefix, g.SeparateScaler = st.replyQueuePrefix(), true
+		}
+		return g
 	}).(pulumi.AnyOutput)
 }
 
-// newWebInstance makes the web instance from Amazon Linux 2023 image: IMDSv2
-// only, the web profile, user data that runs memcached, the web tier and the
-// scaler. A change of user data (a new bundle) replaces it; a newer Amazon
-// Linux image does not.
-func (st *stack) newWebInstance(ctx *pulumi.Context, cfg Config, bundle deploy.Bundle, image string) (*ec2.Instance, error) {
+// webConfig is what the web tier's and the scaler's user data need; in the
+// load-balanced layout the caller adds the cache's nodes and the scaler's
+// address.
+func (st *stack) webConfig(cfg Config, bundle deploy.Bundle) pulumi.AnyOutput {
 	q := st.Queues
-	userData := pulumi.All(st.Storage.Bucket.Bucket, q.Requests.Url, q.Responses.Url, q.DeadLetters.Url,
-		st.Workers.ID()).ApplyT(func(v []any) (string, error) {
-		return deploy.WebUserData(deploy.WebConfig{
+	return pulumi.All(st.Storage.Bucket.Bucket, q.Requests.Url, st.responseQueueURL(), q.DeadLetters.Url,
+		st.Workers.ID()).ApplyT(func(v []any) any {
+		c := deploy.WebConfig{
 			Region:              st.Account.Region,
 			Bucket:              v[0].(string),
 			RequestQueueURL:     v[1].(string),
@@ -254,41 +303,87 @@ func (st *stack) newWebInstance(ctx *pulumi.Context, cfg Config, bundle deploy.B
 			Web:                 bundle.Web.Object,
 			Scaler:              bundle.Scaler.Object,
 			AdminTokenParameter: map[bool]string{true: adminTokenParameter(st.Name)}[cfg.AdminToken != ""],
-		})
+		}
+		if cfg.Layout == layoutLoadBalanced {
+			c.ReplyQueuePrefix = st.replyQueuePrefix()
+		}
+		return c
+	}).(pulumi.AnyOutput)
+}
+
+// newWebInstance makes the web instance of the single layout from Amazon
+// Linux 2023 image, with user data that runs memcached, the web tier and
+// the scaler.
+func (st *stack) newWebInstance(ctx *pulumi.Context, cfg Config, bundle deploy.Bundle, image string) (*ec2.Instance, error) {
+	userData := st.webConfig(cfg, bundle).ApplyT(func(c any) (string, error) {
+		return deploy.WebUserData(c.(deploy.WebConfig))
 	}).(pulumi.StringOutput)
-	tags := resourceTags(st.Name, roleWeb)
-	tags[tagRole] = roleWeb
+	return st.newHost(ctx, hostArgs{
+		Role: roleWeb, InstanceType: cfg.WebInstanceType, Image: image, Profile: st.Access.WebProfile.Name,
+		Group: st.Network.Web.ID(), UserData: userData, KeyName: cfg.KeyName,
+		// The scaler launches workers that need their policy.
+		DependsOn: []pulumi.Resource{st.Access.WebPolicy, st.Access.WorkerPolicy},
+	})
+}
+
+// hostArgs describe an instance Pulumi keeps: the single layout's web
+// instance, or the load-balanced layout's scaler.
+type hostArgs struct {
+	Role         string
+	InstanceType string
+	Image        string
+	Profile      pulumi.StringInput
+	Group        pulumi.IDOutput
+	UserData     pulumi.StringOutput
+	KeyName      string
+	// DependsOn are the policies its services need at boot (its bundle
+	// objects are added).
+	DependsOn []pulumi.Resource
+}
+
+// newHost makes an instance from an Amazon Linux 2023 image: IMDSv2 only,
+// a public address (for the AWS APIs, from the default VPC), user data
+// that installs and starts its services. A change of user data (a new
+// bundle) replaces it, deleting it first: two scalers at once would act on
+// one fleet, each up to MaxWorkers. A newer Amazon Linux image does not.
+func (st *stack) newHost(ctx *pulumi.Context, a hostArgs, opts ...pulumi.ResourceOption) (*ec2.Instance, error) {
+	tags := resourceTags(st.Name, a.Role)
+	tags[tagRole] = a.Role
 	args := &ec2.InstanceArgs{
-		Ami:                      pulumi.String(image),
-		InstanceType:             pulumi.String(cfg.WebInstanceType),
-		IamInstanceProfile:       st.Access.WebProfile.Name,
-		VpcSecurityGroupIds:      pulumi.StringArray{st.Network.Web.ID()},
+		Ami:                      pulumi.String(a.Image),
+		InstanceType:             pulumi.String(a.InstanceType),
+		IamInstanceProfile:       a.Profile,
+		VpcSecurityGroupIds:      pulumi.StringArray{a.Group},
 		AssociatePublicIpAddress: pulumi.Bool(true),
 		MetadataOptions: &ec2.InstanceMetadataOptionsArgs{
 			HttpEndpoint:            pulumi.String(imdsEndpoint),
 			HttpTokens:              pulumi.String(imdsTokens),
 			HttpPutResponseHopLimit: pulumi.Int(imdsHops),
 		},
-		UserData:                userData,
+		UserData:                a.UserData,
 		UserDataReplaceOnChange: pulumi.Bool(true),
 		Tags:                    pulumi.ToStringMap(tags),
-		VolumeTags:              pulumi.ToStringMap(resourceTags(st.Name, roleWeb)),
+		VolumeTags:              pulumi.ToStringMap(resourceTags(st.Name, a.Role)),
 	}
-	if cfg.KeyName != "" {
-		args.KeyName = pulumi.String(cfg.KeyName)
+	if a.KeyName != "" {
+		args.KeyName = pulumi.String(a.KeyName)
 	}
-	// The instance starts its services at boot: its objects and both
-	// policies (the scaler launches workers that need theirs) come first.
-	deps := append(st.Deployment.dependencies(), st.Access.WebPolicy, st.Access.WorkerPolicy)
-	name := st.Name + "-web"
-	// Delete before replace: two web instances at once would be two
-	// scalers acting on one fleet, each up to MaxWorkers.
-	web, err := ec2.NewInstance(ctx, name, args, pulumi.DependsOn(deps), pulumi.IgnoreChanges([]string{"ami"}),
-		pulumi.DeleteBeforeReplace(true))
+	deps := append(st.Deployment.dependencies(), a.DependsOn...)
+	name := st.Name + "-" + a.Role
+	host, err := ec2.NewInstance(ctx, name, args, append(opts, pulumi.DependsOn(deps), pulumi.IgnoreChanges([]string{"ami"}),
+		pulumi.DeleteBeforeReplace(true))...)
 	if err != nil {
 		return nil, fmt.Errorf("instance %s: %w", name, err)
 	}
-	return web, nil
+	return host, nil
+}
+
+// keyName is the key pair of cfg for an instance, nil for none.
+func keyName(cfg Config) pulumi.StringPtrInput {
+	if cfg.KeyName == "" {
+		return nil
+	}
+	return pulumi.String(cfg.KeyName)
 }
 
 // lookupAccount finds the partition, region and account the stack deploys to.

@@ -129,8 +129,11 @@ func (c WebConfig) WebEnv() string {
 	return renderEnv("elastiq web tier of stack "+c.StackName, lines)
 }
 
-// ScalerEnv is the scaler's environment file.
-func (c WebConfig) ScalerEnv() string {
+// ScalerEnv is the scaler's environment file: on the web instance, or on
+// its own instance when the web tier reaches it at ScalerHost.
+func (c WebConfig) ScalerEnv() string { return c.scalerEnv(c.scalerApart()) }
+
+func (c WebConfig) scalerEnv(apart bool) string {
 	lines := []envLine{
 		{"ELASTIQ_REGION", c.Region},
 		{"ELASTIQ_REQUEST_QUEUE_URL", c.RequestQueueURL},
@@ -139,7 +142,7 @@ func (c WebConfig) ScalerEnv() string {
 		{"ELASTIQ_ADDR", ScalerAddr},
 		{"ELASTIQ_METRICS_ADDR", "0.0.0.0:" + strconv.Itoa(ScalerMetricsPort)},
 	}
-	if c.scalerApart() {
+	if apart {
 		// The web instances' nudges come over the network (its
 		// security group lets only them in).
 		lines[4] = envLine{"ELASTIQ_ADDR", "0.0.0.0:" + strconv.Itoa(ScalerPort)}
@@ -257,21 +260,18 @@ func WebUserData(c WebConfig) (string, error) {
 }
 
 // ScalerUserData renders the user data of the scaler's own instance (the
-// load-balanced layout, ScalerHost set): like the web instance's, with the
-// scaler alone, serving the web instances on ScalerPort, and failing unless
-// it answers /healthz on its metrics port.
+// load-balanced layout; ScalerHost, its own address, is not needed): like
+// the web instance's, with the scaler alone, serving the web instances on
+// ScalerPort, and failing unless it answers /healthz on its metrics port.
 func ScalerUserData(c WebConfig) (string, error) {
 	if err := c.Validate(); err != nil {
 		return "", fmt.Errorf("scaler user data: %w", err)
-	}
-	if !c.scalerApart() {
-		return "", errors.New("scaler user data: no scaler host: the scaler runs on the web instance")
 	}
 	return userData("scaler", map[string]any{
 		"C":        c,
 		"Role":     "scaler",
 		"About":    "the scaler as a systemd service, serving the web instances",
-		"Files":    []scriptFile{{envFile("scaler"), "0644", c.ScalerEnv()}, unitFile(ScalerUnit())},
+		"Files":    []scriptFile{{envFile("scaler"), "0644", c.scalerEnv(true)}, unitFile(ScalerUnit())},
 		"Fetch":    []fetchSpec{{c.Scaler, program(ScalerName)}},
 		"Services": []string{ScalerService},
 		"Await":    awaitService{"scaler", ScalerMetricsPort, ScalerService},
