@@ -40,9 +40,10 @@ test-unit:
 	@scripts/test.sh -short $(MODULES)
 
 ## test-iam: show that the distributed end-to-end test has teeth: run it once per action of the web and worker IAM
-## policies with that action dropped, and expect each run to fail (about a minute per action; PATTERN=worker to narrow)
+## policies with that action dropped, and expect each run to fail (about a minute per action; PATTERN=worker to narrow;
+## LAYOUT=loadBalanced for the load-balanced layout's test and policies, about two minutes per action)
 test-iam: models
-	@scripts/iam-teeth.sh $(if $(PATTERN),"$(PATTERN)")
+	@LAYOUT=$(or $(LAYOUT),single) scripts/iam-teeth.sh $(if $(PATTERN),"$(PATTERN)")
 
 ## bench: the pipeline's overhead, the classifier's speed, the nearest-face search at 1k to 100k enrolled faces (one
 ## core), the distributed mode's burst on moto (time, and S3 and SQS calls per request), and the 100 CSE546 images

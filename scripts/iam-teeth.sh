@@ -7,7 +7,9 @@
 # policies with that one action dropped, and expects each run to fail. The
 # actions the test lists as unused (with the reason) are reported, not run.
 # PATTERN (a grep -E pattern) limits the run to the matching actions, as
-# "worker SendResponses".
+# "worker SendResponses". LAYOUT=loadBalanced runs TestLoadBalancedWebTier
+# instead, over the web, worker and scaler policies of the load-balanced
+# layout (about two minutes per action).
 #
 # Up to a minute per action (about 9 minutes in all here); `make test-iam`
 # runs it. It needs what `make test` needs (models, test servers), and
@@ -20,7 +22,16 @@ pattern="${1:-.}"
 
 trap 'scripts/test-servers.sh stop' EXIT
 eval "$(scripts/test-servers.sh start)"
-run() { go test -count=1 -run '^TestDistributedMode$' -v ./services/embedded/e2e; }
+test=TestDistributedMode
+case "${LAYOUT:-single}" in
+single) ;;
+loadBalanced) test=TestLoadBalancedWebTier ;;
+*)
+	echo "iam-teeth: LAYOUT=$LAYOUT: want single or loadBalanced" >&2
+	exit 2
+	;;
+esac
+run() { go test -count=1 -run "^$test\$" -v -timeout 30m ./services/embedded/e2e; }
 
 mapfile -t actions < <(ELASTIQ_E2E_DROP_ACTION=list run | sed -n 's/^ACTION //p' | grep -E -- "$pattern")
 if ((${#actions[@]} == 0)); then

@@ -352,6 +352,12 @@ func deploy(tb testing.TB, visibility time.Duration, maxReceives int, enforce bo
 		grants.ResponseQueueARN, grants.ReplyQueuePrefix, grants.SeparateScaler = "", d.replyPrefix(), true
 	}
 	if os.Getenv(EnvDropAction) == "list" {
+		if lay == loadBalanced {
+			listActions(map[string]iampolicy.Document{"web": iampolicy.Web(grants), "worker": iampolicy.Worker(grants),
+				"scaler": iampolicy.Scaler(grants)},
+				map[string]map[string]string{"web": lbWebUnused, "worker": lbWorkerUnused, "scaler": merge(lbScalerUnused, webMotoBlind)})
+			return nil
+		}
 		listActions(map[string]iampolicy.Document{"web": iampolicy.Web(grants), "worker": iampolicy.Worker(grants)},
 			map[string]map[string]string{"web": merge(webUnused, webMotoBlind), "worker": workerUnused})
 		return nil
@@ -362,7 +368,7 @@ func deploy(tb testing.TB, visibility time.Duration, maxReceives int, enforce bo
 	d.workerKeys = st.User(tb, "worker", policyJSON(tb, d.workerPolicy))
 	d.scalerKeys = d.webKeys
 	if lay == loadBalanced {
-		d.scalerPolicy = iampolicy.Scaler(grants)
+		d.scalerPolicy = dropAction(tb, "scaler", iampolicy.Scaler(grants))
 		d.scalerKeys = st.User(tb, "scaler", policyJSON(tb, d.scalerPolicy))
 	}
 	d.bin = build(tb, "./services/web/cmd/web", "./services/worker/cmd/worker",

@@ -113,8 +113,9 @@ func checkPolicyUse(t *testing.T, st *awsstack.Enforcing, keys awsstack.Keys, po
 }
 
 // EnvDropAction names one action to drop from a program's policy, as
-// "USER SID ACTION" (USER web or worker), for scripts/iam-teeth.sh: with
-// any action dropped that is not listed as unused, TestDistributedMode must
+// "USER SID ACTION" (USER web, worker, or in the load-balanced layout
+// scaler), for scripts/iam-teeth.sh: with any action dropped that is not
+// listed as unused, TestDistributedMode (or TestLoadBalancedWebTier) must
 // fail. "list" makes the test print the actions (listActions) and stop.
 const EnvDropAction = "ELASTIQ_E2E_DROP_ACTION"
 
