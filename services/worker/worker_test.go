@@ -250,6 +250,32 @@ func TestWorkerReplyTo(t *testing.T) {
 	}
 }
 
+// TestWorkerWithoutResponseQueue: a worker of the load-balanced layout has
+// no shared response queue; a request that names no queue of its own is
+// still finished, its result in output/ alone.
+func TestWorkerWithoutResponseQueue(t *testing.T) {
+	h := newHarness(t, labelByContent, nil)
+	cfg := DefaultConfig("w-replies")
+	cfg.IdleTimeout = 200 * time.Millisecond
+	w, err := New(cfg, Deps{Requests: h.requests, Store: h.store, Classifier: classifierFunc(labelByContent),
+		ReplyQueues: func(url string) (elastiq.Queue, error) {
+			return nil, fmt.Errorf("open %s: %w", url, elastiq.ErrNotFound)
+		}})
+	if err != nil {
+		t.Fatalf("New without Responses but with ReplyQueues: %v", err)
+	}
+	h.worker = w
+	req, body := h.submit(t, "test_01.jpg", []byte("face of Ann"))
+	h.requests.push(body)
+	h.runUntilIdle(t)
+	if n := len(h.requests.deletedReceipts()); n != 1 {
+		t.Errorf("requests deleted = %d, want 1", n)
+	}
+	if _, err := h.store.Get(t.Context(), elastiq.OutputKey(req.ID)); err != nil {
+		t.Errorf("output/%s: %v, want the result", req.ID, err)
+	}
+}
+
 // TestWorkerFirstDeliveryReadsNoOutput: a first delivery does not look for
 // a stored output (there is none to reuse, and the read is a call per
 // request), so the same request sent twice is classified twice; both
