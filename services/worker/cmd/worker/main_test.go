@@ -54,6 +54,14 @@ func TestParse(t *testing.T) {
 			t.Errorf("parse() = %+v; want the environment's values", o)
 		}
 	})
+	t.Run("no response queue", func(t *testing.T) {
+		// The load-balanced layout: each request names its web
+		// instance's queue.
+		o, err := parse(append([]string{"worker"}, base[:4]...), env(nil), io.Discard)
+		if err != nil || o.responsesURL != "" {
+			t.Errorf("parse() without -response-queue-url = %q, %v; want no response queue, no error", o.responsesURL, err)
+		}
+	})
 	t.Run("flag wins over environment", func(t *testing.T) {
 		o, err := parse(append([]string{"worker", "-concurrency", "3"}, base...), env(map[string]string{"ELASTIQ_CONCURRENCY": "5"}), io.Discard)
 		if err != nil || o.worker.Concurrency != 3 {
@@ -65,8 +73,7 @@ func TestParse(t *testing.T) {
 		args []string
 		want string
 	}{
-		{name: "nothing", want: "missing required flags: -bucket (or ELASTIQ_BUCKET), -request-queue-url (or ELASTIQ_REQUEST_QUEUE_URL), -response-queue-url (or ELASTIQ_RESPONSE_QUEUE_URL)"},
-		{name: "no response queue", args: base[:4], want: "missing required flags: -response-queue-url"},
+		{name: "nothing", want: "missing required flags: -bucket (or ELASTIQ_BUCKET), -request-queue-url (or ELASTIQ_REQUEST_QUEUE_URL)"},
 		{name: "exec without command", args: append([]string{"-classifier", "exec"}, base...), want: "-exec-command"},
 		{name: "zero concurrency", args: append([]string{"-concurrency", "0"}, base...), want: "Concurrency"},
 		{name: "negative grace", args: append([]string{"-grace", "-1s"}, base...), want: "-grace"},
