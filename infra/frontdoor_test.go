@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -258,5 +259,41 @@ func TestProdStack(t *testing.T) {
 	}
 	if got := m.one(t, typeBucket, "elastiq-prod").Inputs["forceDestroy"]; got != false {
 		t.Errorf("prod bucket forceDestroy = %v, want false", got)
+	}
+}
+
+// TestLoadBalancedCodeChange: a new bundle is new user data for the web
+// instances' template (a new version, which the group's instance refresh
+// rolls out) and for the scaler (replaced); the same bundle changes
+// neither, and the load balancer, hence the url, is the same resource.
+func TestLoadBalancedCodeChange(t *testing.T) {
+	cfg := loadBalanced(t, nil)
+	v1 := deployStack(t, cfg)
+	cfg.Build = fakeBuild(t, "v2")
+	v2 := deployStack(t, cfg)
+	same := deployStack(t, loadBalanced(t, nil))
+	web := func(d deployed) string { return decodedUserData(t, d.one(t, typeTemplate, testStack+"-web")) }
+	scaler := func(d deployed) any { return d.one(t, typeInstance, testStack+"-scaler").Inputs["userData"] }
+	if web(v1) == web(v2) || scaler(v1) == scaler(v2) {
+		t.Error("a new bundle leaves the web instances' or the scaler's user data as it was: nothing would roll")
+	}
+	if web(v1) != web(same) || scaler(v1) != scaler(same) {
+		t.Error("the same bundle changes the user data: every update would roll the instances")
+	}
+	if r := v1.one(t, typeInstance, testStack+"-scaler"); !r.DeleteBeforeReplace {
+		t.Error("the scaler is not replaced delete-before-create: two scalers would act on one fleet")
+	}
+	// The load balancer's inputs do not depend on the bundle: an update
+	// changes nothing about it, so its DNS name, the url, stays.
+	for _, typ := range []string{typeBalancer, typeListener, typeTargetGroup} {
+		a, b := v1.ofType(typ), v2.ofType(typ)
+		if len(a) != len(b) {
+			t.Fatalf("%s: %d and %d resources for two bundles", typ, len(a), len(b))
+		}
+		for i := range a {
+			if !reflect.DeepEqual(a[i].Inputs, b[i].Inputs) {
+				t.Errorf("%s %s: inputs differ between two bundles (%v, %v): it would be updated or replaced", typ, a[i].Name, a[i].Inputs, b[i].Inputs)
+			}
+		}
 	}
 }
