@@ -21,7 +21,8 @@ import (
 //   - an Application Load Balancer, the one address clients use (the
 //     stack's url, the same across `pulumi up`): HTTP on httpPort, or with a
 //     certificate HTTPS on 443 and a redirect from httpPort;
-//   - an Auto Scaling group of web instances (at least webMinInstances,
+//   - an Auto Scaling group of web instances (webMinInstances to
+//     webMaxInstances, kept near webTargetCPU by a target-tracking policy,
 //     spread over the zones), each with a response queue of its own, health
 //     checked by the load balancer on /healthz and replaced when unhealthy;
 //     a new bundle is rolled out by an instance refresh that starts new
@@ -56,6 +57,9 @@ type frontDoor struct {
 
 	WebTemplate *ec2.LaunchTemplate
 	Web         *autoscaling.Group
+	// WebScaling keeps the web instances' CPU near webTargetCPU, between
+	// the group's bounds.
+	WebScaling *autoscaling.Policy
 }
 
 // Front door settings.
@@ -71,6 +75,11 @@ const (
 	webWarmup = 180
 	// tlsPolicy is the HTTPS listener's: TLS 1.3 and 1.2 only.
 	tlsPolicy = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+	// webTargetCPU is the web instances' average CPU (percent) the group
+	// adds and removes instances to keep: the web tier's work is CPU
+	// (multipart, image headers) and connections, and it leaves room for
+	// a burst while new instances boot.
+	webTargetCPU = 50
 )
 
 // newFrontDoor makes the front door of st (its queues, bucket, access,
@@ -275,6 +284,19 @@ func (st *stack) newFrontDoor(ctx *pulumi.Context, cfg Config, bundle deploy.Bun
 		},
 	}, parent, pulumi.DependsOn(deps)); err != nil {
 		return nil, fmt.Errorf("auto scaling group %s-web: %w", name, err)
+	}
+	if f.WebScaling, err = autoscaling.NewPolicy(ctx, name+"-web-cpu", &autoscaling.PolicyArgs{
+		AutoscalingGroupName:    f.Web.Name,
+		PolicyType:              pulumi.String("TargetTrackingScaling"),
+		EstimatedInstanceWarmup: pulumi.Int(webWarmup),
+		TargetTrackingConfiguration: &autoscaling.PolicyTargetTrackingConfigurationArgs{
+			PredefinedMetricSpecification: &autoscaling.PolicyTargetTrackingConfigurationPredefinedMetricSpecificationArgs{
+				PredefinedMetricType: pulumi.String("ASGAverageCPUUtilization"),
+			},
+			TargetValue: pulumi.Float64(webTargetCPU),
+		},
+	}, parent); err != nil {
+		return nil, fmt.Errorf("scaling policy %s-web-cpu: %w", name, err)
 	}
 	if err := ctx.RegisterResourceOutputs(f, pulumi.Map{
 		"loadBalancerDnsName": f.Balancer.DnsName,

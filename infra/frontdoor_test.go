@@ -98,6 +98,13 @@ func TestLoadBalancedLayout(t *testing.T) {
 		t.Errorf("web group instance refresh = %v, want rolling with 100%% kept healthy", group.Inputs["instanceRefresh"])
 	}
 
+	policy := d.one(t, "aws:autoscaling/policy:Policy", testStack+"-web-cpu")
+	if policy.Inputs["autoscalingGroupName"] != group.Outputs["name"] || policy.Inputs["policyType"] != "TargetTrackingScaling" ||
+		at(policy.Inputs, "targetTrackingConfiguration", "predefinedMetricSpecification", "predefinedMetricType") != "ASGAverageCPUUtilization" ||
+		at(policy.Inputs, "targetTrackingConfiguration", "targetValue") != float64(webTargetCPU) {
+		t.Errorf("web scaling policy = %v, want target tracking of the group's CPU at %d%%", policy.Inputs, webTargetCPU)
+	}
+
 	cache := d.one(t, typeCache, testStack+"-cache")
 	if cache.Inputs["engine"] != "memcached" || cache.Inputs["nodeType"] != defaultCacheNodeType || cache.Inputs["numCacheNodes"] != float64(1) {
 		t.Errorf("cache = %v, want one %s memcached node", cache.Inputs, defaultCacheNodeType)
