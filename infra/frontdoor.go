@@ -238,7 +238,7 @@ func (st *stack) newFrontDoor(ctx *pulumi.Context, cfg Config, bundle deploy.Bun
 			HttpTokens:              pulumi.String(imdsTokens),
 			HttpPutResponseHopLimit: pulumi.Int(imdsHops),
 		},
-		KeyName:              keyName(cfg),
+		KeyName:              keyName(cfg.KeyName),
 		UserData:             webUserData,
 		UpdateDefaultVersion: pulumi.Bool(true),
 		TagSpecifications: ec2.LaunchTemplateTagSpecificationArray{

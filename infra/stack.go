@@ -365,9 +365,7 @@ func (st *stack) newHost(ctx *pulumi.Context, a hostArgs, opts ...pulumi.Resourc
 		Tags:                    pulumi.ToStringMap(tags),
 		VolumeTags:              pulumi.ToStringMap(resourceTags(st.Name, a.Role)),
 	}
-	if a.KeyName != "" {
-		args.KeyName = pulumi.String(a.KeyName)
-	}
+	args.KeyName = keyName(a.KeyName)
 	deps := append(st.Deployment.dependencies(), a.DependsOn...)
 	name := st.Name + "-" + a.Role
 	host, err := ec2.NewInstance(ctx, name, args, append(opts, pulumi.DependsOn(deps), pulumi.IgnoreChanges([]string{"ami"}),
@@ -378,12 +376,12 @@ func (st *stack) newHost(ctx *pulumi.Context, a hostArgs, opts ...pulumi.Resourc
 	return host, nil
 }
 
-// keyName is the key pair of cfg for an instance, nil for none.
-func keyName(cfg Config) pulumi.StringPtrInput {
-	if cfg.KeyName == "" {
+// keyName is an instance's key pair name, nil for none ("").
+func keyName(name string) pulumi.StringPtrInput {
+	if name == "" {
 		return nil
 	}
-	return pulumi.String(cfg.KeyName)
+	return pulumi.String(name)
 }
 
 // lookupAccount finds the partition, region and account the stack deploys to.

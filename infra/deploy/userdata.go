@@ -103,25 +103,27 @@ func (c WebConfig) Validate() error {
 
 // WebEnv is the web tier's environment file.
 func (c WebConfig) WebEnv() string {
+	// Where results come from, the cache and the scaler: on this
+	// instance, or (the load-balanced layout) its own queue, the shared
+	// cache and the scaler's instance.
+	results := envLine{"ELASTIQ_RESPONSE_QUEUE_URL", c.ResponseQueueURL}
+	if c.ReplyQueuePrefix != "" {
+		results = envLine{"ELASTIQ_REPLY_QUEUE_PREFIX", c.ReplyQueuePrefix}
+	}
+	scaler := "http://" + ScalerAddr
+	if c.scalerApart() {
+		scaler = "http://" + net.JoinHostPort(c.ScalerHost, strconv.Itoa(ScalerPort))
+	}
 	lines := []envLine{
 		{"ELASTIQ_ADDR", "0.0.0.0:" + strconv.Itoa(c.Port)},
 		{"ELASTIQ_REGION", c.Region},
 		{"ELASTIQ_BUCKET", c.Bucket},
 		{"ELASTIQ_REQUEST_QUEUE_URL", c.RequestQueueURL},
-		{"ELASTIQ_RESPONSE_QUEUE_URL", c.ResponseQueueURL},
+		results,
 		{"ELASTIQ_DEAD_LETTER_QUEUE_URL", c.DeadLetterQueueURL},
-		{"ELASTIQ_MEMCACHED", MemcachedAddr},
+		{"ELASTIQ_MEMCACHED", cmp.Or(strings.Join(c.Memcached, ","), MemcachedAddr)},
 		{"ELASTIQ_STACK", c.StackName},
-		{"ELASTIQ_SCALER_URL", "http://" + ScalerAddr},
-	}
-	if c.ReplyQueuePrefix != "" {
-		lines[4] = envLine{"ELASTIQ_REPLY_QUEUE_PREFIX", c.ReplyQueuePrefix}
-	}
-	if len(c.Memcached) > 0 {
-		lines[6] = envLine{"ELASTIQ_MEMCACHED", strings.Join(c.Memcached, ",")}
-	}
-	if c.scalerApart() {
-		lines[8] = envLine{"ELASTIQ_SCALER_URL", "http://" + net.JoinHostPort(c.ScalerHost, strconv.Itoa(ScalerPort))}
+		{"ELASTIQ_SCALER_URL", scaler},
 	}
 	if c.AdminTokenParameter != "" {
 		lines = append(lines, envLine{"ELASTIQ_ADMIN_TOKEN_SSM_PARAMETER", c.AdminTokenParameter})
@@ -134,18 +136,19 @@ func (c WebConfig) WebEnv() string {
 func (c WebConfig) ScalerEnv() string { return c.scalerEnv(c.scalerApart()) }
 
 func (c WebConfig) scalerEnv(apart bool) string {
+	addr := ScalerAddr
+	if apart {
+		// The web instances' nudges come over the network (its
+		// security group lets only them in).
+		addr = "0.0.0.0:" + strconv.Itoa(ScalerPort)
+	}
 	lines := []envLine{
 		{"ELASTIQ_REGION", c.Region},
 		{"ELASTIQ_REQUEST_QUEUE_URL", c.RequestQueueURL},
 		{"ELASTIQ_STACK", c.StackName},
 		{"ELASTIQ_LAUNCH_TEMPLATE_ID", c.LaunchTemplateID},
-		{"ELASTIQ_ADDR", ScalerAddr},
+		{"ELASTIQ_ADDR", addr},
 		{"ELASTIQ_METRICS_ADDR", "0.0.0.0:" + strconv.Itoa(ScalerMetricsPort)},
-	}
-	if apart {
-		// The web instances' nudges come over the network (its
-		// security group lets only them in).
-		lines[4] = envLine{"ELASTIQ_ADDR", "0.0.0.0:" + strconv.Itoa(ScalerPort)}
 	}
 	if c.ReplyQueuePrefix != "" {
 		lines = append(lines, envLine{"ELASTIQ_REPLY_QUEUE_PREFIX", c.ReplyQueuePrefix})

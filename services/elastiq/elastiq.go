@@ -377,6 +377,20 @@ type Queue interface {
 // instance is gone) fails with ErrNotFound: output/<id> still has it.
 type ReplyQueues func(url string) (Queue, error)
 
+// Destination is the queue a result goes on: the one replyTo names, opened
+// by open, or responses when replyTo is empty or open is nil.
+func (open ReplyQueues) Destination(replyTo string, responses Queue) (Queue, error) {
+	if replyTo == "" || open == nil {
+		return responses, nil
+	}
+	return open(replyTo)
+}
+
+// ReplyGone reports whether err, from sending a result toward replyTo,
+// means the queue it names no longer exists: its web instance stopped. That
+// is no failure: output/ has the result, for any other instance to find.
+func ReplyGone(replyTo string, err error) bool { return replyTo != "" && errors.Is(err, ErrNotFound) }
+
 // Object is a stored blob with its content type and user metadata.
 type Object struct {
 	Body        []byte

@@ -96,15 +96,15 @@ func (s *Server) answerDeadLetter(ctx context.Context, log *slog.Logger, m elast
 // queue. A reply queue that no longer exists is no error: its web instance
 // is gone, and output/ has the result for any other.
 func (s *Server) reply(ctx context.Context, replyTo string, body []byte) error {
-	q := s.responses
-	var err error
-	if replyTo != "" && replyTo != s.replyTo && s.replyQueues != nil {
-		q, err = s.replyQueues(replyTo)
+	to := replyTo
+	if to == s.replyTo {
+		to = "" // this instance's own queue: responses
 	}
+	q, err := s.replyQueues.Destination(to, s.responses)
 	if err == nil {
 		err = q.Send(ctx, body)
 	}
-	if replyTo != "" && errors.Is(err, elastiq.ErrNotFound) {
+	if elastiq.ReplyGone(replyTo, err) {
 		s.log.Info("reply queue gone (its web instance stopped); the result stays in output/", "reply_to", replyTo)
 		return nil
 	}

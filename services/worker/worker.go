@@ -713,10 +713,7 @@ func (w *Worker) respond(ctx context.Context, log *slog.Logger, replyTo string, 
 	if err != nil {
 		return fmt.Errorf("encode result %s: %w", res.ID, err)
 	}
-	q := w.deps.Responses
-	if replyTo != "" && w.deps.ReplyQueues != nil {
-		q, err = w.deps.ReplyQueues(replyTo)
-	}
+	q, err := w.deps.ReplyQueues.Destination(replyTo, w.deps.Responses)
 	if err == nil && q == nil {
 		log.Warn("the request names no reply queue and there is no response queue; the result is in output/ alone")
 		return nil
@@ -724,7 +721,7 @@ func (w *Worker) respond(ctx context.Context, log *slog.Logger, replyTo string, 
 	if err == nil {
 		err = w.op(ctx, func(ctx context.Context) error { return q.Send(ctx, body) })
 	}
-	if replyTo != "" && errors.Is(err, elastiq.ErrNotFound) {
+	if elastiq.ReplyGone(replyTo, err) {
 		log.Info("reply queue gone (its web instance stopped); the result stays in output/", "reply_to", replyTo)
 		return nil
 	}

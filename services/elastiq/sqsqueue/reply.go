@@ -79,29 +79,23 @@ func ValidateReplyPrefix(prefix string) error {
 // ReplyQueue is a web instance's own response queue.
 type ReplyQueue struct {
 	*Queue
-	api     ReplyAPI
-	timeout time.Duration
-	now     func() time.Time
+	api ReplyAPI
 }
 
 // CreateReplyQueue creates a queue named prefix plus 16 random hex digits,
 // marked alive, and returns it once SQS serves it. opts are the Queue's.
 func CreateReplyQueue(ctx context.Context, cfg aws.Config, prefix string, opts Options) (*ReplyQueue, error) {
-	client := sqs.NewFromConfig(cfg)
-	return createReplyQueue(ctx, client, client, prefix, opts, time.Now)
-}
-
-func createReplyQueue(ctx context.Context, api API, rapi ReplyAPI, prefix string, opts Options, now func() time.Time) (*ReplyQueue, error) {
 	if err := ValidateReplyPrefix(prefix); err != nil {
 		return nil, err
 	}
 	var b [8]byte
 	rand.Read(b[:])
 	name := prefix + hex.EncodeToString(b[:])
-	r := &ReplyQueue{api: rapi, timeout: callTimeout(opts), now: now}
-	ctx1, cancel := context.WithTimeout(ctx, r.timeout)
+	client := sqs.NewFromConfig(cfg)
+	r := &ReplyQueue{api: client}
+	ctx1, cancel := context.WithTimeout(ctx, callTimeout(opts))
 	defer cancel()
-	out, err := rapi.CreateQueue(ctx1, &sqs.CreateQueueInput{
+	out, err := client.CreateQueue(ctx1, &sqs.CreateQueueInput{
 		QueueName: aws.String(name),
 		Attributes: map[string]string{
 			string(types.QueueAttributeNameVisibilityTimeout):             seconds(elastiq.DefaultVisibilityTimeout),
@@ -109,12 +103,12 @@ func createReplyQueue(ctx context.Context, api API, rapi ReplyAPI, prefix string
 			string(types.QueueAttributeNameMessageRetentionPeriod):        seconds(replyRetention),
 			string(types.QueueAttributeNameSqsManagedSseEnabled):          "true",
 		},
-		Tags: map[string]string{AliveTag: r.aliveValue()},
+		Tags: map[string]string{AliveTag: aliveNow()},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create reply queue %s: %w", name, mapError(err))
 	}
-	r.Queue = New(api, aws.ToString(out.QueueUrl), opts)
+	r.Queue = New(client, aws.ToString(out.QueueUrl), opts)
 	// A new queue may take a moment to be served everywhere: a result
 	// sent to it must not find it missing.
 	for {
@@ -132,14 +126,15 @@ func createReplyQueue(ctx context.Context, api API, rapi ReplyAPI, prefix string
 	}
 }
 
-func (r *ReplyQueue) aliveValue() string { return strconv.FormatInt(r.now().Unix(), 10) }
+// aliveNow is AliveTag's value now.
+func aliveNow() string { return strconv.FormatInt(time.Now().Unix(), 10) }
 
 // MarkAlive tags the queue alive now. A queue that was deleted (swept while
 // its instance could not mark it) fails with a wrapped elastiq.ErrNotFound.
 func (r *ReplyQueue) MarkAlive(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
-	_, err := r.api.TagQueue(ctx, &sqs.TagQueueInput{QueueUrl: aws.String(r.url), Tags: map[string]string{AliveTag: r.aliveValue()}})
+	_, err := r.api.TagQueue(ctx, &sqs.TagQueueInput{QueueUrl: aws.String(r.url), Tags: map[string]string{AliveTag: aliveNow()}})
 	if err != nil {
 		return fmt.Errorf("mark reply queue %s alive: %w", r.url, mapError(err))
 	}
