@@ -173,10 +173,17 @@ type Options struct {
 	// Threshold, if set, is the least similarity that names someone,
 	// instead of the classifier's.
 	Threshold *float64 `json:"threshold,omitempty"`
+	// MinZ, if set, is the least z that names someone below the certain
+	// similarity, instead of the one calibrated on the gallery (0: no z
+	// needed, the threshold alone decides).
+	MinZ *float64 `json:"min_z,omitempty"`
 	// TopK is how many candidates to report per face, best first (0: the
 	// classifier's default).
 	TopK int `json:"top_k,omitempty"`
 }
+
+// MaxMinZ is the largest least z a request may ask for.
+const MaxMinZ = 100
 
 // MaxTopK is the most candidates a request may ask for per face.
 const MaxTopK = 20
@@ -185,6 +192,9 @@ const MaxTopK = 20
 func (o Options) Validate() error {
 	if o.Threshold != nil && (*o.Threshold < -1 || *o.Threshold > 1 || math.IsNaN(*o.Threshold)) {
 		return fmt.Errorf("threshold %v: want a cosine similarity from -1 to 1", *o.Threshold)
+	}
+	if o.MinZ != nil && !(*o.MinZ >= 0 && *o.MinZ <= MaxMinZ) {
+		return fmt.Errorf("min_z %v: want a number from 0 to %d", *o.MinZ, MaxMinZ)
 	}
 	if o.TopK < 0 || o.TopK > MaxTopK {
 		return fmt.Errorf("top_k %d: want 1 to %d", o.TopK, MaxTopK)
@@ -199,9 +209,14 @@ type Face struct {
 	// Score is the detector's confidence, 0 to 1.
 	Score float64 `json:"score"`
 	// Label is the nearest enrolled person when Similarity reaches the
-	// threshold, else the unknown label.
+	// threshold (and, below the certain similarity, Z the least z), else
+	// the unknown label.
 	Label      string  `json:"label"`
 	Similarity float64 `json:"similarity"`
+	// Z is how many standard deviations Similarity stands above the face's
+	// similarities to other enrolled people: how much the nearest person
+	// stands out. Absent when too few people are enrolled for it.
+	Z *float64 `json:"z,omitempty"`
 	// Candidates are the nearest enrolled people, best first.
 	Candidates []Candidate `json:"candidates,omitempty"`
 }
@@ -225,9 +240,11 @@ type Candidate struct {
 // face (a Classifier's answer), the threshold it was decided at, and every
 // face found, largest first.
 type Recognition struct {
-	Label     string
-	Threshold float64
-	Faces     []Face
+	Label string
+	// Threshold, Certain and MinZ are the rule the labels were decided by:
+	// the least similarity, and below Certain the least z (0: none).
+	Threshold, Certain, MinZ float64
+	Faces                    []Face
 }
 
 // FaceRecognizer is a Classifier that also reports every face it finds and
@@ -277,7 +294,11 @@ type Result struct {
 	// Threshold is the similarity the label was decided at, and Faces
 	// every face found, largest first: from a FaceRecognizer only.
 	Threshold *float64 `json:"threshold,omitempty"`
-	Faces     []Face   `json:"faces,omitempty"`
+	// Certain and MinZ are the rest of the rule: below the Certain
+	// similarity a name also needs a z of MinZ (0: none).
+	Certain *float64 `json:"certain,omitempty"`
+	MinZ    *float64 `json:"min_z,omitempty"`
+	Faces   []Face   `json:"faces,omitempty"`
 	// Verification is the answer of a KindVerify request, whose Label is
 	// then "same" or "different".
 	Verification *Verification `json:"verification,omitempty"`

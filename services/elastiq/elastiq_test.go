@@ -161,6 +161,11 @@ func TestOptionsValidate(t *testing.T) {
 		{name: "threshold -1", o: elastiq.Options{Threshold: f(-1)}, ok: true},
 		{name: "threshold over 1", o: elastiq.Options{Threshold: f(1.5)}},
 		{name: "threshold NaN", o: elastiq.Options{Threshold: f(math.NaN())}},
+		{name: "min_z 0 (no z rule)", o: elastiq.Options{MinZ: f(0)}, ok: true},
+		{name: "min_z 4.5", o: elastiq.Options{MinZ: f(4.5)}, ok: true},
+		{name: "min_z negative", o: elastiq.Options{MinZ: f(-1)}},
+		{name: "min_z too large", o: elastiq.Options{MinZ: f(elastiq.MaxMinZ + 1)}},
+		{name: "min_z NaN", o: elastiq.Options{MinZ: f(math.NaN())}},
 		{name: "top_k negative", o: elastiq.Options{TopK: -1}},
 		{name: "top_k too many", o: elastiq.Options{TopK: elastiq.MaxTopK + 1}},
 	} {

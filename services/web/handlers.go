@@ -153,7 +153,8 @@ func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request) error {
 }
 
 // parseOptions reads a recognition's options from its query: threshold (a
-// cosine similarity, -1 to 1) and top_k (1 to elastiq.MaxTopK).
+// cosine similarity, -1 to 1), min_z (0 to elastiq.MaxMinZ) and top_k (1
+// to elastiq.MaxTopK).
 func parseOptions(q url.Values) (elastiq.Options, error) {
 	var o elastiq.Options
 	if v := q.Get("threshold"); v != "" {
@@ -162,6 +163,13 @@ func parseOptions(q url.Values) (elastiq.Options, error) {
 			return o, fail(errInvalid, fmt.Sprintf("threshold %q: want a number from -1 to 1", v))
 		}
 		o.Threshold = &t
+	}
+	if v := q.Get("min_z"); v != "" {
+		z, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return o, fail(errInvalid, fmt.Sprintf("min_z %q: want a number from 0 to %d", v, elastiq.MaxMinZ))
+		}
+		o.MinZ = &z
 	}
 	if v := q.Get("top_k"); v != "" {
 		k, err := strconv.Atoi(v)
@@ -191,7 +199,7 @@ type Accepted struct {
 	StatusURL string            `json:"status_url"`
 }
 
-// handleSubmit is POST /v1/recognitions[?threshold=T&top_k=K]: upload and
+// handleSubmit is POST /v1/recognitions[?threshold=T&min_z=Z&top_k=K]: upload and
 // answer 202 at once.
 func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request) error {
 	opts, err := parseOptions(r.URL.Query())
@@ -437,8 +445,13 @@ type Recognition struct {
 	// Threshold is the similarity the label was decided at, and Faces
 	// every face found, largest first, with its box, detection score,
 	// label, similarity and nearest people (from the face classifier).
-	Threshold *float64       `json:"threshold,omitempty"`
-	Faces     []elastiq.Face `json:"faces,omitempty"`
+	Threshold *float64 `json:"threshold,omitempty"`
+	// Certain and MinZ are the rest of the rule the labels were decided
+	// by: below the Certain similarity, a name also needs a face's z to
+	// reach MinZ (0: no z needed).
+	Certain *float64       `json:"certain,omitempty"`
+	MinZ    *float64       `json:"min_z,omitempty"`
+	Faces   []elastiq.Face `json:"faces,omitempty"`
 	// Verification is the answer of POST /v1/verify.
 	Verification *elastiq.Verification `json:"verification,omitempty"`
 }
@@ -482,6 +495,8 @@ func recognitionOf(r elastiq.Result) Recognition {
 		Worker:     r.Worker,
 		Deliveries: r.Deliveries,
 		Threshold:  r.Threshold,
+		Certain:    r.Certain,
+		MinZ:       r.MinZ,
 		Faces:      r.Faces,
 
 		Verification: r.Verification,

@@ -26,35 +26,38 @@ func (f faceRecognizer) RecognizeFaces(ctx context.Context, image []byte, opts e
 	if err != nil {
 		return elastiq.Recognition{}, err
 	}
-	threshold := 0.4
+	threshold, minZ := 0.4, 4.0
 	if opts.Threshold != nil {
 		threshold = *opts.Threshold
+	}
+	if opts.MinZ != nil {
+		minZ = *opts.MinZ
 	}
 	face := elastiq.Face{Box: elastiq.Box{X1: 1, Y1: 2, X2: 3, Y2: 4}, Score: 0.9, Label: label, Similarity: 0.8}
 	for range max(opts.TopK, 1) {
 		face.Candidates = append(face.Candidates, elastiq.Candidate{Label: label, Similarity: 0.8})
 	}
-	return elastiq.Recognition{Label: label, Threshold: threshold, Faces: []elastiq.Face{face}}, nil
+	return elastiq.Recognition{Label: label, Threshold: threshold, Certain: 0.5, MinZ: minZ, Faces: []elastiq.Face{face}}, nil
 }
 
 // TestWorkerRecognizesFaces: with a classifier that reports faces, the
 // request's options reach it and the result carries every face and the
-// threshold its label was decided at.
+// rule its label was decided by.
 func TestWorkerRecognizesFaces(t *testing.T) {
 	h := newHarness(t, labelByContent, nil)
 	fr := faceRecognizer{classifierFunc: labelByContent, got: make(chan elastiq.Options, 1)}
 	h.worker.deps.Classifier = fr
-	threshold := 0.55
+	threshold, minZ := 0.55, 3.0
 	req := elastiq.Request{ID: elastiq.NewRequestID(time.Now()), FileName: "ann.jpg", SubmittedAt: time.Now(),
-		Image: []byte("face of Ann"), Options: elastiq.Options{Threshold: &threshold, TopK: 2}}
+		Image: []byte("face of Ann"), Options: elastiq.Options{Threshold: &threshold, MinZ: &minZ, TopK: 2}}
 	body, err := elastiq.EncodeRequest(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	h.requests.push(body)
 	h.runUntilIdle(t)
-	if got := <-fr.got; got.Threshold == nil || *got.Threshold != threshold || got.TopK != 2 {
-		t.Errorf("options given to the classifier = %+v, want threshold %v, top k 2", got, threshold)
+	if got := <-fr.got; got.Threshold == nil || *got.Threshold != threshold || got.MinZ == nil || *got.MinZ != minZ || got.TopK != 2 {
+		t.Errorf("options given to the classifier = %+v, want threshold %v, min z %v, top k 2", got, threshold, minZ)
 	}
 	sent, err := h.responses.sentResults()
 	if err != nil || len(sent) != 1 {
@@ -62,8 +65,9 @@ func TestWorkerRecognizesFaces(t *testing.T) {
 	}
 	res := sent[0]
 	if res.Label != "Ann" || res.Threshold == nil || *res.Threshold != threshold || len(res.Faces) != 1 ||
+		res.Certain == nil || *res.Certain != 0.5 || res.MinZ == nil || *res.MinZ != minZ ||
 		len(res.Faces[0].Candidates) != 2 || res.Faces[0].Box.X2 != 3 {
-		t.Errorf("result = %+v, want Ann at threshold %v with one face and its 2 candidates", res, threshold)
+		t.Errorf("result = %+v, want Ann at threshold %v, certain 0.5 and min z %v, with one face and its 2 candidates", res, threshold, minZ)
 	}
 }
 

@@ -634,7 +634,8 @@ func (w *Worker) classify(ctx context.Context, req elastiq.Request) (elastiq.Res
 		// Every face with its evidence, at the client's options.
 		var r elastiq.Recognition
 		if r, err = fr.RecognizeFaces(ctx, input.Body, req.Options); err == nil {
-			label, res.Threshold, res.Faces = r.Label, &r.Threshold, r.Faces
+			label, res.Faces = r.Label, r.Faces
+			res.Threshold, res.Certain, res.MinZ = &r.Threshold, &r.Certain, &r.MinZ
 		}
 	default:
 		label, err = w.deps.Classifier.Classify(ctx, input.Body)

@@ -62,6 +62,11 @@ type Config struct {
 	// nearest enrolled label ("face"); below it the answer is UnknownLabel.
 	Threshold    float64
 	UnknownLabel string
+	// Certain and FalseMatchRate are the rest of the open-set rule
+	// ("face"): below the Certain similarity a name also needs a z
+	// calibrated on the gallery to let FalseMatchRate of strangers through
+	// (0: no z rule). See face.Config.
+	Certain, FalseMatchRate float64
 	// Sessions is how many images are classified at once ("face", "onnx"):
 	// each session runs on its own OS thread.
 	Sessions int
@@ -90,15 +95,17 @@ func DefaultConfig() Config {
 	o := onnx.DefaultConfig()
 	o.Sessions, o.MaxPixels = 0, 0 // inherit Sessions and MaxPixels
 	return Config{
-		Backend:      Face,
-		ModelDir:     ".models",
-		Threshold:    f.Threshold,
-		UnknownLabel: f.UnknownLabel,
-		Sessions:     f.Sessions,
-		MaxPixels:    f.MaxPixels,
-		DecodeBudget: f.DecodeBudget,
-		Timeout:      time.Minute,
-		ONNX:         o,
+		Backend:        Face,
+		ModelDir:       ".models",
+		Threshold:      f.Threshold,
+		Certain:        f.Certain,
+		FalseMatchRate: f.FalseMatchRate,
+		UnknownLabel:   f.UnknownLabel,
+		Sessions:       f.Sessions,
+		MaxPixels:      f.MaxPixels,
+		DecodeBudget:   f.DecodeBudget,
+		Timeout:        time.Minute,
+		ONNX:           o,
 	}
 }
 
@@ -133,7 +140,7 @@ func (c Config) faceConfig() face.Config {
 	f := face.DefaultConfig()
 	f.ModelDir, f.Gallery, f.CacheDir = c.ModelDir, c.Gallery, cache
 	f.Threshold, f.UnknownLabel, f.Sessions, f.MaxPixels = c.Threshold, c.UnknownLabel, c.Sessions, c.MaxPixels
-	f.DecodeBudget = c.DecodeBudget
+	f.DecodeBudget, f.Certain, f.FalseMatchRate = c.DecodeBudget, c.Certain, c.FalseMatchRate
 	return f
 }
 

@@ -15,6 +15,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Gallery, "gallery", c.Gallery, "gallery of enrolled faces: <Label>/*.jpg, or images + labels.csv")
 	fs.StringVar(&c.CacheDir, "gallery-cache", c.CacheDir, "folder caching the gallery's embeddings (empty: <models>/cache)")
 	fs.Float64Var(&c.Threshold, "threshold", c.Threshold, "least cosine similarity to answer a known face")
+	fs.Float64Var(&c.Certain, "certain", c.Certain,
+		"cosine similarity from which the nearest person is named whatever the face's z (below it, a name needs the calibrated least z)")
+	fs.Float64Var(&c.FalseMatchRate, "false-match-rate", c.FalseMatchRate,
+		"share of faces of people not enrolled that the least z is calibrated to name (0: no z rule, the threshold alone decides)")
 	fs.IntVar(&c.Sessions, "sessions", c.Sessions, "images classified at once (one model session and OS thread each)")
 	fs.Int64Var(&c.DecodeBudget, "decode-budget", c.DecodeBudget,
 		"bytes decoded images may hold at once: decodes wait for room, and an image needing more fails (0: no bound)")

@@ -74,6 +74,7 @@ func (c *Classifier) SetGallery(faces []elastiq.GalleryFace) {
 			g.x.add(f.Subject, f.Embedding)
 		}
 	}
+	g.prepare(c.cfg.FalseMatchRate)
 	c.gallery.Store(g)
 }
 

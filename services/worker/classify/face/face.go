@@ -39,6 +39,14 @@ type Config struct {
 	// Threshold is the least cosine similarity to the nearest enrolled face
 	// that still answers its label; below it the answer is UnknownLabel.
 	Threshold float64
+	// Certain is the similarity from which the nearest person is named
+	// whatever the face's z; below it (and from Threshold) a name also
+	// needs the gallery's calibrated least z (openset.go).
+	Certain float64
+	// FalseMatchRate is the share of faces of people who are not enrolled
+	// that the least z is calibrated to let through; 0 turns the z rule
+	// off, leaving Threshold alone.
+	FalseMatchRate float64
 	// UnknownLabel is the answer for a face that matches no one.
 	UnknownLabel string
 	// Sessions is the number of model sessions, each on its own OS thread:
@@ -65,27 +73,32 @@ type Config struct {
 
 // Default values of Config.
 const (
-	DefaultThreshold    = 0.40
-	DefaultUnknownLabel = "Unknown"
-	DefaultMinScore     = 0.7
-	DefaultMaxPixels    = 50_000_000
-	DefaultSecondLook   = 0.6
-	DefaultMaxFaces     = 10
-	DefaultTopK         = 3
+	DefaultThreshold = 0.40
+	DefaultCertain   = 0.50
+	// DefaultFalseMatchRate is one stranger in 200.
+	DefaultFalseMatchRate = 0.005
+	DefaultUnknownLabel   = "Unknown"
+	DefaultMinScore       = 0.7
+	DefaultMaxPixels      = 50_000_000
+	DefaultSecondLook     = 0.6
+	DefaultMaxFaces       = 10
+	DefaultTopK           = 3
 )
 
 // DefaultConfig returns a Config with every field but the folders set.
 func DefaultConfig() Config {
 	return Config{
-		Threshold:    DefaultThreshold,
-		UnknownLabel: DefaultUnknownLabel,
-		Sessions:     1,
-		MinScore:     DefaultMinScore,
-		MaxPixels:    DefaultMaxPixels,
-		DecodeBudget: imagecheck.DefaultDecodeBudget,
-		SecondLook:   DefaultSecondLook,
-		MaxFaces:     DefaultMaxFaces,
-		TopK:         DefaultTopK,
+		Threshold:      DefaultThreshold,
+		Certain:        DefaultCertain,
+		FalseMatchRate: DefaultFalseMatchRate,
+		UnknownLabel:   DefaultUnknownLabel,
+		Sessions:       1,
+		MinScore:       DefaultMinScore,
+		MaxPixels:      DefaultMaxPixels,
+		DecodeBudget:   imagecheck.DefaultDecodeBudget,
+		SecondLook:     DefaultSecondLook,
+		MaxFaces:       DefaultMaxFaces,
+		TopK:           DefaultTopK,
 	}
 }
 
@@ -100,6 +113,12 @@ func (c Config) Validate() error {
 	}
 	if c.Threshold < -1 || c.Threshold > 1 {
 		errs = append(errs, fmt.Errorf("threshold %v: want a cosine similarity in [-1, 1]", c.Threshold))
+	}
+	if c.Certain < -1 || c.Certain > 1 {
+		errs = append(errs, fmt.Errorf("certain %v: want a cosine similarity in [-1, 1]", c.Certain))
+	}
+	if c.FalseMatchRate < 0 || c.FalseMatchRate >= 1 {
+		errs = append(errs, fmt.Errorf("false match rate %v: want a share in [0, 1)", c.FalseMatchRate))
 	}
 	if c.UnknownLabel == "" {
 		errs = append(errs, errors.New("unknown label is empty"))
@@ -191,7 +210,10 @@ type Match struct {
 	Nearest string
 	// Similarity is the cosine similarity to the nearest enrolled face.
 	Similarity float64
-	Face       Face
+	// Z is how far Similarity stands out of the gallery (openset.go); nil
+	// when too few people are enrolled.
+	Z    *float64
+	Face Face
 }
 
 // Classify returns the label of the largest face in image.
@@ -211,14 +233,15 @@ func (c *Classifier) Recognize(ctx context.Context, image []byte) (Match, error)
 	if err != nil {
 		return Match{}, fmt.Errorf("classify face: %w", err)
 	}
+	g := c.gallery.Load()
 	var m Match
 	err = c.pool.Do(ctx, func(s *sessions) error {
 		f, err := s.analyze(img, c.cfg.SecondLook >= 1)
 		if err != nil {
 			return err
 		}
-		cands, err := c.match(s, img, &f, 1)
-		m.Face = f
+		cands, z, err := c.match(g, s, img, &f, 1)
+		m.Face, m.Z = f, z
 		if err == nil && len(cands) > 0 {
 			m.Nearest, m.Similarity = cands[0].Label, cands[0].Similarity
 		}
@@ -227,58 +250,69 @@ func (c *Classifier) Recognize(ctx context.Context, image []byte) (Match, error)
 	if err != nil {
 		return Match{}, fmt.Errorf("classify face: %w", err)
 	}
-	m.Label = c.decide(m.Nearest, m.Similarity, c.cfg.Threshold)
+	m.Label = c.decide(m.Nearest, m.Similarity, m.Z, c.rule(g))
 	return m, nil
 }
 
-// match returns f's k nearest enrolled people. Below SecondLook it first
-// embeds f again as the mean of the face and its mirror image (as enrolled),
-// and f keeps that embedding.
-func (c *Classifier) match(s *sessions, img *imgproc.Image, f *Face, k int) ([]elastiq.Candidate, error) {
-	cands := c.gallery.Load().nearestPeople(f.Embedding, k)
+// match returns f's k nearest people in g and the nearest's z. Below
+// SecondLook it first embeds f again as the mean of the face and its
+// mirror image (as enrolled), and f keeps that embedding.
+func (c *Classifier) match(g *gallery, s *sessions, img *imgproc.Image, f *Face, k int) ([]elastiq.Candidate, *float64, error) {
+	cands := g.nearestPeople(f.Embedding, k)
 	if len(cands) == 0 || cands[0].Similarity >= c.cfg.SecondLook || c.cfg.SecondLook >= 1 {
-		return cands, nil
+		return cands, g.nearestZ(f.Embedding, cands), nil
 	}
 	var err error
 	if f.Embedding, err = s.embed(img, f.Points, true); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return c.gallery.Load().nearestPeople(f.Embedding, k), nil
+	cands = g.nearestPeople(f.Embedding, k)
+	return cands, g.nearestZ(f.Embedding, cands), nil
 }
 
 // decide is the answer for a face whose nearest person is nearest at
-// similarity: that person at threshold and above, else UnknownLabel.
-func (c *Classifier) decide(nearest string, similarity, threshold float64) string {
-	if nearest == "" || similarity < threshold {
+// similarity with z: that person if r names them, else UnknownLabel.
+func (c *Classifier) decide(nearest string, similarity float64, z *float64, r rule) string {
+	if nearest == "" || !r.name(similarity, z) {
 		return c.cfg.UnknownLabel
 	}
 	return nearest
 }
 
-// options are a request's threshold and top k, or the classifier's.
-func (c *Classifier) options(opts elastiq.Options) (threshold float64, k int, err error) {
+// rule is the classifier's rule in gallery g, with g's calibrated least z.
+func (c *Classifier) rule(g *gallery) rule {
+	return rule{threshold: c.cfg.Threshold, certain: c.cfg.Certain, minZ: g.minZ}
+}
+
+// options are a request's rule and top k in gallery g: its threshold and
+// least z, or the classifier's and g's.
+func (c *Classifier) options(g *gallery, opts elastiq.Options) (r rule, k int, err error) {
 	if err := opts.Validate(); err != nil {
-		return 0, 0, err
+		return rule{}, 0, err
 	}
-	threshold, k = c.cfg.Threshold, c.cfg.TopK
+	r, k = c.rule(g), c.cfg.TopK
 	if opts.Threshold != nil {
-		threshold = *opts.Threshold
+		r.threshold = *opts.Threshold
+	}
+	if opts.MinZ != nil {
+		r.minZ = *opts.MinZ
 	}
 	if opts.TopK > 0 {
 		k = opts.TopK
 	}
-	return threshold, k, nil
+	return r, k, nil
 }
 
-// evidence is the API's form of face f with its nearest people.
-func (c *Classifier) evidence(f Face, cands []elastiq.Candidate, threshold float64) elastiq.Face {
+// evidence is the API's form of face f with its nearest people and the
+// nearest's z, decided by r.
+func (c *Classifier) evidence(f Face, cands []elastiq.Candidate, z *float64, r rule) elastiq.Face {
 	ef := elastiq.Face{
 		Box:   elastiq.Box{X1: f.Box.X1, Y1: f.Box.Y1, X2: f.Box.X2, Y2: f.Box.Y2},
 		Score: f.Box.Score, Label: c.cfg.UnknownLabel, Candidates: cands,
 	}
 	if len(cands) > 0 {
-		ef.Similarity = cands[0].Similarity
-		ef.Label = c.decide(cands[0].Label, ef.Similarity, threshold)
+		ef.Similarity, ef.Z = cands[0].Similarity, z
+		ef.Label = c.decide(cands[0].Label, ef.Similarity, z, r)
 	}
 	return ef
 }
@@ -290,7 +324,8 @@ var _ elastiq.FaceRecognizer = (*Classifier)(nil)
 // threshold and top k when it sets them. Its Label is the largest face's,
 // as Classify answers.
 func (c *Classifier) RecognizeFaces(ctx context.Context, image []byte, opts elastiq.Options) (elastiq.Recognition, error) {
-	threshold, k, err := c.options(opts)
+	g := c.gallery.Load()
+	rl, k, err := c.options(g, opts)
 	if err != nil {
 		return elastiq.Recognition{}, fmt.Errorf("recognize faces: %w", err)
 	}
@@ -299,18 +334,18 @@ func (c *Classifier) RecognizeFaces(ctx context.Context, image []byte, opts elas
 	if err != nil {
 		return elastiq.Recognition{}, fmt.Errorf("classify face: %w", err)
 	}
-	r := elastiq.Recognition{Threshold: threshold}
+	r := elastiq.Recognition{Threshold: rl.threshold, Certain: rl.certain, MinZ: rl.minZ}
 	err = c.pool.Do(ctx, func(s *sessions) error {
 		faces, err := s.analyzeFaces(img, c.cfg.SecondLook >= 1, c.cfg.MaxFaces)
 		if err != nil {
 			return err
 		}
 		for _, f := range faces {
-			cands, err := c.match(s, img, &f, k)
+			cands, z, err := c.match(g, s, img, &f, k)
 			if err != nil {
 				return err
 			}
-			r.Faces = append(r.Faces, c.evidence(f, cands, threshold))
+			r.Faces = append(r.Faces, c.evidence(f, cands, z, rl))
 		}
 		return nil
 	})
@@ -329,11 +364,12 @@ var _ elastiq.FaceVerifier = (*Classifier)(nil)
 // the classifier's. Each face is also recognised against the gallery. An
 // image without a face is an error wrapping ErrNoFace that says which.
 func (c *Classifier) Verify(ctx context.Context, first, second []byte, opts elastiq.Options) (elastiq.Verification, error) {
-	threshold, _, err := c.options(opts)
+	g := c.gallery.Load()
+	rl, _, err := c.options(g, opts)
 	if err != nil {
 		return elastiq.Verification{}, fmt.Errorf("verify: %w", err)
 	}
-	v := elastiq.Verification{Threshold: threshold}
+	v := elastiq.Verification{Threshold: rl.threshold}
 	var embs [2][]float32
 	for i, image := range [2][]byte{first, second} {
 		which := [2]string{"first", "second"}[i]
@@ -342,7 +378,8 @@ func (c *Classifier) Verify(ctx context.Context, first, second []byte, opts elas
 			return elastiq.Verification{}, fmt.Errorf("verify: %s image: %w", which, err)
 		}
 		embs[i] = f.Embedding
-		v.Faces[i] = c.evidence(f, c.gallery.Load().nearestPeople(f.Embedding, 1), threshold)
+		cands := g.nearestPeople(f.Embedding, 1)
+		v.Faces[i] = c.evidence(f, cands, g.nearestZ(f.Embedding, cands), rl)
 		v.Faces[i].Candidates = nil // its label and similarity say it
 	}
 	var dot float64

@@ -47,14 +47,24 @@ type Enrollment struct {
 // Enrollment describes the gallery this classifier enrolled.
 func (c *Classifier) Enrollment() Enrollment { return c.enrollment }
 
-// gallery is the enrolled faces, searchable (index).
-type gallery struct{ x index }
+// gallery is the enrolled faces, searchable (index), with what the
+// open-set decision needs (openset.go): the cohort of faces a query's z is
+// computed over (none when too few people are enrolled) and the calibrated
+// least z.
+type gallery struct {
+	x      index
+	cohort []int
+	minZ   float64
+}
 
-func newGallery(labels []string, emb []float32) *gallery {
+// newGallery enrols emb (Dim values a face) under labels and calibrates the
+// open-set decision for falseMatchRate.
+func newGallery(labels []string, emb []float32, falseMatchRate float64) *gallery {
 	g := &gallery{}
 	for i, l := range labels {
 		g.x.add(l, emb[i*Dim:(i+1)*Dim])
 	}
+	g.prepare(falseMatchRate)
 	return g
 }
 
@@ -322,7 +332,7 @@ func (c *Classifier) enroll(ctx context.Context) error {
 }
 
 func (c *Classifier) useEntry(e *cacheEntry, fromCache bool) {
-	c.gallery.Store(newGallery(e.Labels, e.Embeddings))
+	c.gallery.Store(newGallery(e.Labels, e.Embeddings, c.cfg.FalseMatchRate))
 	ids := map[string]bool{}
 	for _, l := range e.Labels {
 		ids[l] = true

@@ -96,6 +96,16 @@ func (x *index) similarity(f int, q []float32) float32 {
 	return dot * x.scales[f]
 }
 
+// embedding is face f's embedding as the index keeps it: its int8 codes,
+// scaled.
+func (x *index) embedding(f int) []float32 {
+	e := make([]float32, Dim)
+	for i, c := range x.codes[f*Dim : (f+1)*Dim] {
+		e[i] = float32(c) * x.scales[f]
+	}
+	return e
+}
+
 // search returns the k faces most similar to the unit-length query q, best
 // first.
 func (x *index) search(q []float32, k int) []hit {

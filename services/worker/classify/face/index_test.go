@@ -4,12 +4,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"runtime"
 	"testing"
-
-	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
 )
 
 // randomFaces returns n random unit vectors: faces of n different people
@@ -153,37 +149,8 @@ func BenchmarkSearch(b *testing.B) {
 // shortlist of 16 of the 107 enrolled faces too, at a similarity within
 // 0.01.
 func TestIndexLFW(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: runs the models on 371 photos")
-	}
-	dir := elastiqtest.LFWSample(t)
-	c := openFace(t, func(cfg *Config) { cfg.Sessions = 2 })
-	embed := func(dir string, images []LabelledImage) ([][]float32, []string) {
-		var embs [][]float32
-		var labels []string
-		for _, im := range images {
-			b, err := os.ReadFile(filepath.Join(dir, im.Path))
-			if err != nil {
-				t.Fatal(err)
-			}
-			f, err := c.Analyze(ctxT(t), b)
-			if err != nil {
-				continue // no face: nothing to search for
-			}
-			embs, labels = append(embs, f.Embedding), append(labels, im.Label)
-		}
-		return embs, labels
-	}
-	gallery, err := ListLabelled(filepath.Join(dir, "gallery"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	queries, err := ListLabelled(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ge, gl := embed(filepath.Join(dir, "gallery"), gallery)
-	qe, _ := embed(dir, queries)
+	e := embedLFW(t)
+	ge, gl, qe := e.gallery, e.galleryLabels, e.queries
 	for _, short := range []int{0, 16} {
 		x := &index{short: short}
 		for i, e := range ge {

@@ -61,6 +61,9 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 	fs.StringVar(&o.face.CacheDir, "cache", "", "enrolment cache folder (default: none)")
 	fs.StringVar(&o.queries, "queries", "", "the test set: <Label>/*.jpg, or images with a labels.csv (required)")
 	fs.Float64Var(&o.face.Threshold, "threshold", o.face.Threshold, "least cosine similarity that names someone")
+	fs.Float64Var(&o.face.Certain, "certain", o.face.Certain, "similarity from which the nearest person is named whatever the face's z")
+	fs.Float64Var(&o.face.FalseMatchRate, "false-match-rate", o.face.FalseMatchRate,
+		"share of strangers the least z is calibrated on the gallery to name (0: no z rule)")
 	fs.Float64Var(&o.face.SecondLook, "second-look", o.face.SecondLook, "embed a face again, with its mirror image, when its best match is below this (0: never, 1: always)")
 	fs.StringVar(&o.face.UnknownLabel, "unknown-label", o.face.UnknownLabel, "the answer, and the queries' label, for a stranger")
 	fs.IntVar(&o.face.Sessions, "sessions", 2, "images analysed at once")
@@ -79,6 +82,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (options
 type outcome struct {
 	file, variant, want, got string
 	similarity               float64
+	z                        *float64
 	noFace                   bool
 	err                      error
 }
@@ -106,8 +110,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer c.Close()
 	e := c.Enrollment()
-	fmt.Fprintf(stdout, "gallery %s: %d faces of %d people (%d skipped: no face); queries %s: %d; threshold %.2f\n",
-		o.face.Gallery, e.Faces, e.Identities, len(e.Skipped), o.queries, len(queries), o.face.Threshold)
+	fmt.Fprintf(stdout, "gallery %s: %d faces of %d people (%d skipped: no face); queries %s: %d\n",
+		o.face.Gallery, e.Faces, e.Identities, len(e.Skipped), o.queries, len(queries))
+	fmt.Fprintf(stdout, "rule: similarity at least %.2f, and below %.2f a z of at least %.2f (calibrated for a false-match rate of %g)\n",
+		o.face.Threshold, o.face.Certain, c.MinZ(), o.face.FalseMatchRate)
 
 	variants := []variant{{name: "original"}}
 	if o.alter {
@@ -133,7 +139,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			r := outcome{file: q.Path, variant: v.name, want: q.Label, got: m.Label, similarity: m.Similarity, err: err}
+			r := outcome{file: q.Path, variant: v.name, want: q.Label, got: m.Label, similarity: m.Similarity, z: m.Z, err: err}
 			r.noFace = errors.Is(err, face.ErrNoFace)
 			results = append(results, r)
 		}
@@ -200,7 +206,11 @@ func report(w io.Writer, results []outcome, variants []variant, unknown string, 
 		if r.err != nil {
 			got = "error: " + r.err.Error()
 		}
-		fmt.Fprintf(w, "  %-40s %-9s want %-25s got %s (similarity %.2f)\n", r.file, r.variant, r.want, got, r.similarity)
+		z := ""
+		if r.z != nil {
+			z = fmt.Sprintf(", z %.2f", *r.z)
+		}
+		fmt.Fprintf(w, "  %-40s %-9s want %-25s got %s (similarity %.2f%s)\n", r.file, r.variant, r.want, got, r.similarity, z)
 	}
 }
 
