@@ -225,28 +225,19 @@ func (st *stack) newFrontDoor(ctx *pulumi.Context, cfg Config, bundle deploy.Bun
 	}).(pulumi.StringOutput)
 	tags := resourceTags(name, roleWeb)
 	tags[tagRole] = roleWeb
-	if f.WebTemplate, err = ec2.NewLaunchTemplate(ctx, name+"-web", &ec2.LaunchTemplateArgs{
-		Description:  pulumi.String("elastiq web instances of " + name),
-		ImageId:      pulumi.String(image),
-		InstanceType: pulumi.String(cfg.WebInstanceType),
-		IamInstanceProfile: &ec2.LaunchTemplateIamInstanceProfileArgs{
-			Arn: st.Access.WebProfile.Arn,
-		},
-		VpcSecurityGroupIds: pulumi.StringArray{f.WebGroup.ID()},
-		MetadataOptions: &ec2.LaunchTemplateMetadataOptionsArgs{
-			HttpEndpoint:            pulumi.String(imdsEndpoint),
-			HttpTokens:              pulumi.String(imdsTokens),
-			HttpPutResponseHopLimit: pulumi.Int(imdsHops),
-		},
-		KeyName:              keyName(cfg.KeyName),
-		UserData:             webUserData,
-		UpdateDefaultVersion: pulumi.Bool(true),
-		TagSpecifications: ec2.LaunchTemplateTagSpecificationArray{
-			&ec2.LaunchTemplateTagSpecificationArgs{ResourceType: pulumi.String("instance"), Tags: pulumi.ToStringMap(tags)},
-			&ec2.LaunchTemplateTagSpecificationArgs{ResourceType: pulumi.String("volume"), Tags: pulumi.ToStringMap(resourceTags(name, roleWeb))},
-		},
-		Tags: pulumi.ToStringMap(resourceTags(name, "web-template")),
-	}, parent); err != nil {
+	args := launchTemplateArgs(hostTemplate{
+		description:  "elastiq web instances of " + name,
+		image:        image,
+		instanceType: cfg.WebInstanceType,
+		profileARN:   st.Access.WebProfile.Arn,
+		group:        f.WebGroup.ID(),
+		userData:     webUserData,
+		instanceTags: tags,
+		volumeTags:   resourceTags(name, roleWeb),
+		tags:         resourceTags(name, "web-template"),
+	})
+	args.KeyName = keyName(cfg.KeyName)
+	if f.WebTemplate, err = ec2.NewLaunchTemplate(ctx, name+"-web", args, parent); err != nil {
 		return nil, fmt.Errorf("launch template %s-web: %w", name, err)
 	}
 	// The instances start their services at boot: their objects and the

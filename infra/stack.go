@@ -220,32 +220,58 @@ func (st *stack) newLaunchTemplate(ctx *pulumi.Context, cfg Config, bundle deplo
 		instanceTags[k] = v
 	}
 	name := st.Name + "-worker"
-	lt, err := ec2.NewLaunchTemplate(ctx, name, &ec2.LaunchTemplateArgs{
-		Description:  pulumi.String("elastiq workers of " + st.Name),
-		ImageId:      pulumi.String(image),
-		InstanceType: pulumi.String(cfg.WorkerInstanceType),
-		IamInstanceProfile: &ec2.LaunchTemplateIamInstanceProfileArgs{
-			Arn: st.Access.WorkerProfile.Arn,
-		},
-		VpcSecurityGroupIds:               pulumi.StringArray{st.Network.Worker.ID()},
-		InstanceInitiatedShutdownBehavior: pulumi.String("stop"),
+	args := launchTemplateArgs(hostTemplate{
+		description:  "elastiq workers of " + st.Name,
+		image:        image,
+		instanceType: cfg.WorkerInstanceType,
+		profileARN:   st.Access.WorkerProfile.Arn,
+		group:        st.Network.Worker.ID(),
+		userData:     userData,
+		instanceTags: instanceTags,
+		volumeTags:   instanceTags,
+		tags:         resourceTags(st.Name, "worker-template"),
+	})
+	args.InstanceInitiatedShutdownBehavior = pulumi.String("stop")
+	lt, err := ec2.NewLaunchTemplate(ctx, name, args)
+	if err != nil {
+		return nil, fmt.Errorf("launch template %s: %w", name, err)
+	}
+	return lt, nil
+}
+
+// hostTemplate is what sets one kind of instance's launch template apart.
+type hostTemplate struct {
+	description, image, instanceType string
+	profileARN                       pulumi.StringInput
+	group                            pulumi.StringInput
+	userData                         pulumi.StringInput
+	instanceTags, volumeTags, tags   map[string]string
+}
+
+// launchTemplateArgs are the arguments of t's launch template, with what
+// every elastiq template has: IMDSv2 only, the instances and their volumes
+// tagged, and each new version the default (which the scaler launches and
+// an Auto Scaling group's refresh rolls out).
+func launchTemplateArgs(t hostTemplate) *ec2.LaunchTemplateArgs {
+	return &ec2.LaunchTemplateArgs{
+		Description:         pulumi.String(t.description),
+		ImageId:             pulumi.String(t.image),
+		InstanceType:        pulumi.String(t.instanceType),
+		IamInstanceProfile:  &ec2.LaunchTemplateIamInstanceProfileArgs{Arn: t.profileARN},
+		VpcSecurityGroupIds: pulumi.StringArray{t.group},
 		MetadataOptions: &ec2.LaunchTemplateMetadataOptionsArgs{
 			HttpEndpoint:            pulumi.String(imdsEndpoint),
 			HttpTokens:              pulumi.String(imdsTokens),
 			HttpPutResponseHopLimit: pulumi.Int(imdsHops),
 		},
-		UserData:             userData,
+		UserData:             t.userData,
 		UpdateDefaultVersion: pulumi.Bool(true),
 		TagSpecifications: ec2.LaunchTemplateTagSpecificationArray{
-			&ec2.LaunchTemplateTagSpecificationArgs{ResourceType: pulumi.String("instance"), Tags: pulumi.ToStringMap(instanceTags)},
-			&ec2.LaunchTemplateTagSpecificationArgs{ResourceType: pulumi.String("volume"), Tags: pulumi.ToStringMap(instanceTags)},
+			&ec2.LaunchTemplateTagSpecificationArgs{ResourceType: pulumi.String("instance"), Tags: pulumi.ToStringMap(t.instanceTags)},
+			&ec2.LaunchTemplateTagSpecificationArgs{ResourceType: pulumi.String("volume"), Tags: pulumi.ToStringMap(t.volumeTags)},
 		},
-		Tags: pulumi.ToStringMap(resourceTags(st.Name, "worker-template")),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("launch template %s: %w", name, err)
+		Tags: pulumi.ToStringMap(t.tags),
 	}
-	return lt, nil
 }
 
 // grants resolves what the roles' policies are scoped to.
