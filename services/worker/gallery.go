@@ -138,7 +138,12 @@ func (g *Gallery) syncLocked(ctx context.Context, revision elastiq.RequestID) er
 			others++
 		}
 	}
-	g.enroller.SetGallery(faces)
+	// A classifier rebuilds its search index and calibration from the
+	// faces (about 2 s at 100,000): only a change, or the first read, is
+	// handed over.
+	if added > 0 || removed > 0 || g.synced.IsZero() {
+		g.enroller.SetGallery(faces)
+	}
 	if added > 0 || removed > 0 {
 		g.log.Info("gallery read", "faces", len(faces), "added", added, "removed", removed, "other_model", others)
 	}

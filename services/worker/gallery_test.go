@@ -21,6 +21,7 @@ type galleryClassifier struct {
 	mu    sync.Mutex
 	faces []elastiq.GalleryFace
 	seed  []elastiq.GalleryFace
+	sets  int // SetGallery calls
 }
 
 var (
@@ -71,6 +72,49 @@ func (c *galleryClassifier) SetGallery(faces []elastiq.GalleryFace) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.faces = faces
+	c.sets++
+}
+
+func (c *galleryClassifier) setCalls() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sets
+}
+
+// TestGallerySyncWithoutChange: a read of the stored gallery that finds it
+// unchanged does not hand it to the classifier again (which would rebuild
+// its index for nothing); one that finds a change does; the first read
+// always does, even of an empty gallery.
+func TestGallerySyncWithoutChange(t *testing.T) {
+	_, c, g := newGalleryHarness(t)
+	if n := c.setCalls(); n != 1 {
+		t.Fatalf("SetGallery calls after Start = %d, want 1", n)
+	}
+	g.Interval = 0 // every Ensure reads the store
+	if err := g.Ensure(t.Context(), elastiq.NewRequestID(time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	if n := c.setCalls(); n != 1 {
+		t.Errorf("SetGallery calls after an unchanged read = %d, want 1", n)
+	}
+	f := elastiq.GalleryFace{ID: elastiq.DerivedID([]byte("Zed")), Subject: "Zed", Embedding: vectorOf("Zed"), Model: "test-model"}
+	if err := g.store.Put(t.Context(), elastiq.FaceKey(f.Subject, f.ID), FaceObject(f, elastiq.Face{}, "")); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Ensure(t.Context(), elastiq.NewRequestID(time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	if n := c.setCalls(); n != 2 || len(c.faces) != 2 {
+		t.Errorf("after a face was added: %d SetGallery calls, %d faces; want 2 and 2", n, len(c.faces))
+	}
+
+	empty := &galleryClassifier{}
+	if err := NewGallery(elastiqtest.NewStore(), empty, nil).Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := empty.setCalls(); n != 1 {
+		t.Errorf("SetGallery calls after starting on an empty gallery = %d, want 1", n)
+	}
 }
 
 func (c *galleryClassifier) SeedGallery() []elastiq.GalleryFace { return c.seed }
