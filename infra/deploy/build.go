@@ -32,7 +32,7 @@ const runtimeLib = "libonnxruntime.so.1"
 // modelFiles are the files of the models folder that go into the bundle
 // (scripts/fetch-models.sh fetches them; MANIFEST lists the others with
 // their SHA-256).
-var modelFiles = []string{"MANIFEST", "fr_detect.onnx", "fr_feature.onnx", "fr_landmark.onnx", runtimeLib}
+var modelFiles = []string{"MANIFEST", "fr_detect.onnx", "fr_feature.onnx", "fr_landmark.onnx", "dlib_face.onnx", runtimeLib}
 
 // MaxGlibc is the newest glibc symbol version the worker may need: Amazon
 // Linux 2023 has glibc 2.34. The worker is built with cgo on the build

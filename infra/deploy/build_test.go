@@ -216,12 +216,12 @@ func envKeys(t *testing.T, text string) []string {
 }
 
 // checkModelsTarball checks the model bundle: sorted entries with zero
-// times and owners; models/ has exactly the runtime, the three models and
+// times and owners; models/ has exactly the runtime, the four models and
 // MANIFEST, gallery/ exactly the gallery folder, with the same contents.
 func checkModelsTarball(t *testing.T, tarball, models, gallery string) {
 	t.Helper()
 	want := map[string]string{"models/": ""} // name -> source file ("" for a folder)
-	for _, name := range []string{"MANIFEST", "fr_detect.onnx", "fr_feature.onnx", "fr_landmark.onnx", "libonnxruntime.so.1"} {
+	for _, name := range []string{"MANIFEST", "fr_detect.onnx", "fr_feature.onnx", "fr_landmark.onnx", "dlib_face.onnx", "libonnxruntime.so.1"} {
 		want["models/"+name] = filepath.Join(models, name)
 	}
 	err := filepath.WalkDir(gallery, func(p string, d fs.DirEntry, err error) error {
