@@ -94,7 +94,7 @@ func TestOpenBackends(t *testing.T) {
 	}{
 		{name: "face", want: func([]byte) string { return "Bob" }, config: func(t *testing.T) Config {
 			cfg := DefaultConfig()
-			cfg.ModelDir = elastiqtest.ModelDir(t, ortenv.LibraryName, face.DetectModel, face.LandmarkModel, face.FeatureModel)
+			cfg.ModelDir = elastiqtest.ModelDir(t, ortenv.LibraryName, face.DetectModel, face.LandmarkModel, face.FeatureModel, face.MetricModel)
 			cfg.Gallery, cfg.CacheDir = elastiqtest.CSE546(t), t.TempDir()
 			return cfg
 		}},

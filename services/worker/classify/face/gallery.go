@@ -22,7 +22,7 @@ import (
 
 // pipelineVersion changes whenever pre- or post-processing changes what an
 // enrolled embedding is, so older caches stop matching.
-const pipelineVersion = "face-pipeline-3"
+const pipelineVersion = "face-pipeline-4"
 
 // LabelsFile is the labels CSV of the CSE546 gallery layout.
 const LabelsFile = "labels.csv"

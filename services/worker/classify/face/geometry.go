@@ -95,6 +95,43 @@ var arcFaceTemplate = [5]Point{
 	{70.7299, 92.2041},
 }
 
+// dlibTemplate is where landmarks 17 to 67 (brows, nose, eyes and mouth;
+// chipPoints) sit in the 150x150 face chip dlib's face-recognition network
+// was trained on: dlib's mean face shape (get_face_chip_details) with 25%
+// padding on each side.
+var dlibTemplate = func() []Point {
+	xs := [...]float64{0.000213256, 0.0752622, 0.18113, 0.29077, 0.393397, 0.586856, 0.689483, 0.799124,
+		0.904991, 0.98004, 0.490127, 0.490127, 0.490127, 0.490127, 0.36688, 0.426036,
+		0.490127, 0.554217, 0.613373, 0.121737, 0.187122, 0.265825, 0.334606, 0.260918,
+		0.182743, 0.645647, 0.714428, 0.793132, 0.858516, 0.79751, 0.719335, 0.254149,
+		0.340985, 0.428858, 0.490127, 0.551395, 0.639268, 0.726104, 0.642159, 0.556721,
+		0.490127, 0.423532, 0.338094, 0.290379, 0.428096, 0.490127, 0.552157, 0.689874,
+		0.553364, 0.490127, 0.42689}
+	ys := [...]float64{0.106454, 0.038915, 0.0187482, 0.0344891, 0.0773906, 0.0773906, 0.0344891,
+		0.0187482, 0.038915, 0.106454, 0.203352, 0.307009, 0.409805, 0.515625, 0.587326,
+		0.609345, 0.628106, 0.609345, 0.587326, 0.216423, 0.178758, 0.179852, 0.231733,
+		0.245099, 0.244077, 0.231733, 0.179852, 0.178758, 0.216423, 0.244077, 0.245099,
+		0.780233, 0.745405, 0.727388, 0.742578, 0.727388, 0.745405, 0.780233, 0.864805,
+		0.902192, 0.909281, 0.902192, 0.864805, 0.784792, 0.778746, 0.785343, 0.778746,
+		0.784792, 0.824182, 0.831803, 0.824182}
+	const size, pad = 150.0, 0.25
+	t := make([]Point, len(xs))
+	for i := range xs {
+		t[i] = Point{(pad + xs[i]) / (2*pad + 1) * size, (pad + ys[i]) / (2*pad + 1) * size}
+	}
+	return t
+}()
+
+// chipPoints returns landmarks 17 to 67 of the 68, which dlibTemplate
+// places.
+func chipPoints(lm []float64) []Point {
+	pts := make([]Point, 0, 51)
+	for i := 17; i < 68; i++ {
+		pts = append(pts, Point{lm[2*i], lm[2*i+1]})
+	}
+	return pts
+}
+
 // fivePoints reduces the 68-point (iBUG 300-W) landmarks to the alignment
 // points: each eye is the mean of its two upper and two lower lid points,
 // the nose its tip, each mouth corner the mean of the outer and inner lip
@@ -121,7 +158,7 @@ func fivePoints(lm []float64) [5]Point {
 // similarity returns the least-squares similarity transform (rotation,
 // uniform scale, translation; Umeyama 1991 without reflection) that maps
 // the points src onto dst.
-func similarity(src, dst [5]Point) imgproc.Affine {
+func similarity(src, dst []Point) imgproc.Affine {
 	n := float64(len(src))
 	var ms, md Point
 	for i := range src {

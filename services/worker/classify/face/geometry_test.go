@@ -26,7 +26,7 @@ func TestSimilarityRecoversTransform(t *testing.T) {
 			for i, p := range arcFaceTemplate {
 				src[i] = Point{c*p.X - s*p.Y + tc.tx, s*p.X + c*p.Y + tc.ty}
 			}
-			m := similarity(src, arcFaceTemplate)
+			m := similarity(src[:], arcFaceTemplate[:])
 			for i, p := range src {
 				x, y := m.Apply(p.X, p.Y)
 				if math.Abs(x-arcFaceTemplate[i].X) > 1e-9 || math.Abs(y-arcFaceTemplate[i].Y) > 1e-9 {
@@ -52,7 +52,7 @@ func TestSimilarityLeastSquares(t *testing.T) {
 		}
 		return e
 	}
-	m := similarity(src, arcFaceTemplate)
+	m := similarity(src[:], arcFaceTemplate[:])
 	best := sse(m)
 	if best <= 0 {
 		t.Fatalf("squared error %v, want > 0 for points that do not fit exactly", best)

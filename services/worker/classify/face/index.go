@@ -11,18 +11,18 @@ import (
 // index holds enrolled embeddings for nearest-face search at the scale of
 // a large gallery. Each face is kept twice, compactly:
 //
-//   - 512 sign bits (64 bytes): the first pass ranks every face by the
-//     Hamming distance of its bits to the query's, which estimates the
+//   - Dim (640) sign bits (80 bytes): the first pass ranks every face by
+//     the Hamming distance of its bits to the query's, which estimates the
 //     angle between them (SimHash) for a few nanoseconds a face;
-//   - 512 int8 values and a scale (516 bytes): the second pass computes the
-//     cosine similarity of the best Shortlist faces of the first pass, and
-//     of every face when there are no more than that.
+//   - Dim int8 values and a scale (644 bytes): the second pass computes
+//     the cosine similarity of the best Shortlist faces of the first pass,
+//     and of every face when there are no more than that.
 //
-// 584 bytes a face with its label's index, against 2048 for float32. The
+// 728 bytes a face with its label's index, against 2560 for float32. The
 // int8 similarity differs from the float32 one by about 0.001 (TestIndex
 // measures it); the first pass can only miss a face whose similarity is
 // far below the shortlist's, which at a similarity that names someone
-// (0.4 and up) does not happen at 100,000 faces (BenchmarkSearch's recall).
+// does not happen at 100,000 faces (BenchmarkSearch's recall).
 type index struct {
 	// short is the first pass's shortlist; 0 is Shortlist.
 	short   int

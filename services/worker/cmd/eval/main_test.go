@@ -39,7 +39,7 @@ func TestParseErrors(t *testing.T) {
 // real models: four of its photos, one of a person left out of the gallery
 // (who must be answered Unknown), each also altered.
 func TestRun(t *testing.T) {
-	models := elastiqtest.ModelDir(t, "libonnxruntime.so.1", face.DetectModel, face.LandmarkModel, face.FeatureModel)
+	models := elastiqtest.ModelDir(t, "libonnxruntime.so.1", face.DetectModel, face.LandmarkModel, face.FeatureModel, face.MetricModel)
 	cse := elastiqtest.CSE546(t)
 	gallery, queries := t.TempDir(), t.TempDir()
 	// The gallery: every CSE546 photo but Wang's.
