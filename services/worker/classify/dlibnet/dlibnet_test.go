@@ -31,6 +31,12 @@ func TestONNXMatchesDlib(t *testing.T) {
 	if len(net.Layers) != len(layers) || net.Size != size {
 		t.Fatalf("Read: %d layers of input %d, want %d of %d", len(net.Layers), net.Size, len(layers), size)
 	}
+	// The file does not store tag numbers or skips; Read infers them.
+	for i, l := range net.Layers {
+		if l.Kind != layers[i].Kind || l.ID != layers[i].ID {
+			t.Errorf("Read: layer %d is %s %d, want %s %d", i, l.Kind, l.ID, layers[i].Kind, layers[i].ID)
+		}
+	}
 	model, err := net.ONNX()
 	if err != nil {
 		t.Fatalf("ONNX: %v", err)
@@ -123,17 +129,17 @@ func testNet(rng *rand.Rand) ([]Layer, int) {
 		}
 		return l
 	}
-	relu, tag := Layer{Kind: ReLU}, Layer{Kind: Tag}
-	add := Layer{Kind: AddPrev}
+	relu, tag1 := Layer{Kind: ReLU}, Layer{Kind: Tag, ID: 1}
+	add1, add2 := Layer{Kind: AddPrev, ID: 1}, Layer{Kind: AddPrev, ID: 2}
 	pool := func(kind Kind, k, stride int) Layer {
 		return Layer{Kind: kind, H: k, W: k, StrideY: stride, StrideX: stride}
 	}
 	layers := []Layer{
 		conv(3, 4, 3, 2), affine(4), relu, pool(MaxPool, 3, 2), // 37 -> 18 -> 8
-		tag, conv(4, 4, 3, 1), affine(4), relu, conv(4, 4, 3, 1), affine(4), add, relu,
+		tag1, conv(4, 4, 3, 1), affine(4), relu, conv(4, 4, 3, 1), affine(4), add1, relu,
 		// down: the block 8 -> 3 and 4 -> 8 channels, the pooled input 8 -> 4
-		tag, conv(4, 8, 3, 2), affine(8), relu, conv(8, 8, 3, 1), affine(8),
-		tag, tag, pool(AvgPool, 2, 2), add, relu,
+		tag1, conv(4, 8, 3, 2), affine(8), relu, conv(8, 8, 3, 1), affine(8),
+		{Kind: Tag, ID: 2}, {Kind: Skip, ID: 1}, pool(AvgPool, 2, 2), add2, relu,
 		{Kind: AvgPool, StrideY: 1, StrideX: 1}, // the whole input
 		{Kind: FC, Inputs: 8, Outputs: 5, Weights: randoms(rng, 8*5, 0.5)},
 	}
@@ -161,14 +167,11 @@ func (t tensor) at(c, y, x int) float32 {
 	return t.v[(c*t.h+y)*t.w+x]
 }
 
-// forward runs layers on in as dlib's CPU code computes them, with the
-// face network's wiring of tags, skips and additions.
+// forward runs layers on in as dlib's CPU code computes them.
 func forward(layers []Layer, in tensor) tensor {
 	cur := in
-	var tag1, tag2 tensor
-	var prev Kind
-	for i := 0; i < len(layers); i++ {
-		l := layers[i]
+	tags := map[int]tensor{}
+	for _, l := range layers {
 		switch l.Kind {
 		case Conv:
 			oh, ow := (cur.h+2*l.PadY-l.H)/l.StrideY+1, (cur.w+2*l.PadX-l.W)/l.StrideX+1
@@ -228,17 +231,11 @@ func forward(layers []Layer, in tensor) tensor {
 			}
 			cur = out
 		case Tag:
-			if i+1 < len(layers) && layers[i+1].Kind == Tag {
-				tag2, cur = cur, tag1
-				i++
-			} else {
-				tag1 = cur
-			}
+			tags[l.ID] = cur
+		case Skip:
+			cur = tags[l.ID]
 		case AddPrev:
-			other := tag1
-			if prev == AvgPool {
-				other = tag2
-			}
+			other := tags[l.ID]
 			out := tensor{max(cur.c, other.c), max(cur.h, other.h), max(cur.w, other.w), nil}
 			out.v = make([]float32, out.c*out.h*out.w)
 			for c := range out.c {
@@ -258,7 +255,6 @@ func forward(layers []Layer, in tensor) tensor {
 			}
 			cur = out
 		}
-		prev = l.Kind
 	}
 	return cur
 }
@@ -273,7 +269,7 @@ func encode(layers []Layer, size int) []byte {
 	e.float(0.04)
 	e.float(0.6)
 	for i := len(layers) - 1; i >= 1; i-- {
-		if layers[i].Kind == Tag {
+		if layers[i].Kind == Tag || layers[i].Kind == Skip {
 			e.int(1)
 		} else {
 			e.int(2)
@@ -287,7 +283,7 @@ func encode(layers []Layer, size int) []byte {
 	e.int(int64(size))
 	e.int(int64(size))
 	for i, l := range layers {
-		if l.Kind == Tag {
+		if l.Kind == Tag || l.Kind == Skip {
 			continue
 		}
 		e.layer(l)

@@ -15,20 +15,14 @@ const (
 )
 
 // ONNX returns the network as an ONNX model (opset 13). A convolution's
-// affine layer is folded into its weights and bias. Residual blocks are
-// wired as dlib's face-recognition network defines them, since the file
-// does not store tag numbers: a lone tag marks a block's input (tag1); a
-// tag then a skip, a down-sampling block's output (tag2) and the return to
-// its input (skip1), which an average pool then shrinks; an addition adds
-// tag2 after an average pool and tag1 otherwise. Where dlib adds tensors
+// affine layer is folded into its weights and bias. Where dlib adds tensors
 // of different sizes it zero-pads the smaller at the high end of each
 // dimension, and so does the model.
 func (n *Net) ONNX() ([]byte, error) {
 	b := &builder{g: onnxgraph.Graph{Name: "dlib-metric-net"}}
 	b.g.Input(InputName, 1, 3, n.Size, n.Size)
 	cur := value{InputName, [3]int{3, n.Size, n.Size}}
-	var tag1, tag2 value
-	var prev Kind
+	tags := map[int]value{}
 	for i := 0; i < len(n.Layers); i++ {
 		l := n.Layers[i]
 		switch l.Kind {
@@ -52,21 +46,17 @@ func (n *Net) ONNX() ([]byte, error) {
 		case MaxPool, AvgPool:
 			cur = b.pool(cur, l)
 		case Tag:
-			if i+1 < len(n.Layers) && n.Layers[i+1].Kind == Tag {
-				tag2, cur = cur, tag1
-				i++
+			tags[l.ID] = cur
+		case Skip, AddPrev:
+			other, ok := tags[l.ID]
+			if !ok {
+				return nil, fmt.Errorf("layer %d: %s of tag %d, which no layer below has", i, l.Kind, l.ID)
+			}
+			if l.Kind == Skip {
+				cur = other
 			} else {
-				tag1 = cur
+				cur = b.add(cur, other)
 			}
-		case AddPrev:
-			other := tag1
-			if prev == AvgPool {
-				other = tag2
-			}
-			if other.name == "" {
-				return nil, fmt.Errorf("layer %d: addition without a tagged layer", i)
-			}
-			cur = b.add(cur, other)
 		case FC:
 			if in := cur.shape[0] * cur.shape[1] * cur.shape[2]; in != l.Inputs {
 				return nil, fmt.Errorf("layer %d: fully connected layer of %d inputs on %d", i, l.Inputs, in)
@@ -90,7 +80,6 @@ func (n *Net) ONNX() ([]byte, error) {
 		default:
 			return nil, fmt.Errorf("layer %d: %s", i, l.Kind)
 		}
-		prev = l.Kind
 	}
 	return nil, fmt.Errorf("no fully connected layer on top")
 }

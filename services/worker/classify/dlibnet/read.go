@@ -41,7 +41,8 @@ const (
 	AvgPool Kind = "avg_pool"
 	AddPrev Kind = "add_prev"
 	FC      Kind = "fc"
-	Tag     Kind = "tag" // a tag or a skip: the file does not say which
+	Tag     Kind = "tag"  // remembers its input as tag ID
+	Skip    Kind = "skip" // replaces its input by tag ID's
 )
 
 // Layer is one layer. Which fields mean something depends on Kind.
@@ -58,10 +59,19 @@ type Layer struct {
 	Gamma, Beta []float32
 	// FC: Weights [Inputs][Outputs], Bias [Outputs] or nil.
 	Inputs, Outputs int
+	// Tag, Skip and AddPrev: the tag they name (1 or 2).
+	ID int
 }
 
 // Read parses a serialised network whose loss is loss_metric and whose
 // input is input_rgb_image_sized.
+//
+// The file does not store tag numbers, nor whether a wrapper is a tag or a
+// skip, so Read gives them as dlib's face-recognition network wires its
+// residual blocks: a lone tag or skip marks a block's input (tag1); two in a
+// row are a down-sampling block's output (tag2) and the return to its input
+// (skip1), which an average pool then shrinks; an addition adds tag2 after
+// an average pool and tag1 otherwise.
 func Read(data []byte) (*Net, error) {
 	r := &reader{b: data}
 	net, err := r.net()
@@ -117,12 +127,23 @@ func (r *reader) net() (*Net, error) {
 	r.wrapperTail(true)
 	for i := len(wrappers) - 1; i >= 0 && r.err == nil; i-- {
 		if wrappers[i] == 1 {
-			net.Layers = append(net.Layers, Layer{Kind: Tag})
+			if i > 0 && wrappers[i-1] == 1 {
+				net.Layers = append(net.Layers, Layer{Kind: Tag, ID: 2}, Layer{Kind: Skip, ID: 1})
+				i--
+			} else {
+				net.Layers = append(net.Layers, Layer{Kind: Tag, ID: 1})
+			}
 			continue
 		}
 		l, err := r.layer()
 		if err != nil {
 			return nil, err
+		}
+		if l.Kind == AddPrev {
+			l.ID = 1
+			if last := net.Layers[len(net.Layers)-1]; last.Kind == AvgPool {
+				l.ID = 2
+			}
 		}
 		net.Layers = append(net.Layers, l)
 		r.wrapperTail(false)

@@ -126,11 +126,10 @@ func (s *sessions) close() {
 }
 
 // Face is what the pipeline found in an image: the chosen (largest) face's
-// box, its five alignment points and its L2-normalised embedding.
+// box, its L2-normalised embedding, and the landmarks it was aligned by.
 type Face struct {
 	Box       Box
 	Faces     int // faces detected
-	Points    [5]Point
 	Embedding []float32
 	landmarks []float64 // the 68 points, x0, y0, x1, ...: what embed aligns by
 }
@@ -189,7 +188,7 @@ func (s *sessions) faceAt(img *imgproc.Image, b Box, mirrored bool) (Face, error
 			lm = l
 		}
 	}
-	f.Points, f.landmarks = fivePoints(lm), lm
+	f.landmarks = lm
 	if f.Embedding, err = s.embed(img, lm, mirrored); err != nil {
 		return Face{}, err
 	}
