@@ -33,6 +33,9 @@ type Gallery struct {
 	now      func() time.Time
 	// Interval is the most time between two reads of the stored gallery.
 	Interval time.Duration
+	// SeedSettle is how long Start waits for a stored gallery that holds
+	// only part of the seed to stop growing (another worker seeding it).
+	SeedSettle time.Duration
 
 	mu      sync.Mutex // one read at a time; guards the fields below
 	through elastiq.RequestID
@@ -47,26 +50,41 @@ type Gallery struct {
 // minutes rather than every few seconds.
 const DefaultGallerySync = 5 * time.Minute
 
+// DefaultSeedSettle is Gallery.SeedSettle by default: a seeding worker
+// writes its faces back to back, so a listing that has not grown for this
+// long is not being seeded; maxSeedWait bounds the whole wait.
+const (
+	DefaultSeedSettle = 2 * time.Second
+	maxSeedWait       = time.Minute
+)
+
 // NewGallery returns the gallery of enroller, kept in step with store.
 func NewGallery(store elastiq.ObjectStore, enroller elastiq.FaceEnroller, log *slog.Logger) *Gallery {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Gallery{store: store, enroller: enroller, log: log.With("component", "gallery"), now: time.Now,
-		Interval: DefaultGallerySync, faces: map[string]elastiq.GalleryFace{}}
+		Interval: DefaultGallerySync, SeedSettle: DefaultSeedSettle, faces: map[string]elastiq.GalleryFace{}}
 }
 
 // Start reads the stored gallery; when it holds no face, it first stores the
 // classifier's seed faces (its -gallery folder), whose IDs derive from
-// their content, so workers starting together write the same objects.
+// their content, so workers starting together write the same objects. When
+// it holds part of the seed and nothing else, another worker may be
+// seeding it right now: Start waits until the listing stops growing before
+// it reads, rather than keep part of the seed as its gallery until the next
+// read (Interval). A gallery whose seed faces were partly deleted, with no
+// other face enrolled, costs one SeedSettle.
 func (g *Gallery) Start(ctx context.Context) error {
 	keys, err := g.store.List(ctx, elastiq.GalleryFacesPrefix)
 	if err != nil {
 		return fmt.Errorf("gallery: list %s: %w", elastiq.GalleryFacesPrefix, err)
 	}
-	if len(keys) == 0 {
+	seed := g.enroller.SeedGallery()
+	switch {
+	case len(keys) == 0:
 		seeded := 0
-		for _, f := range g.enroller.SeedGallery() {
+		for _, f := range seed {
 			if err := elastiq.ValidateSubject(f.Subject); err != nil {
 				g.log.Warn("seed face not stored", "err", err)
 				continue
@@ -77,10 +95,51 @@ func (g *Gallery) Start(ctx context.Context) error {
 			seeded++
 		}
 		g.log.Info("gallery seeded from the classifier's folder", "faces", seeded)
+	case len(keys) < len(seed) && onlySeed(keys, seed):
+		if err := g.awaitSeed(ctx, len(keys), len(seed)); err != nil {
+			return err
+		}
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.syncLocked(ctx, "")
+}
+
+// onlySeed reports whether every key is one of the seed faces'.
+func onlySeed(keys []string, seed []elastiq.GalleryFace) bool {
+	seedKeys := make(map[string]bool, len(seed))
+	for _, f := range seed {
+		seedKeys[elastiq.FaceKey(f.Subject, f.ID)] = true
+	}
+	for _, k := range keys {
+		if !seedKeys[k] {
+			return false
+		}
+	}
+	return true
+}
+
+// awaitSeed lists the stored faces every SeedSettle until their number
+// stops growing or reaches the seed's, for at most maxSeedWait.
+func (g *Gallery) awaitSeed(ctx context.Context, n, seed int) error {
+	deadline := g.now().Add(maxSeedWait)
+	for n < seed && g.now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(g.SeedSettle):
+		}
+		keys, err := g.store.List(ctx, elastiq.GalleryFacesPrefix)
+		if err != nil {
+			return fmt.Errorf("gallery: list %s: %w", elastiq.GalleryFacesPrefix, err)
+		}
+		if len(keys) <= n {
+			break // settled
+		}
+		g.log.Info("waiting for the gallery being seeded", "faces", len(keys), "seed", seed)
+		n = len(keys)
+	}
+	return nil
 }
 
 // Ensure reads the stored gallery again unless it was read after revision

@@ -256,3 +256,52 @@ func TestGalleryEnrolStoreOutage(t *testing.T) {
 		t.Errorf("after a failed face write: %d results sent, %d messages deleted; want none", len(sent), len(h.requests.deletedReceipts()))
 	}
 }
+
+// TestGalleryStartWaitsForSeed: a worker that starts while another is
+// seeding the stored gallery (part of the seed stored, the rest on its way)
+// waits for the seed to be complete before its first read, instead of
+// keeping part of it as its gallery; one that finds part of the seed and no
+// growth (seed faces deleted through the API) reads what is there.
+func TestGalleryStartWaitsForSeed(t *testing.T) {
+	var seed []elastiq.GalleryFace
+	for _, name := range []string{"Ann", "Bob", "Cid", "Dee", "Eve", "Fay"} {
+		seed = append(seed, elastiq.GalleryFace{ID: elastiq.DerivedID([]byte(name)), Subject: name, Embedding: vectorOf(name), Model: "test-model"})
+	}
+	put := func(store elastiq.ObjectStore, f elastiq.GalleryFace) {
+		if err := store.Put(context.Background(), elastiq.FaceKey(f.Subject, f.ID), FaceObject(f, elastiq.Face{}, "")); err != nil {
+			t.Error(err)
+		}
+	}
+	for _, tc := range []struct {
+		name         string
+		stored, late int // seed faces stored before Start, and while it runs
+	}{
+		{name: "being seeded", stored: 2, late: 4},
+		{name: "seed faces deleted", stored: 2, late: 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			store := elastiqtest.NewStore()
+			for _, f := range seed[:tc.stored] {
+				put(store, f)
+			}
+			done := make(chan struct{})
+			go func() { // another worker, seeding
+				defer close(done)
+				for _, f := range seed[tc.stored : tc.stored+tc.late] {
+					time.Sleep(20 * time.Millisecond)
+					put(store, f)
+				}
+			}()
+			c := &galleryClassifier{seed: seed}
+			g := NewGallery(store, c, nil)
+			g.SeedSettle = 300 * time.Millisecond
+			if err := g.Start(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			<-done
+			if want := tc.stored + tc.late; len(c.faces) != want {
+				t.Errorf("Start read %d faces, want %d", len(c.faces), want)
+			}
+		})
+	}
+}
