@@ -67,7 +67,7 @@ func checkPolicyUse(t *testing.T, st *awsstack.Enforcing, keys awsstack.Keys, po
 		if c.AccessKeyID != keys.AccessKeyID {
 			continue
 		}
-		if c.Status == 401 || c.Status == 403 {
+		if c.Denied() {
 			t.Errorf("%s: %s on %s was denied (%d)", keys.User, c.Action, c.Resource, c.Status)
 		}
 		// A 404 was allowed too: the object or queue was not there.
@@ -186,7 +186,7 @@ func watchDenials(t *testing.T, st *awsstack.Enforcing, keys ...awsstack.Keys) c
 			}
 			calls := st.Recorder.Calls()
 			for _, c := range calls[seen:] {
-				if user, ok := users[c.AccessKeyID]; ok && (c.Status == 401 || c.Status == 403) {
+				if user, ok := users[c.AccessKeyID]; ok && c.Denied() {
 					cancel(fmt.Errorf("%s: %s on %s was denied (%d)", user, c.Action, c.Resource, c.Status))
 					return
 				}

@@ -3,10 +3,13 @@ package awsstack_test
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/elastiq/elastiq/services/elastiq"
 	"github.com/elastiq/elastiq/services/elastiq/elastiqtest"
@@ -125,5 +128,62 @@ func TestEnforcing(t *testing.T) {
 	}
 	if got := s.UserOf(keys.AccessKeyID); got != "sender" {
 		t.Errorf("UserOf(sender's key) = %q", got)
+	}
+}
+
+// TestEnforcingDeletedQueue: moto denies a call on a queue it no longer has
+// even when the caller's policy grants that queue (it authorizes against
+// "*"), where AWS answers QueueDoesNotExist. The recorder marks such a
+// call, and Denied does not count it; a call the policy refuses still is.
+func TestEnforcingDeletedQueue(t *testing.T) {
+	s := awsstack.NewEnforcing(t, 30*time.Second, 1)
+	ctx, cancel := context.WithTimeout(t.Context(), elastiqtest.Timeout)
+	defer cancel()
+	admin := sqs.NewFromConfig(s.Config)
+	created, err := admin.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("gone-1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	goneARN := strings.Replace(s.RequestsARN, s.RequestsARN[strings.LastIndex(s.RequestsARN, ":")+1:], "gone-1", 1)
+	keys := s.User(t, "replier", `{"Version":"2012-10-17","Statement":[
+		{"Effect":"Allow","Action":["sqs:SendMessage"],"Resource":["`+strings.TrimSuffix(goneARN, "1")+`*"]}]}`)
+	cfg := s.Config.Copy()
+	cfg.Credentials = credentials.NewStaticCredentialsProvider(keys.AccessKeyID, keys.SecretAccessKey, "")
+	replier := sqs.NewFromConfig(cfg)
+	send := func(url *string) error {
+		_, err := replier.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: url, MessageBody: aws.String("x")})
+		return err
+	}
+	if err := send(created.QueueUrl); err != nil {
+		t.Fatalf("SendMessage to gone-1 before its deletion: %v", err)
+	}
+	if _, err := admin.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: created.QueueUrl}); err != nil {
+		t.Fatal(err)
+	}
+	if err := send(created.QueueUrl); err == nil {
+		t.Fatal("SendMessage to the deleted gone-1 succeeded")
+	}
+	if err := send(aws.String(s.RequestsURL)); err == nil {
+		t.Fatal("SendMessage to the request queue succeeded; the policy grants gone-* only")
+	}
+	var sends []awsstack.Call
+	for _, c := range s.Recorder.Calls() {
+		if c.AccessKeyID == keys.AccessKeyID && c.Action == "sqs:SendMessage" {
+			sends = append(sends, c)
+		}
+	}
+	if len(sends) != 3 {
+		t.Fatalf("recorded %d sends as replier, want 3: %+v", len(sends), sends)
+	}
+	for i, want := range []struct {
+		status       int
+		queueDeleted bool
+		denied       bool
+	}{{200, false, false}, {403, true, false}, {403, false, true}} {
+		c := sends[i]
+		if c.Status != want.status || c.QueueDeleted != want.queueDeleted || c.Denied() != want.denied {
+			t.Errorf("send %d on %s: status %d, queue deleted %v, denied %v; want %d, %v, %v",
+				i, c.Resource, c.Status, c.QueueDeleted, c.Denied(), want.status, want.queueDeleted, want.denied)
+		}
 	}
 }

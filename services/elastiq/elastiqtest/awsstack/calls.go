@@ -37,9 +37,20 @@ type Call struct {
 	Resource string
 	// Status is the HTTP status of the answer.
 	Status int
+	// QueueDeleted: an SQS call on a queue deleted earlier through the
+	// recorder. moto authorizes a call on a queue it does not have against
+	// the resource "*", so a grant scoped to queue ARNs is denied (403)
+	// where AWS would check the queue's ARN and answer QueueDoesNotExist.
+	QueueDeleted bool
 	// Duration is how long the server took to answer (a long poll's wait
 	// included).
 	Duration time.Duration
+}
+
+// Denied reports whether the server denied the call as AWS would: a 401
+// or 403, except moto's 403 for a deleted queue (QueueDeleted).
+func (c Call) Denied() bool {
+	return (c.Status == http.StatusUnauthorized || c.Status == http.StatusForbidden) && !c.QueueDeleted
 }
 
 // Recorder is a reverse proxy in front of an AWS-compatible server that
@@ -54,6 +65,7 @@ type Recorder struct {
 	mu      sync.Mutex
 	calls   []Call
 	secrets map[string]string // access key ID -> secret, for resignForMoto
+	deleted map[string]bool   // queue ARNs deleted through the recorder
 }
 
 // AddSecret tells the recorder a user's secret key (see resignForMoto).
@@ -88,6 +100,19 @@ func NewRecorder(tb testing.TB, target, account, region string) *Recorder {
 		proxy.ServeHTTP(sw, req)
 		c.Status, c.Duration = sw.status, time.Since(c.Time)
 		r.mu.Lock()
+		if c.Service == "sqs" {
+			switch {
+			case c.Action == "sqs:DeleteQueue" && c.Status == http.StatusOK:
+				if r.deleted == nil {
+					r.deleted = map[string]bool{}
+				}
+				r.deleted[c.Resource] = true
+			case c.Action == "sqs:CreateQueue":
+				delete(r.deleted, c.Resource)
+			default:
+				c.QueueDeleted = r.deleted[c.Resource]
+			}
+		}
 		r.calls = append(r.calls, c)
 		r.mu.Unlock()
 	}))

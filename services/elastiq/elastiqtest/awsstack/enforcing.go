@@ -27,7 +27,9 @@ import (
 // ARN, but every EC2 and SSM call against the resource "*", so an EC2
 // statement scoped to instance ARNs never matches there (MotoPolicy). It does not evaluate
 // Condition blocks (they pass), and it does not check iam:PassRole or the
-// ec2:CreateTags that tagging at launch implies.
+// ec2:CreateTags that tagging at launch implies. A call on a queue it no
+// longer has is authorized against "*", so it is denied where AWS would
+// answer QueueDoesNotExist; the Recorder marks it (Call.QueueDeleted).
 type Enforcing struct {
 	*Stack
 	// Recorder has every call made to the server after IAM enforcement
