@@ -75,7 +75,10 @@ type DashboardSeries struct {
 	WindowMS   int64 `json:"window_ms"`
 	// Points after the request's since, oldest first.
 	Points []DashboardPoint `json:"points"`
-	// Events are the scaling decisions that acted after since.
+	// Events are the scaling decisions that came with the points after
+	// since: each comes with the first point sampled after the scaler
+	// reported it, and its time may be earlier than that point's (a
+	// decision made while the point was being sampled).
 	Events []elastiq.ScalingEvent `json:"events"`
 	// Sources names each source the latest point read and its error, if
 	// it failed ("" when it was read).
@@ -90,8 +93,16 @@ type timeline struct {
 	latencies []float64
 	answered  int // answers this interval, for the reservoir
 	points    []DashboardPoint
-	events    []elastiq.ScalingEvent
+	events    []sampledEvent
 	sources   map[string]string
+}
+
+// sampledEvent is a scaling decision and the time (Unix ms) of the point
+// whose sample read it: what a page that has the points up to since has
+// not been sent yet.
+type sampledEvent struct {
+	elastiq.ScalingEvent
+	point int64
 }
 
 func (tl *timeline) accepted() { tl.mu.Lock(); tl.cur.Accepted++; tl.mu.Unlock() }
@@ -188,7 +199,7 @@ func (s *Server) sample(ctx context.Context) {
 			p.BilledSeconds, p.CostDollars = &report.Usage.BilledSeconds, &report.Usage.CostDollars
 			for _, e := range report.Events {
 				if e.At.After(since) {
-					tl.events = append(tl.events, e)
+					tl.events = append(tl.events, sampledEvent{e, p.T})
 				}
 			}
 		}
@@ -206,7 +217,7 @@ func (s *Server) sample(ctx context.Context) {
 	if i := slices.IndexFunc(tl.points, func(p DashboardPoint) bool { return p.T >= cutoff.UnixMilli() }); i > 0 {
 		tl.points = slices.Delete(tl.points, 0, i)
 	}
-	if i := slices.IndexFunc(tl.events, func(e elastiq.ScalingEvent) bool { return !e.At.Before(cutoff) }); i > 0 {
+	if i := slices.IndexFunc(tl.events, func(e sampledEvent) bool { return !e.At.Before(cutoff) }); i > 0 {
 		tl.events = slices.Delete(tl.events, 0, i)
 	} else if i < 0 {
 		tl.events = tl.events[:0]
@@ -245,8 +256,8 @@ func (s *Server) handleDashboardSeries(w http.ResponseWriter, r *http.Request) e
 		}
 	}
 	for _, e := range tl.events {
-		if e.At.UnixMilli() > since {
-			out.Events = append(out.Events, e)
+		if e.point > since {
+			out.Events = append(out.Events, e.ScalingEvent)
 		}
 	}
 	body, err := json.Marshal(out)

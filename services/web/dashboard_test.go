@@ -206,3 +206,29 @@ func TestDashboardPage(t *testing.T) {
 		t.Errorf("GET /dashboard/nope.js = %d, want 404", r.status)
 	}
 }
+
+// TestDashboardLateEvent: a decision the scaler reports only after a point
+// later than the decision was sampled (made while that point was being
+// read) still reaches a page that already has that point: it comes with the
+// next point, whatever its own time.
+func TestDashboardLateEvent(t *testing.T) {
+	_, labels := loadFaces(t)
+	scaling := &fakeScaling{}
+	cfg := testConfig()
+	cfg.DashboardInterval = 50 * time.Millisecond
+	h := newHarness(t, cfg, &fakeFleet{}, labels, func(d *Deps) { d.Scaling = scaling })
+
+	var s DashboardSeries
+	elastiqtest.Eventually(t, "a point in the timeline", func() bool {
+		s = h.series(t, "")
+		return len(s.Points) > 0
+	})
+	last := s.Points[len(s.Points)-1].T
+	scaling.mu.Lock()
+	scaling.events = []elastiq.ScalingEvent{{At: time.UnixMilli(last - 10), Start: 1, Reason: "late"}}
+	scaling.mu.Unlock()
+	elastiqtest.Eventually(t, "the late decision after the page's last point", func() bool {
+		s = h.series(t, "?since="+strconv.FormatInt(last, 10))
+		return len(s.Events) == 1 && s.Events[0].Reason == "late"
+	})
+}
